@@ -1,0 +1,40 @@
+# griddispatch: the two commands are `make run` and `make test`.
+# Each target creates .venv and installs the project into it when missing (or when
+# pyproject.toml changed), so a fresh clone needs nothing else.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: run test unit bench lint clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test,dev]'
+	touch $(STAMP)
+
+## run: local Kafka + Redis, topics, every worker, in the foreground until Ctrl-C
+run: $(STAMP)
+	$(BIN)/griddispatch up
+
+## test: lint, the rule files' own checks, then unit + integration tests on real Kafka/Redis
+test: $(STAMP) lint
+	$(BIN)/python -m pytest
+
+## unit: the tests that need neither Kafka nor Redis
+unit: $(STAMP)
+	$(BIN)/python -m pytest -m 'not integration'
+
+## bench: benchmarks under tests/bench (figures go to bench-results/)
+bench: $(STAMP)
+	$(BIN)/python -m tests.bench
+
+## lint: ruff over everything, mypy --strict over engine/ and connectors/
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/mypy engine connectors
+
+clean:
+	rm -rf $(VENV) .stack bench-results .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""Channel adapters: each maps one reporting channel onto the intake contract."""

@@ -1,0 +1,61 @@
+"""``griddispatch topics apply|diff``: make the cluster's topics match ``topics/*.yaml``."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from engine import kafka
+from engine.settings import Settings
+from engine.topics import apply, pending_changes
+from engine.topics.admin import ApplyRefused
+
+
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    topics = commands.add_parser("topics", help="create or update Kafka topics from topics/*.yaml",
+                                 description="Create or update Kafka topics from topics/*.yaml.")
+    verbs = topics.add_subparsers(dest="verb", metavar="VERB", required=True)
+    for name, handler, text in (
+            ("apply", topics_apply, "create missing topics, add partitions, fix configs"),
+            ("diff", topics_diff, "show what apply would change; exit 1 if anything")):
+        verb = verbs.add_parser(name, help=text, description=text[0].upper() + text[1:] + ".")
+        verb.add_argument("--topics-dir", type=Path, help="topic specs (default: topics)")
+        verb.add_argument("--rules-dir", type=Path,
+                          help="rules folder with reference/departments.yaml (default: rules)")
+        verb.set_defaults(handler=handler)
+
+
+def _settings(args: argparse.Namespace, settings: Settings) -> Settings:
+    return settings.with_(topics_dir=args.topics_dir, rules_dir=args.rules_dir)
+
+
+def topics_diff(args: argparse.Namespace, settings: Settings) -> int:
+    settings = _settings(args, settings)
+    desired, changes = pending_changes(settings, kafka.admin_client(settings))
+    for note in sorted({n for t in desired for n in t.notes}):
+        print(f"note: {note}")
+    for change in changes:
+        print(change)
+    if not changes:
+        print(f"no changes: {len(desired)} topics match")
+    return 1 if changes else 0
+
+
+def topics_apply(args: argparse.Namespace, settings: Settings) -> int:
+    settings = _settings(args, settings)
+    return apply_topics(settings)
+
+
+def apply_topics(settings: Settings) -> int:
+    admin = kafka.admin_client(settings)
+    desired, changes = pending_changes(settings, admin)
+    for change in changes:
+        print(change)
+    try:
+        apply(admin, changes)
+    except ApplyRefused as exc:
+        print(f"error: {exc}")
+        return 1
+    print(f"{len(changes)} change(s) applied; {len(desired)} topics in the spec"
+          if changes else f"no changes: {len(desired)} topics match")
+    return 0

@@ -1,0 +1,1 @@
+"""Reference data under ``rules/reference/``: registries that rules refer to by code."""

@@ -1,0 +1,86 @@
+"""Real Kafka and Redis for the tests, found or started once per session.
+
+Order of preference for each service: the environment (KAFKA_BOOTSTRAP_SERVERS, REDIS_URL),
+else testcontainers when a Docker engine answers, else the project's own local stack on free
+ports in a temporary folder, stopped at the end. Each test gets its own topic prefix, so
+tests never see each other's records.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from engine.settings import Settings
+from engine.stack import kafka_broker, process, redis_server
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _docker_answers() -> bool:
+    if shutil.which("docker") is None:
+        return False
+    try:
+        return subprocess.run(["docker", "info"], capture_output=True, timeout=10,
+                              check=False).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    if os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
+        yield os.environ["KAFKA_BOOTSTRAP_SERVERS"]
+        return
+    if _docker_answers():
+        from testcontainers.community.kafka import KafkaContainer
+
+        with KafkaContainer().with_kraft() as container:
+            yield container.get_bootstrap_server()
+        return
+    layout = kafka_broker.BrokerLayout(tmp_path_factory.mktemp("kafka"))
+    port = process.free_port()
+    controller = process.free_port()
+    kafka_broker.start(layout, port, controller)
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        process.stop(layout.pid_file)
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    if os.environ.get("REDIS_URL"):
+        yield os.environ["REDIS_URL"]
+        return
+    if _docker_answers():
+        from testcontainers.community.redis import RedisContainer
+
+        with RedisContainer() as container:
+            host = container.get_container_host_ip()
+            yield f"redis://{host}:{container.get_exposed_port(6379)}/0"
+        return
+    layout = redis_server.RedisLayout(tmp_path_factory.mktemp("redis"))
+    port = process.free_port()
+    redis_server.start(layout, port, persistent=False)
+    try:
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        process.stop(layout.pid_file)
+
+
+@pytest.fixture
+def topic_prefix() -> str:
+    return f"t{uuid.uuid4().hex[:10]}."
+
+
+@pytest.fixture
+def kafka_settings(kafka_bootstrap: str, topic_prefix: str) -> Settings:
+    return Settings(kafka_bootstrap=kafka_bootstrap, topic_prefix=topic_prefix,
+                    rules_dir=REPO / "rules", topics_dir=REPO / "topics")
