@@ -80,7 +80,8 @@ def _to_python(node: yaml.Node, path: Path_, lines: dict[Path_, int], file: str,
             lines[(*path, name)] = key_node.start_mark.line + 1  # the key's line, not its value's
         return out
     if isinstance(node, yaml.SequenceNode):
-        return [_to_python(item, (*path, i), lines, file, loader) for i, item in enumerate(node.value)]
+        return [_to_python(item, (*path, i), lines, file, loader)
+                for i, item in enumerate(node.value)]
     return loader.construct_object(node)
 
 

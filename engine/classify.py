@@ -1,0 +1,281 @@
+"""The rules stage as pure functions: raw bytes in, exactly one of three records out.
+
+validate → place (grid code, else coordinates, else division code, else address text) →
+classify (explicit matter code, else channel category, else keyword rules) → priority.
+Nothing here raises on data: whatever arrives ends classified, in triage (a person must
+decide; the reason says what is missing) or rejected (the input cannot be an incident).
+Pass a list as ``trace`` to collect the human explanation that ``rules explain`` prints.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import ValidationError
+
+from engine.contracts import (
+    MAX_REPORT_BYTES,
+    Classified,
+    IntakeReport,
+    Outcome,
+    Placement,
+    Rejected,
+    RejectReason,
+    RuleMatch,
+    Triage,
+    incident_id,
+)
+from engine.rules import CompiledScope, KeywordRule, RuleSet
+
+Trace = list[str] | None
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """The report names a code we do not know: it cannot be an incident as it stands."""
+
+    reason: RejectReason
+    detail: str
+
+
+@dataclass(frozen=True)
+class MatterDecision:
+    code: str
+    by: Literal["matter_code", "channel_category", "keywords"]
+    match: RuleMatch
+
+
+def classify_raw(ruleset: RuleSet, raw: bytes, received_at: datetime,
+                 trace: Trace = None) -> Outcome:
+    text = raw[:MAX_REPORT_BYTES].decode("utf-8", errors="replace")
+    if len(raw) > MAX_REPORT_BYTES:
+        return _reject(ruleset, "too_large", f"report is {len(raw)} bytes; the limit is "
+                       f"{MAX_REPORT_BYTES}", None, text, received_at)
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        return _reject(ruleset, "malformed_json", f"not UTF-8 at byte {exc.start}", None, text,
+                       received_at)
+    except ValueError as exc:
+        return _reject(ruleset, "malformed_json", f"not JSON: {exc}", None, text, received_at)
+    return classify_data(ruleset, data, received_at, text, trace)
+
+
+def classify_data(ruleset: RuleSet, data: Any, received_at: datetime, raw: str | None = None,
+                  trace: Trace = None) -> Outcome:
+    raw = raw if raw is not None else json.dumps(data, ensure_ascii=False, default=str)
+    if not isinstance(data, dict):
+        return _reject(ruleset, "malformed_json", "a report is one JSON object", None, raw,
+                       received_at)
+    try:
+        report = IntakeReport.model_validate(data)
+    except ValidationError as exc:
+        reason, field, detail = _first_error(exc)
+        return _reject(ruleset, reason, detail, field, raw, received_at, data)
+    return classify_report(ruleset, report, received_at, trace, raw)
+
+
+def _first_error(exc: ValidationError) -> tuple[RejectReason, str, str]:
+    error = exc.errors()[0]
+    field = ".".join(str(p) for p in error["loc"]) or "(report)"
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        return "unknown_field", field, (f"unknown field '{field}': the intake contract has no "
+                                        "such field (channel extras belong in 'attributes')")
+    if kind == "missing":
+        return "missing_field", field, f"required field '{field}' is missing"
+    if field == "description" and kind == "string_too_long":
+        return "text_too_long", field, f"field 'description': {error['msg']}"
+    return "invalid_field", field, f"field '{field}': {error['msg']}"
+
+
+def _reject(ruleset: RuleSet, reason: RejectReason, detail: str, field: str | None, raw: str,
+            received_at: datetime, data: dict[str, Any] | None = None) -> Rejected:
+    channel = data.get("channel") if data else None
+    channel_id = data.get("channel_id") if data else None
+    ids_ok = isinstance(channel, str) and isinstance(channel_id, str)
+    return Rejected(
+        reason=reason, detail=detail, field=field,
+        incident_id=incident_id(channel, channel_id) if ids_ok else None,  # type: ignore[arg-type]
+        channel=channel if isinstance(channel, str) else None,
+        channel_id=channel_id if isinstance(channel_id, str) else None,
+        received_at=received_at, rules_revision=ruleset.revision, raw=raw[:MAX_REPORT_BYTES])
+
+
+def classify_report(ruleset: RuleSet, report: IntakeReport, received_at: datetime,
+                    trace: Trace = None, raw: str | None = None) -> Outcome:
+    def note(line: str) -> None:
+        if trace is not None:
+            trace.append(line)
+
+    common = {"incident_id": report.incident_id, "channel": report.channel,
+              "channel_id": report.channel_id, "reported_at": report.reported_at,
+              "received_at": received_at, "rules_revision": ruleset.revision}
+    raw_text = raw if raw is not None else report.model_dump_json()
+
+    ids = {"channel": report.channel, "channel_id": report.channel_id}
+    placed = place(ruleset, report, note)
+    if isinstance(placed, Refusal):
+        return _reject(ruleset, placed.reason, placed.detail,
+                       placed.reason.removeprefix("unknown_"), raw_text, received_at, ids)
+    county = placed.division_chain[2] if placed and len(placed.division_chain) > 2 else None
+    scope = ruleset.scope_for(county)
+    note(f"rules in effect: {scope.name} ← " + (" + ".join(["catalogue", *scope.layers])))
+    found = scope.found(report.description)
+    matched: list[RuleMatch] = []
+    if placed:
+        matched.append(RuleMatch(field="place", rule=placed.placed_by, layer="jurisdiction",
+                                 why=f"placed by {placed.placed_by}"))
+
+    decided = decide_matter(ruleset, scope, report, found, note)
+    if isinstance(decided, Refusal):
+        return _reject(ruleset, decided.reason, decided.detail, "matter_code", raw_text,
+                       received_at, ids)
+    if decided is None:
+        return Triage(**common, reason="unclassified",
+                      detail="no matter code, channel category or keyword rule decided the "
+                             "matter",
+                      division_chain=placed.division_chain if placed else [],
+                      grid_code=placed.grid_code if placed else None, matched_rules=matched,
+                      report=report)
+    matter_code = decided.code
+    matched.append(decided.match)
+    if placed is None:
+        return Triage(**common, reason="unplaced",
+                      detail="no grid code, coordinates inside a grid, known division code or "
+                             "recognisable address",
+                      matter_code=matter_code, matched_rules=matched, report=report)
+    matter = ruleset.matters.by_code[matter_code]
+    priority, prio_match = decide_priority(scope, report, matter_code, matter.priority, found,
+                                           note)
+    if prio_match:
+        matched.append(prio_match)
+    return Classified(**common, classified_at=received_at, matter_code=matter_code,
+                      matter_name=matter.name, platform=matter.platform, priority=priority,
+                      division_chain=placed.division_chain, grid_code=placed.grid_code,
+                      placed_by=placed.placed_by, classified_by=decided.by, matched_rules=matched,
+                      report=report)
+
+
+def place(ruleset: RuleSet, report: IntakeReport,
+          note: Any) -> Placement | Refusal | None:
+    """Where the incident is; None when nothing places it; (reason, detail) to reject."""
+    where = ruleset.jurisdiction
+    if report.grid_code:
+        grid = where.grids.get(report.grid_code)
+        if grid is None:
+            return Refusal("unknown_grid_code",
+                           f"grid code {report.grid_code} is not in the registry")
+        note(f"place: explicit grid code {grid.code} ({grid.name})")
+        return Placement(division_chain=where.chain_of_grid(grid.code), grid_code=grid.code,
+                         placed_by="grid_code")
+    if report.location:
+        grid = where.grid_at(report.location.lon, report.location.lat, report.reported_at)
+        if grid is not None:
+            note(f"place: coordinates {report.location.lat},{report.location.lon} lie in grid "
+                 f"{grid.code} ({grid.name})")
+            return Placement(division_chain=where.chain_of_grid(grid.code), grid_code=grid.code,
+                             placed_by="coordinates")
+        note("place: coordinates lie in no grid of this jurisdiction")
+    if report.division_code:
+        division = where.division_for(report.division_code)
+        if division is None:
+            return Refusal("unknown_division_code",
+                           f"division code {report.division_code} is not in the registry")
+        note(f"place: explicit division code {division.code} ({division.name})")
+        return Placement(division_chain=where.chain(division.code), placed_by="division_code")
+    if report.address:
+        division = where.addresses.parse(report.address)
+        if division is not None:
+            note(f"place: address names {division.name} ({division.code})")
+            return Placement(division_chain=where.chain(division.code), placed_by="address")
+        note("place: address names no township or community unambiguously")
+    note("place: nothing placed the incident")
+    return None
+
+
+def decide_matter(ruleset: RuleSet, scope: CompiledScope, report: IntakeReport, found: set[str],
+                  note: Any) -> MatterDecision | Refusal | None:
+    prefix = ""
+    if report.matter_code:
+        code = report.matter_code
+        if code in ruleset.matters:
+            note(f"matter: explicit matter code {code}")
+            return MatterDecision(code, "matter_code", RuleMatch(
+                field="matter_code", rule="explicit", layer="report", why=f"report named {code}"))
+        if len(code) == 6 or not ruleset.matters.is_prefix(code):
+            return Refusal("unknown_matter_code", f"matter code {code} is not in the catalogue")
+        prefix = code
+        note(f"matter: explicit class/subclass {code}; keywords choose the item within it")
+    elif report.channel_category:
+        mapping = ruleset.channels.lookup(report.channel, report.channel_category)
+        if mapping is not None:
+            note(f"matter: {report.channel} category '{report.channel_category}' maps to "
+                 f"{mapping.matter}")
+            return MatterDecision(mapping.matter, "channel_category", RuleMatch(
+                field="matter_code", rule=f"channel:{report.channel}", layer="channels",
+                why=f"category '{report.channel_category}'"))
+        note(f"matter: {report.channel} category '{report.channel_category}' is not mapped")
+    best = best_keyword_rule(scope, report, found, prefix, note)
+    if best is None:
+        return None
+    rule, word = best
+    return MatterDecision(rule.matter, "keywords", RuleMatch(
+        field="matter_code", rule=rule.id, layer=rule.layer, why=f"keyword '{word}'"))
+
+
+def best_keyword_rule(scope: CompiledScope, report: IntakeReport, found: set[str], prefix: str,
+                      note: Any) -> tuple[KeywordRule, str] | None:
+    """Highest weight wins, then the longest matched keyword, then the most specific layer."""
+    best: tuple[tuple[int, int, int], KeywordRule, str] | None = None
+    for word in found:
+        for rule in scope.by_keyword.get(word, ()):
+            if not rule.matter.startswith(prefix):
+                continue
+            if rule.channels and report.channel not in rule.channels:
+                note(f"  '{rule.id}' ({rule.layer}) skipped: only for {sorted(rule.channels)}")
+                continue
+            vetoed = [e for e in rule.exclude if e in found]
+            if vetoed:
+                note(f"  '{rule.id}' ({rule.layer}) vetoed by '{vetoed[0]}'")
+                continue
+            if rule.patterns and not all(p.search(report.description) for p in rule.patterns):
+                note(f"  '{rule.id}' ({rule.layer}) keyword matched but a pattern did not")
+                continue
+            rank = (-rule.weight, -len(word), rule.order)
+            if best is not None and rule is best[1]:
+                if rank < best[0]:
+                    best = (rank, rule, word)
+            elif best is None or rank < best[0]:
+                if best is not None:
+                    note(f"  '{best[1].id}' lost to '{rule.id}'")
+                best = (rank, rule, word)
+            else:
+                note(f"  '{rule.id}' ({rule.layer}) matched '{word}' but ranks below "
+                     f"'{best[1].id}'")
+    if best is None:
+        note("matter: no keyword rule matched")
+        return None
+    note(f"matter: '{best[1].id}' ({best[1].layer}, weight {best[1].weight}) matched "
+         f"'{best[2]}' → {best[1].matter}")
+    return best[1], best[2]
+
+
+def decide_priority(scope: CompiledScope, report: IntakeReport, matter_code: str,
+                    default: str, found: set[str], note: Any) -> tuple[Any, RuleMatch | None]:
+    """The first priority rule (most specific layer first) whose conditions all hold."""
+    for rule in scope.priority_candidates(found, matter_code, report.channel):
+        if rule.keywords and not any(w in found for w in rule.keywords):
+            continue
+        if rule.matters and not any(matter_code.startswith(p) for p in rule.matters):
+            continue
+        if rule.channels and report.channel not in rule.channels:
+            continue
+        note(f"priority: '{rule.id}' ({rule.layer}) sets {rule.set}")
+        return rule.set, RuleMatch(field="priority", rule=rule.id, layer=rule.layer,
+                                   why=f"sets {rule.set}")
+    note(f"priority: no rule matched; the matter's default is {default}")
+    return default, None

@@ -1,0 +1,187 @@
+"""Event contracts: what travels on the incident topics, as pydantic models.
+
+Field names follow DESIGN.md's "Intake contract" exactly: connectors, ``simulate``,
+``rules explain`` and other people's programs depend on them. Every record on Kafka is JSON
+with a ``schema`` field naming its contract and version, so consumers can refuse what they
+do not understand instead of guessing.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+
+Platform = Literal["governance", "market", "enforcement", "services"]
+Priority = Literal["urgent", "high", "normal", "low"]
+PRIORITY_ORDER: dict[str, int] = {"urgent": 0, "high": 1, "normal": 2, "low": 3}
+
+# Limits that protect workers and downstream systems from oversized reports.
+MAX_DESCRIPTION_CHARS = 4000
+MAX_REPORT_BYTES = 64 * 1024
+# A stable namespace so that incident ids are the same in every process and every year.
+INCIDENT_NAMESPACE = uuid.UUID("6f1c3a52-52b4-4c8e-9a51-7d2e0f3b9c11")
+
+SCHEMA_INCIDENT = "griddispatch.incident/1"
+SCHEMA_CLASSIFIED = "griddispatch.classified/1"
+SCHEMA_TRIAGE = "griddispatch.triage/1"
+SCHEMA_REJECTED = "griddispatch.rejected/1"
+
+
+class Location(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    lat: float = Field(ge=-90, le=90, description="WGS-84 latitude")
+    lon: float = Field(ge=-180, le=180, description="WGS-84 longitude")
+
+
+class Reporter(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str | None = Field(default=None, max_length=100)
+    phone: str | None = Field(default=None, max_length=40)
+
+
+class IntakeReport(BaseModel):
+    """One report from any channel: the single entry of DESIGN.md's "one entry, one exit"."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+
+    channel: str = Field(pattern=r"^(open311|hotline|gridapp|sensor|replay|test|dept:[a-z0-9._-]+"
+                                 r"|[a-z][a-z0-9_-]{1,31})$",
+                         description="open311, hotline, gridapp, sensor, dept:<code>, replay, ...")
+    channel_id: str = Field(min_length=1, max_length=200,
+                            description="the channel's own id; with channel, the idempotency key")
+    reported_at: AwareDatetime = Field(description="ISO 8601 with offset")
+    description: str = Field(min_length=1, max_length=MAX_DESCRIPTION_CHARS)
+    matter_code: str | None = Field(default=None, pattern=r"^\d{2,6}$")
+    grid_code: str | None = Field(default=None, pattern=r"^\d{15}$")
+    division_code: str | None = Field(default=None, pattern=r"^\d{6}(\d{3}){0,2}$")
+    location: Location | None = None
+    address: str | None = Field(default=None, max_length=500)
+    channel_category: str | None = Field(default=None, max_length=200)
+    reporter: Reporter | None = None
+    attachments: list[str] = Field(default_factory=list, max_length=20)
+    attributes: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("attachments")
+    @classmethod
+    def _urls(cls, value: list[str]) -> list[str]:
+        for url in value:
+            if not url.startswith(("http://", "https://")):
+                raise ValueError(f"attachment '{url[:60]}' is not an http(s) URL")
+        return value
+
+    @property
+    def incident_id(self) -> str:
+        return incident_id(self.channel, self.channel_id)
+
+
+def incident_id(channel: str, channel_id: str) -> str:
+    """The same (channel, channel id) always gives the same incident id, in any process."""
+    return "inc-" + uuid.uuid5(INCIDENT_NAMESPACE, f"{channel}\x00{channel_id}").hex
+
+
+class RuleMatch(BaseModel):
+    """One rule that decided (or helped decide) a field, and why: the decision's trace."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    field: str
+    rule: str
+    layer: str
+    why: str
+
+
+class Placement(BaseModel):
+    """Where an incident is: the jurisdiction chain and, when known, the grid."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    division_chain: list[str] = Field(
+        description="codes province → city → county → township → community, as far as known")
+    grid_code: str | None = None
+    placed_by: Literal["grid_code", "coordinates", "division_code", "address"]
+
+
+class _Record(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    incident_id: str
+    channel: str
+    channel_id: str
+    reported_at: datetime
+    received_at: datetime
+    rules_revision: str
+
+
+class Classified(_Record):
+    """The rules stage's answer for an incident that can be dispatched automatically."""
+
+    schema_: Literal["griddispatch.classified/1"] = Field(
+        default="griddispatch.classified/1", alias="schema")
+    classified_at: datetime
+    matter_code: str
+    matter_name: str
+    platform: Platform
+    priority: Priority
+    division_chain: list[str]
+    grid_code: str | None
+    placed_by: str
+    classified_by: Literal["matter_code", "channel_category", "keywords"]
+    matched_rules: list[RuleMatch]
+    report: IntakeReport
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+TriageReason = Literal["unplaced", "unclassified", "outside_jurisdiction", "code_retired"]
+
+
+class Triage(_Record):
+    """No rule decided: a person in the command centre must (reason says what is missing)."""
+
+    schema_: Literal["griddispatch.triage/1"] = Field(default="griddispatch.triage/1",
+                                                        alias="schema")
+    reason: TriageReason
+    detail: str
+    matter_code: str | None = None
+    division_chain: list[str] = Field(default_factory=list)
+    grid_code: str | None = None
+    matched_rules: list[RuleMatch] = Field(default_factory=list)
+    report: IntakeReport
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+RejectReason = Literal["malformed_json", "too_large", "invalid_field", "unknown_field",
+                       "missing_field", "unknown_matter_code", "unknown_grid_code",
+                       "unknown_division_code", "text_too_long"]
+
+
+class Rejected(BaseModel):
+    """Input that cannot be an incident: the reason, the field, and the raw input kept."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    schema_: Literal["griddispatch.rejected/1"] = Field(default="griddispatch.rejected/1",
+                                                          alias="schema")
+    reason: RejectReason
+    detail: str
+    field: str | None = None
+    incident_id: str | None = None
+    channel: str | None = None
+    channel_id: str | None = None
+    received_at: datetime
+    rules_revision: str
+    raw: str = Field(description="the input as received (UTF-8, cut at 64 KiB)")
+
+
+Outcome = Classified | Triage | Rejected
+
+
+def to_json(record: BaseModel) -> bytes:
+    """The wire form: compact UTF-8 JSON with Chinese kept as characters, schema included."""
+    return record.model_dump_json(by_alias=True, exclude_none=False).encode("utf-8")

@@ -1,0 +1,213 @@
+"""Jurisdiction: administrative divisions and grids (一格一码), and how to place a point in them.
+
+Division codes are China's 12-digit statistical codes (province 2, city 2, county 2,
+township 3, community 3); a grid code is its community's code plus a 3-digit serial. Codes
+are retired and renumbered over time, so every entry carries ``valid_from`` / ``valid_to``
+and lookups take the instant the incident was reported.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from engine.reference.address import AddressParser
+from engine.reference.geo import GridIndex
+from engine.yamlfile import FileProblem, FileProblems, load_yaml, validate
+
+Level = Literal["province", "city", "county", "township", "community"]
+LEVEL_DIGITS: dict[Level, int] = {"province": 2, "city": 4, "county": 6, "township": 9,
+                                  "community": 12}
+
+
+class _Dated(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    code: str = Field(pattern=r"^\d{12}$")
+    name: str = Field(min_length=1)
+    valid_from: date | None = None
+    valid_to: date | None = None
+
+
+class CommunityFile(_Dated):
+    short_name: str | None = None
+
+
+class TownshipFile(_Dated):
+    communities: list[CommunityFile] = Field(default_factory=list)
+
+
+class CountyFile(_Dated):
+    townships: list[TownshipFile] = Field(default_factory=list)
+
+
+class CityFile(_Dated):
+    counties: list[CountyFile] = Field(default_factory=list)
+
+
+class DivisionsFile(BaseModel):
+    """Either one county (``city`` + ``county`` + ``townships``) or a tree (``cities``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    source: dict[str, Any] | None = None
+    province: _Dated
+    city: _Dated | None = None
+    county: _Dated | None = None
+    townships: list[TownshipFile] = Field(default_factory=list)
+    cities: list[CityFile] = Field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Division:
+    code: str
+    name: str
+    level: Level
+    parent: str | None
+    valid_from: date | None = None
+    valid_to: date | None = None
+    short_name: str | None = None
+
+    def valid_on(self, day: date) -> bool:
+        return ((self.valid_from is None or self.valid_from <= day)
+                and (self.valid_to is None or day < self.valid_to))
+
+
+@dataclass(frozen=True)
+class Grid:
+    code: str
+    community: str
+    name: str
+    ring: tuple[tuple[float, float], ...]
+    valid_from: date | None = None
+    valid_to: date | None = None
+
+    def valid_on(self, day: date) -> bool:
+        return ((self.valid_from is None or self.valid_from <= day)
+                and (self.valid_to is None or day < self.valid_to))
+
+
+class Jurisdiction:
+    """Divisions and grids of the territory the rules cover, with a spatial index of grids."""
+
+    def __init__(self, divisions: list[Division], grids: list[Grid]):
+        self.divisions = {d.code: d for d in divisions}
+        self.grids = {g.code: g for g in grids}
+        self.index = GridIndex([(g.code, g.ring) for g in grids])
+        self.addresses = AddressParser(divisions)
+
+    def chain(self, code: str) -> list[str]:
+        """Codes from the province down to ``code`` (a 12-digit division code)."""
+        out: list[str] = []
+        current: str | None = code
+        while current is not None:
+            out.append(current)
+            current = self.divisions[current].parent
+        return out[::-1]
+
+    def chain_of_grid(self, grid_code: str) -> list[str]:
+        return self.chain(self.grids[grid_code].community)
+
+    def division_for(self, code: str) -> Division | None:
+        """A division by any of its code forms: 6, 9 or 12 digits (padded with zeros)."""
+        return self.divisions.get(code.ljust(12, "0"))
+
+    def grid_at(self, lon: float, lat: float, when: datetime) -> Grid | None:
+        day = when.date()
+        for code in self.index.containing(lon, lat):
+            grid = self.grids[code]
+            if grid.valid_on(day):
+                return grid
+        return None
+
+    @classmethod
+    def load(cls, divisions_path: Path, grids_path: Path) -> Jurisdiction:
+        doc = load_yaml(divisions_path)
+        parsed = validate(doc, DivisionsFile)
+        divisions: list[Division] = []
+
+        def add(entry: _Dated, level: Level, parent: str | None) -> None:
+            short = entry.short_name if isinstance(entry, CommunityFile) else None
+            divisions.append(Division(entry.code, entry.name, level, parent, entry.valid_from,
+                                      entry.valid_to, short))
+
+        def add_townships(townships: list[TownshipFile], county: str) -> None:
+            for township in townships:
+                add(township, "township", county)
+                for community in township.communities:
+                    add(community, "community", township.code)
+
+        add(parsed.province, "province", None)
+        if parsed.city and parsed.county:
+            add(parsed.city, "city", parsed.province.code)
+            add(parsed.county, "county", parsed.city.code)
+            add_townships(parsed.townships, parsed.county.code)
+        for city in parsed.cities:
+            add(city, "city", parsed.province.code)
+            for county in city.counties:
+                add(county, "county", city.code)
+                add_townships(county.townships, county.code)
+        problems = _code_problems(divisions, str(divisions_path))
+        grids = _load_grids(grids_path, {d.code for d in divisions if d.level == "community"},
+                            problems)
+        if problems:
+            raise FileProblems(problems)
+        return cls(divisions, grids)
+
+
+def _code_problems(divisions: list[Division], file: str) -> list[FileProblem]:
+    problems: list[FileProblem] = []
+    levels: dict[str, Level] = {}
+    for division in divisions:
+        digits = LEVEL_DIGITS[division.level]
+        if division.code[digits:] != "0" * (12 - digits):
+            problems.append(FileProblem(file, 0, f"{division.level} {division.code} "
+                                                 f"({division.name}) must end in "
+                                                 f"{12 - digits} zeros"))
+        if division.parent is not None:
+            parent_digits = LEVEL_DIGITS[levels.get(division.parent, "province")]
+            if not division.code.startswith(division.parent[:parent_digits]):
+                problems.append(FileProblem(file, 0, f"{division.code} ({division.name}) does "
+                                                     "not start with its parent's code "
+                                                     f"{division.parent}"))
+        if division.code in levels:
+            problems.append(FileProblem(file, 0, f"division code {division.code} appears twice"))
+        levels[division.code] = division.level
+    return problems
+
+
+def _load_grids(path: Path, communities: set[str], problems: list[FileProblem]) -> list[Grid]:
+    try:
+        collection = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        problems.append(FileProblem(str(path), 0, f"cannot read GeoJSON: {exc}"))
+        return []
+    grids = []
+    for number, feature in enumerate(collection.get("features", []), start=1):
+        props = feature.get("properties", {})
+        code = str(props.get("grid_code", ""))
+        where = f"feature {number} ({code or 'no grid_code'})"
+        geometry = feature.get("geometry") or {}
+        if len(code) != 15 or not code.isdigit():
+            problems.append(FileProblem(str(path), 0, f"{where}: grid_code must be 15 digits"))
+            continue
+        if code[:12] not in communities:
+            problems.append(FileProblem(str(path), 0, f"{where}: community {code[:12]} is not "
+                                                      "in divisions.yaml"))
+            continue
+        if geometry.get("type") != "Polygon" or not geometry.get("coordinates"):
+            problems.append(FileProblem(str(path), 0, f"{where}: geometry must be a Polygon"))
+            continue
+        ring = tuple((float(x), float(y)) for x, y in geometry["coordinates"][0])
+        grids.append(Grid(code, code[:12], str(props.get("name", code)), ring,
+                          _date(props.get("valid_from")), _date(props.get("valid_to"))))
+    return grids
+
+
+def _date(value: object) -> date | None:
+    return date.fromisoformat(str(value)) if value else None

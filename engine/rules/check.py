@@ -1,0 +1,128 @@
+"""Load-time checks across rule files: references that do not resolve, rules that never win.
+
+Every problem names the file and line and says what to do, because operators fix rules
+under time pressure and a rule that silently never fires is worse than a refused reload.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from engine.rules.ruleset import CompiledScope, KeywordRule, PriorityRule
+from engine.yamlfile import FileProblem
+
+if TYPE_CHECKING:
+    from engine.rules.ruleset import RuleSet
+
+
+def check(ruleset: RuleSet) -> list[FileProblem]:
+    problems: list[FileProblem] = []
+    roles = {d.role for d in ruleset.departments}
+    for matter in ruleset.matters.by_code.values():
+        if matter.role not in roles:
+            problems.append(FileProblem(ruleset.matters.file, matter.line,
+                                        f"item {matter.code} names role '{matter.role}', which "
+                                        "no department in departments.yaml has"))
+    for channel, index, mapping in ruleset.channels.entries():
+        if mapping.matter not in ruleset.matters:
+            problems.append(ruleset.channels.doc.problem(
+                (channel, index, "matter"),
+                f"{channel} category '{mapping.category}' maps to unknown matter "
+                f"{mapping.matter}"))
+    known_ids = {f"catalogue:{code}" for code in ruleset.matters.by_code}
+    for layer in ruleset.layers:
+        scope = layer.file.scope
+        if not any(code.startswith(scope) for code in ruleset.jurisdiction.divisions):
+            problems.append(FileProblem(layer.doc.file, layer.line("scope"),
+                                        f"scope {scope} matches no division in divisions.yaml"))
+        for rule_id in layer.file.disable:
+            if rule_id not in known_ids:
+                problems.append(FileProblem(
+                    layer.doc.file, layer.line("disable"),
+                    f"disable names '{rule_id}', which no lower layer defines "
+                    "(catalogue rules are 'catalogue:<item code>')"))
+        for i, rule in enumerate(layer.file.classify):
+            if rule.matter not in ruleset.matters:
+                problems.append(FileProblem(layer.doc.file, layer.line("classify", i, "matter"),
+                                            f"rule '{rule.id}' classifies as unknown matter "
+                                            f"{rule.matter}"))
+        for i, prio in enumerate(layer.file.priority):
+            for prefix in prio.matters:
+                if not ruleset.matters.is_prefix(prefix):
+                    problems.append(FileProblem(
+                        layer.doc.file, layer.line("priority", i, "matters"),
+                        f"priority rule '{prio.id}' names matter prefix '{prefix}', which "
+                        "matches no catalogue item"))
+        ids = [r.id for r in layer.file.classify] + [r.id for r in layer.file.priority]
+        for rule_id in {i for i in ids if ids.count(i) > 1}:
+            problems.append(FileProblem(layer.doc.file, 0,
+                                        f"rule id '{rule_id}' is used twice in one layer"))
+        known_ids.update(ids)
+    if problems:
+        return problems
+    # Shadowing is a property of each effective set: check every scope that exists.
+    seen: set[int] = set()
+    for code, division in ruleset.jurisdiction.divisions.items():
+        if division.level in ("province", "county"):
+            compiled = ruleset.scope_for(code if division.level == "county" else None)
+            if id(compiled) not in seen:
+                seen.add(id(compiled))
+                problems.extend(shadowed(compiled))
+    return sorted(set(problems), key=lambda p: (p.file, p.line, p.message))
+
+
+def _always_with(rule_words: tuple[str, ...], other_words: tuple[str, ...]) -> bool:
+    """True when any text containing one of ``rule_words`` contains one of ``other_words``."""
+    return all(any(o in w for o in other_words) for w in rule_words)
+
+
+def _keyword_rule_shadows(s: KeywordRule, r: KeywordRule) -> bool:
+    triggers = _always_with(r.keywords, s.keywords)
+    # S's vetoes must veto R too, or a text could pass R and fail S.
+    vetoes_ok = all(any(e_r in e_s for e_r in r.exclude) for e_s in s.exclude)
+    channels_ok = not s.channels or (bool(r.channels) and r.channels <= s.channels)
+    beats = s.weight > r.weight or (s.weight == r.weight and s.order < r.order
+                                    and set(s.keywords) == set(r.keywords))
+    return triggers and vetoes_ok and channels_ok and not s.patterns and beats
+
+
+def _priority_rule_shadows(s: PriorityRule, r: PriorityRule) -> bool:
+    if s.order >= r.order:
+        return False
+    keywords_ok = not s.keywords or (bool(r.keywords) and _always_with(r.keywords, s.keywords))
+    matters_ok = not s.matters or (bool(r.matters) and all(
+        any(m.startswith(p) for p in s.matters) for m in r.matters))
+    channels_ok = not s.channels or (bool(r.channels) and r.channels <= s.channels)
+    return keywords_ok and matters_ok and channels_ok
+
+
+def shadowed(scope: CompiledScope) -> list[FileProblem]:
+    """Rules that can never win in this scope, because another always matches and beats them."""
+    problems = []
+    by_word: dict[str, list[KeywordRule]] = {}
+    for rule in scope.classify:
+        for word in rule.keywords:
+            by_word.setdefault(word, []).append(rule)
+    for rule in scope.classify:
+        # Candidates: rules sharing a keyword that is a substring of one of this rule's.
+        candidates = {id(s): s for w in rule.keywords for word in scope.found(w)
+                      for s in by_word.get(word, ()) if s is not rule}
+        for other in candidates.values():
+            if _keyword_rule_shadows(other, rule):
+                problems.append(FileProblem(
+                    rule.file, rule.line,
+                    f"rule '{rule.id}' ({rule.layer}) can never win in {scope.name}: "
+                    f"'{other.id}' ({other.layer}, line {other.line}) matches whenever it "
+                    "does and ranks higher; raise its weight, narrow the other rule, or "
+                    "remove it"))
+                break
+    for i, prio in enumerate(scope.priority):
+        for earlier in scope.priority[:i]:
+            if _priority_rule_shadows(earlier, prio):
+                problems.append(FileProblem(
+                    prio.file, prio.line,
+                    f"priority rule '{prio.id}' ({prio.layer}) is unreachable in "
+                    f"{scope.name}: '{earlier.id}' (line {earlier.line}) comes first and "
+                    "matches whenever it does; reorder or narrow them"))
+                break
+    return problems

@@ -1,0 +1,232 @@
+"""The rule set: reference data plus merged, indexed rule layers, frozen under one revision.
+
+Everything that can be wrong with the rules is found here, at load time: unknown matter
+codes, roles or scopes, disabling a rule that does not exist, rules that can never win
+(shadowed). Matching is indexed: one Aho-Corasick pass over the text finds every keyword
+of every rule, so the cost per event does not grow with the number of rules.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TypeVar
+
+import ahocorasick
+
+from engine.contracts import Priority
+from engine.reference.channels import ChannelMaps
+from engine.reference.departments import DepartmentRegistry
+from engine.reference.jurisdiction import Jurisdiction
+from engine.reference.matters import MatterCatalogue
+from engine.rules.layers import CATALOGUE_WEIGHT, Layer, load_layers
+from engine.yamlfile import FileProblem, FileProblems
+
+
+@dataclass(frozen=True)
+class KeywordRule:
+    """A classification rule after merging: where it came from and what it needs."""
+
+    id: str
+    layer: str
+    line: int
+    file: str
+    keywords: tuple[str, ...]
+    exclude: tuple[str, ...]
+    patterns: tuple[re.Pattern[str], ...]
+    channels: frozenset[str]
+    matter: str
+    weight: int
+    order: int = 0  # position after merging: more specific layers first
+
+    @property
+    def rank(self) -> tuple[int, int]:
+        """Sort key: the smallest rank wins (highest weight, then most specific, then first)."""
+        return (-self.weight, self.order)
+
+
+@dataclass(frozen=True)
+class PriorityRule:
+    id: str
+    layer: str
+    line: int
+    file: str
+    keywords: tuple[str, ...]
+    matters: tuple[str, ...]
+    channels: frozenset[str]
+    set: Priority
+    order: int = 0
+
+
+RuleT = TypeVar("RuleT", KeywordRule, PriorityRule)
+T = TypeVar("T")
+
+
+@dataclass
+class CompiledScope:
+    """The effective rules for one place (a county, or the province when unplaced)."""
+
+    name: str
+    layers: list[str]
+    classify: list[KeywordRule]
+    priority: list[PriorityRule]
+    automaton: ahocorasick.Automaton = field(repr=False, default=None)
+
+    def __post_init__(self) -> None:
+        words = {w for r in self.classify for w in (*r.keywords, *r.exclude)}
+        words |= {w for r in self.priority for w in r.keywords}
+        automaton = ahocorasick.Automaton()
+        for word in words:
+            automaton.add_word(word, word)
+        if words:
+            automaton.make_automaton()
+        self.automaton = automaton
+        self.by_keyword: dict[str, list[KeywordRule]] = {}
+        for rule in self.classify:
+            for word in rule.keywords:
+                self.by_keyword.setdefault(word, []).append(rule)
+        # Priority rules indexed by what can trigger them, so none is tried in vain.
+        self.priority_by_keyword: dict[str, list[PriorityRule]] = {}
+        self.priority_by_prefix: dict[str, list[PriorityRule]] = {}
+        self.priority_by_channel: dict[str, list[PriorityRule]] = {}
+        for prio in self.priority:
+            if prio.keywords:
+                for word in prio.keywords:
+                    self.priority_by_keyword.setdefault(word, []).append(prio)
+            elif prio.matters:
+                for prefix in prio.matters:
+                    self.priority_by_prefix.setdefault(prefix, []).append(prio)
+            else:
+                for channel in prio.channels:
+                    self.priority_by_channel.setdefault(channel, []).append(prio)
+        self.prefix_lengths = sorted({len(p) for p in self.priority_by_prefix})
+
+    def priority_candidates(self, found: set[str], matter: str, channel: str) -> list[PriorityRule]:
+        """Rules that might apply, in effective order; their conditions still need checking."""
+        out = {id(r): r for w in found for r in self.priority_by_keyword.get(w, ())}
+        for n in self.prefix_lengths:
+            out.update((id(r), r) for r in self.priority_by_prefix.get(matter[:n], ()))
+        out.update((id(r), r) for r in self.priority_by_channel.get(channel, ()))
+        return sorted(out.values(), key=lambda r: r.order)
+
+    def found(self, text: str) -> set[str]:
+        if not self.by_keyword and not self.priority:
+            return set()
+        return {word for _, word in self.automaton.iter(text)}
+
+
+class RuleSet:
+    """Everything the rules stage decides with, under one content-hash revision."""
+
+    def __init__(self, root: Path, revision: str, matters: MatterCatalogue,
+                 jurisdiction: Jurisdiction, departments: DepartmentRegistry,
+                 channels: ChannelMaps, layers: list[Layer]):
+        self.root = root
+        self.revision = revision
+        self.matters = matters
+        self.jurisdiction = jurisdiction
+        self.departments = departments
+        self.channels = channels
+        self.layers = layers
+        self._scopes: dict[tuple[str, ...], CompiledScope] = {}
+        self._by_county: dict[str, CompiledScope] = {}
+
+    @classmethod
+    def load(cls, root: Path) -> RuleSet:
+        reference = root / "reference"
+        problems: list[FileProblem] = []
+
+        def collect(load: Callable[[], T]) -> T | None:
+            """Load one file, keeping its problems, so one run reports every broken file."""
+            try:
+                return load()
+            except FileProblems as exc:
+                problems.extend(exc.problems)
+                return None
+
+        matters = collect(lambda: MatterCatalogue.load(reference / "matters.yaml"))
+        jurisdiction = collect(lambda: Jurisdiction.load(reference / "divisions.yaml",
+                                                         reference / "grids.geojson"))
+        departments = collect(lambda: DepartmentRegistry.load(reference / "departments.yaml"))
+        channels = collect(lambda: ChannelMaps.load(reference / "channels.yaml"))
+        layers = collect(lambda: load_layers(root / "layers"))
+        if (problems or matters is None or jurisdiction is None or departments is None
+                or channels is None or layers is None):
+            raise FileProblems(problems)
+        ruleset = cls(root, revision_of(root), matters, jurisdiction, departments, channels,
+                      layers)
+        from engine.rules.check import check
+
+        problems = check(ruleset)
+        if problems:
+            raise FileProblems(problems)
+        return ruleset
+
+    def scope_for(self, county: str | None) -> CompiledScope:
+        """The effective rules for a county (12-digit code), or the province base."""
+        key = county or next((code for code, d in self.jurisdiction.divisions.items()
+                              if d.level == "province"), "")
+        scope = self._by_county.get(key)
+        if scope is None:
+            applicable = tuple(layer.name for layer in self.layers
+                               if key.startswith(layer.file.scope))
+            scope = self._scopes.get(applicable)
+            if scope is None:
+                scope = self._scopes[applicable] = self.compile(
+                    [la for la in self.layers if la.name in applicable], key)
+            self._by_county[key] = scope
+        return scope
+
+    def compile(self, layers: list[Layer], name: str) -> CompiledScope:
+        """Merge catalogue keywords and layers, least specific first; ids override, disable."""
+        classify: dict[str, KeywordRule] = {}
+        for matter in self.matters.by_code.values():
+            if matter.keywords:
+                classify[f"catalogue:{matter.code}"] = KeywordRule(
+                    f"catalogue:{matter.code}", "catalogue", matter.line, self.matters.file,
+                    matter.keywords, matter.exclude, (), frozenset(), matter.code,
+                    CATALOGUE_WEIGHT)
+        priority: dict[str, PriorityRule] = {}
+        depth_of: dict[str, int] = dict.fromkeys(classify, 0)
+        for layer in layers:
+            for rule_id in layer.file.disable:
+                classify.pop(rule_id, None)
+                priority.pop(rule_id, None)
+            for i, rule in enumerate(layer.file.classify):
+                classify.pop(rule.id, None)
+                classify[rule.id] = KeywordRule(
+                    rule.id, layer.name, layer.line("classify", i), layer.doc.file,
+                    tuple(rule.keywords), tuple(rule.exclude),
+                    tuple(re.compile(p) for p in rule.patterns), frozenset(rule.channels),
+                    rule.matter, rule.weight)
+                depth_of[rule.id] = layer.depth
+            for i, prio in enumerate(layer.file.priority):
+                priority.pop(prio.id, None)
+                priority[prio.id] = PriorityRule(
+                    prio.id, layer.name, layer.line("priority", i), layer.doc.file,
+                    tuple(prio.keywords), tuple(prio.matters), frozenset(prio.channels),
+                    prio.set)
+                depth_of[prio.id] = layer.depth
+        ordered = sorted(classify.values(), key=lambda r: -depth_of[r.id])  # stable
+        classify_rules = [_with_order(r, i) for i, r in enumerate(ordered)]
+        prio_ordered = sorted(priority.values(), key=lambda r: -depth_of[r.id])
+        priority_rules = [_with_order(r, i) for i, r in enumerate(prio_ordered)]
+        return CompiledScope(name, [la.name for la in layers], classify_rules, priority_rules)
+
+
+def _with_order(rule: RuleT, order: int) -> RuleT:
+    return replace(rule, order=order)
+
+
+def revision_of(root: Path) -> str:
+    """A content hash of every rule file: the same files give the same revision anywhere."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in root.rglob("*") if p.is_file() and "tests" not in p.parts):
+        digest.update(str(path.relative_to(root)).encode())
+        digest.update(b"\0")
+        digest.update(path.read_bytes())
+        digest.update(b"\0")
+    return digest.hexdigest()[:12]
