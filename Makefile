@@ -21,6 +21,8 @@ run: $(STAMP)
 
 ## test: lint, the rule files' own checks, then unit + integration tests on real Kafka/Redis
 test: $(STAMP) lint
+	$(BIN)/griddispatch rules check
+	$(BIN)/griddispatch rules test
 	$(BIN)/python -m pytest
 
 ## unit: the tests that need neither Kafka nor Redis

@@ -47,7 +47,7 @@ def run_up(args: argparse.Namespace, settings: Settings) -> int:
     settings = settings.with_(kafka_bootstrap=stack.bootstrap, redis_url=stack.redis_url)
     children: list[tuple[WorkerSpec, subprocess.Popen[bytes]]] = []
     try:
-        if apply_topics(settings) != 0:
+        if apply_topics(settings, verbose=False) != 0:
             return 1
         base = [sys.executable, "-m", "engine", "--bootstrap", settings.kafka_bootstrap,
                 "--redis", settings.redis_url]

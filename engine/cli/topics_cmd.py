@@ -46,11 +46,13 @@ def topics_apply(args: argparse.Namespace, settings: Settings) -> int:
     return apply_topics(settings)
 
 
-def apply_topics(settings: Settings) -> int:
+def apply_topics(settings: Settings, verbose: bool = True) -> int:
+    """Apply the topic specs; ``verbose=False`` prints a count instead of every change."""
     admin = kafka.admin_client(settings)
     desired, changes = pending_changes(settings, admin)
     for change in changes:
-        print(change)
+        if verbose or change.kind == "refuse":
+            print(change)
     try:
         apply(admin, changes)
     except ApplyRefused as exc:

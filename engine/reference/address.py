@@ -37,15 +37,15 @@ class AddressParser:
         if not self._by_name:
             return None
         hits = [d for _, name in self._automaton.iter(text) for d in self._by_name[name]]
-        townships = {d.code for d in hits if d.level == "township"}
+        townships = {d.code: d for d in hits if d.level == "township"}
         communities = {d.code: d for d in hits if d.level == "community"}
         if townships:
             in_named = [d for d in communities.values() if d.parent in townships]
             if len(in_named) == 1:
                 return in_named[0]
+            if communities and not in_named:
+                return None  # the names contradict each other: a person must decide
+            return next(iter(townships.values())) if len(townships) == 1 else None
         if len(communities) == 1:
             return next(iter(communities.values()))
-        if len(townships) == 1:
-            code = next(iter(townships))
-            return next(d for d in hits if d.code == code)
         return None

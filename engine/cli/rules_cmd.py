@@ -1,0 +1,117 @@
+"""``griddispatch rules check|test|explain`` and ``schema export``: tools operators expect."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+from engine.classify import classify_raw
+from engine.contracts import Classified, Rejected, Triage, to_json
+from engine.rules import RuleSet
+from engine.rules.cases import load_cases, run_case
+from engine.schemas import export_schemas
+from engine.settings import Settings
+
+
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    rules = commands.add_parser("rules", help="check, test and explain the YAML rules",
+                                description="Check, test and explain the YAML rules.")
+    verbs = rules.add_subparsers(dest="verb", metavar="VERB", required=True)
+    check = verbs.add_parser("check", help="validate every rule file; exit 1 on any problem",
+                             description="Validate every rule file; exit 1 on any problem.")
+    check.add_argument("dir", nargs="?", type=Path, help="rules folder (default: rules)")
+    check.set_defaults(handler=rules_check)
+    test = verbs.add_parser("test", help="run the YAML test cases under DIR/tests",
+                            description="Run the YAML test cases under DIR/tests.")
+    test.add_argument("dir", nargs="?", type=Path, help="rules folder (default: rules)")
+    test.add_argument("-v", "--verbose", action="store_true", help="list passing cases too")
+    test.set_defaults(handler=rules_test)
+    explain = verbs.add_parser("explain", help="show which layer and rule decided a report",
+                               description="Show which layer and rule decided each field of "
+                                           "a report, and why others did not.")
+    explain.add_argument("report", type=Path, help="a JSON file with one intake report "
+                                                   "('-' for standard input)")
+    explain.add_argument("--rules-dir", type=Path, help="rules folder (default: rules)")
+    explain.add_argument("--json", action="store_true",
+                         help="print the resulting record itself as one JSON object")
+    explain.set_defaults(handler=rules_explain)
+
+    schema = commands.add_parser("schema", help="export JSON Schema for contracts and rule files",
+                                 description="Export JSON Schema for contracts and rule files.")
+    schema_verbs = schema.add_subparsers(dest="verb", metavar="VERB", required=True)
+    export = schema_verbs.add_parser("export", help="write one .schema.json per contract",
+                                     description="Write one .schema.json per contract and "
+                                                 "rule file into DIR.")
+    export.add_argument("dir", type=Path)
+    export.set_defaults(handler=schema_export)
+
+
+def _rules_dir(given: Path | None, settings: Settings) -> Path:
+    return given if given is not None else settings.rules_dir
+
+
+def rules_check(args: argparse.Namespace, settings: Settings) -> int:
+    root = _rules_dir(args.dir, settings)
+    ruleset = RuleSet.load(root)  # FileProblems → printed by main, exit 1
+    scopes = {ruleset.scope_for(code).name for code, d in ruleset.jurisdiction.divisions.items()
+              if d.level == "county"}
+    rules = sum(len(la.file.classify) + len(la.file.priority) for la in ruleset.layers)
+    print(f"rules OK: revision {ruleset.revision}; {len(ruleset.matters)} matters, "
+          f"{len(ruleset.jurisdiction.grids)} grids, {len(ruleset.departments)} departments, "
+          f"{len(ruleset.layers)} layers with {rules} rules, {len(scopes)} county scope(s)")
+    return 0
+
+
+def rules_test(args: argparse.Namespace, settings: Settings) -> int:
+    root = _rules_dir(args.dir, settings)
+    ruleset = RuleSet.load(root)
+    cases = load_cases(root / "tests")
+    failed = 0
+    for loaded in cases:
+        result = run_case(ruleset, loaded)
+        if result.passed:
+            if args.verbose:
+                print(f"ok    {loaded.case.name}")
+            continue
+        failed += 1
+        print(f"FAIL  {loaded.case.name}  ({loaded.where})")
+        for mismatch in result.mismatches:
+            print(f"      {mismatch}")
+    print(f"rules test: {len(cases) - failed} passed, {failed} failed "
+          f"(revision {ruleset.revision})")
+    return 1 if failed or not cases else 0
+
+
+def rules_explain(args: argparse.Namespace, settings: Settings) -> int:
+    ruleset = RuleSet.load(_rules_dir(args.rules_dir, settings))
+    raw = sys.stdin.buffer.read() if str(args.report) == "-" else args.report.read_bytes()
+    trace: list[str] = []
+    outcome = classify_raw(ruleset, raw, datetime.now(UTC), trace)
+    if args.json:
+        sys.stdout.write(to_json(outcome).decode("utf-8") + "\n")
+        return 0
+    print(f"rules revision {ruleset.revision}")
+    for line in trace:
+        print(line)
+    if isinstance(outcome, Classified):
+        print(f"→ classified: {outcome.matter_code} {outcome.matter_name} "
+              f"[{outcome.platform}, {outcome.priority}] grid {outcome.grid_code or '-'} "
+              f"(placed by {outcome.placed_by}, classified by {outcome.classified_by})")
+        for match in outcome.matched_rules:
+            print(f"   {match.field:<12} {match.rule:<28} {match.layer}: {match.why}")
+    elif isinstance(outcome, Triage):
+        print(f"→ triage: {outcome.reason}: {outcome.detail}")
+    elif isinstance(outcome, Rejected):
+        print(f"→ rejected: {outcome.reason}: {outcome.detail}")
+    return 0
+
+
+def schema_export(args: argparse.Namespace, settings: Settings) -> int:
+    for path in export_schemas(args.dir):
+        print(path)
+    return 0
+
+
+__all__ = ["register"]
