@@ -1,0 +1,58 @@
+"""``griddispatch worker classify``: run a stream worker in the foreground until a signal.
+
+Faust normally owns the command line (``app.main()``); ours is argparse, so we build the app
+ourselves and hand it to ``faust.Worker``, which installs the SIGTERM / SIGINT handlers that
+stop the consumer cleanly. The rules are loaded while building the app, before any Kafka
+connection, so a broken rules folder fails at once with every problem listed (exit 1).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import tempfile
+from pathlib import Path
+
+from engine.settings import Settings
+
+DEFAULT_METRICS_PORT = 9101
+
+
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    worker = commands.add_parser("worker", help="run a stream worker (classify)",
+                                 description="Run a stream worker in the foreground.")
+    kinds = worker.add_subparsers(dest="kind", metavar="KIND", required=True)
+    classify = kinds.add_parser(
+        "classify", help="incidents.reported → classified / triage / rejected",
+        description="Classify intake reports with the rules; SIGHUP reloads the rules.")
+    classify.add_argument("--rules-dir", type=Path,
+                          help="rules folder (default: $GRIDDISPATCH_RULES or rules)")
+    classify.add_argument("--metrics-port", type=int, default=DEFAULT_METRICS_PORT,
+                          help=f"port of /metrics on 127.0.0.1 (default: "
+                               f"{DEFAULT_METRICS_PORT}; 0 turns it off)")
+    classify.set_defaults(handler=run_classify)
+
+
+def run_classify(args: argparse.Namespace, settings: Settings) -> int:
+    import faust  # imported here: faust is slow to import and only workers need it
+
+    from engine.workers.classify import build_app
+
+    settings = settings.with_(rules_dir=args.rules_dir)
+    # The rules' own log lines (reload results) must show even before Faust sets up logging.
+    logging.basicConfig(level=logging.INFO, format="[%(asctime)s] [%(levelname)s] %(message)s")
+    with tempfile.TemporaryDirectory(prefix="griddispatch-classify-") as datadir:
+        try:
+            app = build_app(settings, settings.rules_dir, args.metrics_port or None,
+                            datadir=Path(datadir))
+        except OSError as exc:
+            print(f"error: cannot serve metrics on 127.0.0.1:{args.metrics_port} "
+                  f"({exc.strerror}); choose another --metrics-port", file=sys.stderr)
+            return 1
+        worker = faust.Worker(app, loglevel="INFO", redirect_stdouts=False)
+        try:
+            worker.execute_from_commandline()
+        except SystemExit as exc:  # execute_from_commandline always ends with sys.exit
+            return exc.code if isinstance(exc.code, int) else 1
+    return 0

@@ -1,0 +1,83 @@
+"""Every Prometheus metric griddispatch exports, defined in this one module.
+
+Why one module: prometheus_client registers a metric globally when it is constructed, so a
+second definition of the same name anywhere raises at import time, and two workers that each
+invent a name for "records rejected" break every dashboard and alert in ``ops/``. Defining
+them here keeps names, units (seconds, never milliseconds) and label sets reviewable in one
+place, and lets ``ops/`` alert rules and runbooks point at exactly one definition.
+
+Labels are bounded: outcomes, reasons (closed ``Literal`` sets in ``engine.contracts``),
+worker and stage names. Never incident, case or channel ids: each new label value is a new
+time series held forever by Prometheus.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram, start_http_server
+
+# --- classify -------------------------------------------------------------------------------
+
+CLASSIFY_RECORDS = Counter(
+    "griddispatch_classify_records",
+    "Intake reports the classify stage turned into a record, by outcome "
+    "(classified, triage, rejected).",
+    ["outcome"],
+)
+TRIAGE = Counter(
+    "griddispatch_triage",
+    "Reports sent to incidents.triage because no rule decided, by reason "
+    "(unplaced, unclassified, ...).",
+    ["reason"],
+)
+REJECTED = Counter(
+    "griddispatch_rejected",
+    "Reports sent to incidents.rejected because they cannot be an incident, by reason "
+    "(malformed_json, unknown_field, ...).",
+    ["reason"],
+)
+CLASSIFY_SECONDS = Histogram(
+    "griddispatch_classify_seconds",
+    "Time spent deciding one report (validation, placing, classifying, priority), "
+    "excluding Kafka I/O.",
+    buckets=(0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+             0.1, 0.25, 0.5, 1.0),
+)
+
+# --- rules hot reload ------------------------------------------------------------------------
+
+RULES_RELOAD_SUCCESS = Gauge(
+    "griddispatch_rules_reload_success",
+    "1 if the last attempt to load the rule files succeeded, 0 if it failed and the "
+    "previous rule set is still serving.",
+)
+RULES_RELOAD = Counter(
+    "griddispatch_rules_reload",
+    "Attempts to reload the rule files after they changed or on SIGHUP, by outcome "
+    "(success, failure).",
+    ["outcome"],
+)
+RULES_REVISION = Gauge(
+    "griddispatch_rules_revision_info",
+    "The rule-set revision (content hash) this process serves: 1 for the serving revision; "
+    "older revisions are removed.",
+    ["revision"],
+)
+RULES_LAST_RELOAD = Gauge(
+    "griddispatch_rules_last_reload_timestamp_seconds",
+    "Unix time at which the serving rule set was loaded (at start or by the last "
+    "successful reload).",
+)
+
+# --- every worker ----------------------------------------------------------------------------
+
+WORKER_ERRORS = Counter(
+    "griddispatch_worker_errors",
+    "Unexpected errors a worker caught and survived (the record or tick was skipped), by "
+    "worker and stage.",
+    ["worker", "stage"],
+)
+
+
+def serve_metrics(port: int, host: str = "127.0.0.1") -> None:
+    """Serve ``/metrics`` from a daemon thread; raises OSError when the port is taken."""
+    start_http_server(port, addr=host)

@@ -1,0 +1,201 @@
+"""The ``classify`` stream worker: incidents.reported → classified | triage | rejected.
+
+A Faust app with one agent. For each raw report it calls the pure ``classify_raw`` with the
+serving rule set and sends exactly one record to the topic of its type, keyed by incident id
+(so one incident always lands on one partition downstream) and with ``schema`` and
+``rules-revision`` headers (so consumers can route or refuse without parsing the value).
+
+Delivery model, at-least-once plus deterministic ids, and why not Faust's exactly_once:
+classify is a pure function of (record, rule set). ``received_at`` is taken from the intake
+record's Kafka timestamp, not the wall clock, so a record replayed after a crash (consumed
+again because its offset was not committed yet) yields a byte-identical output record with
+the same ``incident_id``, and downstream consumers dedup on that id. Faust commits an offset
+only after flushing the producer, so nothing acknowledged is lost. Faust's
+``processing_guarantee="exactly_once"`` has open reports of duplicates and crashes on
+rebalance (DESIGN.md: faust-streaming #517, #323, #440, #177) and would buy nothing here.
+
+Workers never die on data: ``classify_raw`` turns bad input into ``Rejected`` records, and
+any unexpected error for one record is logged with its offset, counted in
+``griddispatch_worker_errors_total{worker="classify",stage=...}`` and skipped.
+
+Hot reload (``engine.workers.reload``): a 2 s timer polls a cheap fingerprint of the rules
+folder and SIGHUP forces a load; loads run in a thread so the stream keeps flowing meanwhile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import ssl
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import faust
+
+from engine import metrics
+from engine.classify import classify_raw
+from engine.contracts import Classified, Outcome, Rejected, Triage, to_json
+from engine.settings import Settings
+from engine.workers.reload import RulesHolder
+
+WORKER = "classify"
+RELOAD_POLL_SECONDS = 2.0
+SOURCE_TOPIC = "incidents.reported"
+OUTPUT_TOPICS: dict[type[Outcome], str] = {
+    Classified: "incidents.classified",
+    Triage: "incidents.triage",
+    Rejected: "incidents.rejected",
+}
+OUTCOMES: dict[type[Outcome], str] = {Classified: "classified", Triage: "triage",
+                                      Rejected: "rejected"}
+
+log = logging.getLogger("griddispatch.classify")
+
+
+def broker_urls(bootstrap: str) -> str:
+    """``host1:9092,host2:9092`` (librdkafka style) → ``kafka://host1:9092;kafka://host2:9092``."""
+    return ";".join(f"kafka://{server.strip()}" for server in bootstrap.split(",")
+                    if server.strip())
+
+
+def credentials(settings: Settings) -> Any:
+    """Translate the librdkafka security settings we document into Faust credentials.
+
+    ``GRIDDISPATCH_KAFKA_*`` variables are librdkafka names (engine/kafka.py); aiokafka under
+    Faust knows none of them, so a secured cluster would otherwise fail with a bare
+    connection error. Names we cannot translate are refused at start, not ignored.
+    """
+    extra = dict(settings.kafka_extra)
+    protocol = extra.pop("security.protocol", "PLAINTEXT").upper()
+    context = None
+    if protocol in ("SSL", "SASL_SSL"):
+        context = ssl.create_default_context(cafile=extra.pop("ssl.ca.location", None))
+    mechanism = extra.pop("sasl.mechanism", extra.pop("sasl.mechanisms", "PLAIN"))
+    username, password = extra.pop("sasl.username", None), extra.pop("sasl.password", None)
+    if extra:
+        raise ValueError("the classify worker cannot use these Kafka settings: "
+                         + ", ".join(sorted(extra)))
+    if protocol.startswith("SASL"):
+        return faust.SASLCredentials(username=username, password=password,
+                                     ssl_context=context, mechanism=mechanism)
+    return faust.SSLCredentials(context) if context is not None else None
+
+
+def record_key(record: Outcome) -> bytes:
+    key = record.incident_id or record.channel or "unknown"
+    return key.encode("utf-8")
+
+
+def record_headers(record: Outcome) -> list[tuple[str, bytes]]:
+    return [("schema", record.schema_.encode()),
+            ("rules-revision", record.rules_revision.encode())]
+
+
+def received_at_of(timestamp: float | None) -> datetime:
+    """The intake record's timestamp (seconds), so a replay decides exactly as before."""
+    if timestamp and timestamp > 0:
+        return datetime.fromtimestamp(timestamp, UTC)
+    return datetime.now(UTC)
+
+
+def count(record: Outcome) -> None:
+    metrics.CLASSIFY_RECORDS.labels(outcome=OUTCOMES[type(record)]).inc()
+    if isinstance(record, Triage):
+        metrics.TRIAGE.labels(reason=record.reason).inc()
+    elif isinstance(record, Rejected):
+        metrics.REJECTED.labels(reason=record.reason).inc()
+
+
+def build_app(settings: Settings, rules_dir: Path, metrics_port: int | None, *,
+              datadir: Path | None = None) -> Any:
+    """The classify Faust app; loading the rules here makes a broken rules folder fail now.
+
+    Raises ``FileProblems`` for invalid rules and ``OSError`` when the metrics port is taken.
+
+    ``datadir``: Faust insists on a data directory (for tables, which classify has none of);
+    by default it goes under the system temp folder instead of littering the working folder.
+    """
+    holder = RulesHolder(rules_dir)
+    logging.getLogger("aiokafka").setLevel(logging.WARNING)  # per-rebalance chatter at INFO
+    app_id = settings.topic("griddispatch-classify")
+    app: Any = faust.App(
+        app_id,
+        broker=broker_urls(settings.kafka_bootstrap),
+        broker_credentials=credentials(settings),
+        value_serializer="raw",
+        key_serializer="raw",
+        # Our prometheus server (engine.metrics) replaces Faust's web server and sensors.
+        web_enabled=False,
+        # Topics are code (`griddispatch topics apply`); the broker's auto-create is off and
+        # we use no on_leader timers, so Faust must neither declare topics nor a leader topic.
+        topic_allow_declare=False,
+        topic_disable_leader=True,
+        processing_guarantee="at_least_once",
+        stream_wait_empty=False,
+        consumer_auto_offset_reset="earliest",
+        datadir=datadir or Path(tempfile.gettempdir()) / "griddispatch-faust" / app_id,
+    )
+    source = app.topic(settings.topic(SOURCE_TOPIC))
+    sinks = {kind: app.topic(settings.topic(name)) for kind, name in OUTPUT_TOPICS.items()}
+
+    async def handle(event: Any) -> None:
+        message = event.message
+        stage = "classify"
+        try:
+            raw = event.value if event.value is not None else b""
+            started = time.perf_counter()
+            record = classify_raw(holder.current, raw, received_at_of(message.timestamp))
+            metrics.CLASSIFY_SECONDS.observe(time.perf_counter() - started)
+            stage = "produce"
+            # Awaiting send() hands the record to the producer; Faust flushes the producer
+            # before it commits offsets, so an offset is never committed ahead of its output.
+            await sinks[type(record)].send(key=record_key(record), value=to_json(record),
+                                           headers=record_headers(record))
+            count(record)
+        except Exception:
+            metrics.WORKER_ERRORS.labels(worker=WORKER, stage=stage).inc()
+            log.exception("skipped the record at %s[%s]@%s (stage %s)", message.topic,
+                          message.partition, message.offset, stage)
+
+    async def classify(stream: Any) -> None:
+        async for event in stream.events():
+            await handle(event)
+
+    async def poll_rules() -> None:
+        await _reload_in_thread(holder.maybe_reload)
+
+    if metrics_port is not None:
+        # Now, not in a Faust task: tasks start only once the group has assigned partitions,
+        # and /metrics must answer (and a taken port must fail) before Kafka is reachable.
+        metrics.serve_metrics(metrics_port)
+        log.info("metrics on http://127.0.0.1:%d/metrics", metrics_port)
+    app.agent(source, name=WORKER)(classify)
+    app.timer(RELOAD_POLL_SECONDS)(poll_rules)
+    _reload_on_sighup(app.loop, holder)
+    return app
+
+
+def _reload_on_sighup(loop: asyncio.AbstractEventLoop, holder: RulesHolder) -> None:
+    """SIGHUP forces a reload; installed now on the loop the Faust worker will run.
+
+    Not in an ``@app.task``: Faust starts tasks only after the first partition assignment,
+    and until then SIGHUP's default action would kill the worker.
+    """
+    try:
+        loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(
+            _reload_in_thread(holder.request_reload), loop=loop))
+    except (ValueError, RuntimeError, NotImplementedError) as exc:  # not the main thread
+        log.warning("SIGHUP will not reload the rules here (%s); the 2 s poll still does", exc)
+
+
+async def _reload_in_thread(reload: Any) -> None:
+    """Run a (blocking) reload off the event loop; a failure is counted, never raised."""
+    try:
+        await asyncio.get_running_loop().run_in_executor(None, reload)
+    except Exception:
+        metrics.WORKER_ERRORS.labels(worker=WORKER, stage="reload").inc()
+        log.exception("rules reload raised")
