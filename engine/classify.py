@@ -10,6 +10,7 @@ Pass a list as ``trace`` to collect the human explanation that ``rules explain``
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
@@ -22,6 +23,7 @@ from engine.contracts import (
     IntakeReport,
     Outcome,
     Placement,
+    Priority,
     Rejected,
     RejectReason,
     RuleMatch,
@@ -31,6 +33,8 @@ from engine.contracts import (
 from engine.rules import CompiledScope, KeywordRule, RuleSet
 
 Trace = list[str] | None
+# Where explanation lines go; None on the hot path, so no explanation text is built.
+Note = Callable[[str], None] | None
 
 
 @dataclass(frozen=True)
@@ -66,14 +70,14 @@ def classify_raw(ruleset: RuleSet, raw: bytes, received_at: datetime,
 
 def classify_data(ruleset: RuleSet, data: Any, received_at: datetime, raw: str | None = None,
                   trace: Trace = None) -> Outcome:
-    raw = raw if raw is not None else json.dumps(data, ensure_ascii=False, default=str)
     if not isinstance(data, dict):
-        return _reject(ruleset, "malformed_json", "a report is one JSON object", None, raw,
-                       received_at)
+        return _reject(ruleset, "malformed_json", "a report is one JSON object", None,
+                       raw if raw is not None else json.dumps(data, default=str), received_at)
     try:
         report = IntakeReport.model_validate(data)
     except ValidationError as exc:
         reason, field, detail = _first_error(exc)
+        raw = raw if raw is not None else json.dumps(data, ensure_ascii=False, default=str)
         return _reject(ruleset, reason, detail, field, raw, received_at, data)
     return classify_report(ruleset, report, received_at, trace, raw)
 
@@ -107,23 +111,22 @@ def _reject(ruleset: RuleSet, reason: RejectReason, detail: str, field: str | No
 
 def classify_report(ruleset: RuleSet, report: IntakeReport, received_at: datetime,
                     trace: Trace = None, raw: str | None = None) -> Outcome:
-    def note(line: str) -> None:
-        if trace is not None:
-            trace.append(line)
+    note = trace.append if trace is not None else None
 
     common = {"incident_id": report.incident_id, "channel": report.channel,
               "channel_id": report.channel_id, "reported_at": report.reported_at,
               "received_at": received_at, "rules_revision": ruleset.revision}
-    raw_text = raw if raw is not None else report.model_dump_json()
 
     ids = {"channel": report.channel, "channel_id": report.channel_id}
     placed = place(ruleset, report, note)
     if isinstance(placed, Refusal):
         return _reject(ruleset, placed.reason, placed.detail,
-                       placed.reason.removeprefix("unknown_"), raw_text, received_at, ids)
+                       placed.reason.removeprefix("unknown_"), raw or report.model_dump_json(),
+                       received_at, ids)
     county = placed.division_chain[2] if placed and len(placed.division_chain) > 2 else None
     scope = ruleset.scope_for(county)
-    note(f"rules in effect: {scope.name} ← " + (" + ".join(["catalogue", *scope.layers])))
+    if note:
+        note(f"rules in effect: {scope.name} ← " + (" + ".join(["catalogue", *scope.layers])))
     found = scope.found(report.description)
     matched: list[RuleMatch] = []
     if placed:
@@ -132,8 +135,8 @@ def classify_report(ruleset: RuleSet, report: IntakeReport, received_at: datetim
 
     decided = decide_matter(ruleset, scope, report, found, note)
     if isinstance(decided, Refusal):
-        return _reject(ruleset, decided.reason, decided.detail, "matter_code", raw_text,
-                       received_at, ids)
+        return _reject(ruleset, decided.reason, decided.detail, "matter_code",
+                       raw or report.model_dump_json(), received_at, ids)
     if decided is None:
         return Triage(**common, reason="unclassified",
                       detail="no matter code, channel category or keyword rule decided the "
@@ -161,7 +164,7 @@ def classify_report(ruleset: RuleSet, report: IntakeReport, received_at: datetim
 
 
 def place(ruleset: RuleSet, report: IntakeReport,
-          note: Any) -> Placement | Refusal | None:
+          note: Note) -> Placement | Refusal | None:
     """Where the incident is; None when nothing places it; (reason, detail) to reject."""
     where = ruleset.jurisdiction
     if report.grid_code:
@@ -169,56 +172,67 @@ def place(ruleset: RuleSet, report: IntakeReport,
         if grid is None:
             return Refusal("unknown_grid_code",
                            f"grid code {report.grid_code} is not in the registry")
-        note(f"place: explicit grid code {grid.code} ({grid.name})")
+        if note:
+            note(f"place: explicit grid code {grid.code} ({grid.name})")
         return Placement(division_chain=where.chain_of_grid(grid.code), grid_code=grid.code,
                          placed_by="grid_code")
     if report.location:
         grid = where.grid_at(report.location.lon, report.location.lat, report.reported_at)
         if grid is not None:
-            note(f"place: coordinates {report.location.lat},{report.location.lon} lie in grid "
-                 f"{grid.code} ({grid.name})")
+            if note:
+                note(f"place: coordinates {report.location.lat},{report.location.lon} lie in grid "
+                     f"{grid.code} ({grid.name})")
             return Placement(division_chain=where.chain_of_grid(grid.code), grid_code=grid.code,
                              placed_by="coordinates")
-        note("place: coordinates lie in no grid of this jurisdiction")
+        if note:
+            note("place: coordinates lie in no grid of this jurisdiction")
     if report.division_code:
         division = where.division_for(report.division_code)
         if division is None:
             return Refusal("unknown_division_code",
                            f"division code {report.division_code} is not in the registry")
-        note(f"place: explicit division code {division.code} ({division.name})")
+        if note:
+            note(f"place: explicit division code {division.code} ({division.name})")
         return Placement(division_chain=where.chain(division.code), placed_by="division_code")
     if report.address:
         division = where.addresses.parse(report.address)
         if division is not None:
-            note(f"place: address names {division.name} ({division.code})")
+            if note:
+                note(f"place: address names {division.name} ({division.code})")
             return Placement(division_chain=where.chain(division.code), placed_by="address")
-        note("place: address names no township or community unambiguously")
-    note("place: nothing placed the incident")
+        if note:
+            note("place: address names no township or community unambiguously")
+    if note:
+        note("place: nothing placed the incident")
     return None
 
 
 def decide_matter(ruleset: RuleSet, scope: CompiledScope, report: IntakeReport, found: set[str],
-                  note: Any) -> MatterDecision | Refusal | None:
+                  note: Note) -> MatterDecision | Refusal | None:
     prefix = ""
     if report.matter_code:
         code = report.matter_code
         if code in ruleset.matters:
-            note(f"matter: explicit matter code {code}")
+            if note:
+                note(f"matter: explicit matter code {code}")
             return MatterDecision(code, "matter_code", RuleMatch(
                 field="matter_code", rule="explicit", layer="report", why=f"report named {code}"))
         if len(code) == 6 or not ruleset.matters.is_prefix(code):
             return Refusal("unknown_matter_code", f"matter code {code} is not in the catalogue")
         prefix = code
-        note(f"matter: explicit class/subclass {code}; keywords choose the item within it")
+        if note:
+            note(f"matter: explicit class/subclass {code}; keywords choose the item within it")
     elif report.channel_category:
         mapping = ruleset.channels.lookup(report.channel, report.channel_category)
         if mapping is not None:
-            note(f"matter: {report.channel} category '{report.channel_category}' maps to "
-                 f"{mapping.matter}")
+            if note:
+                note(f"matter: {report.channel} category '{report.channel_category}' maps to "
+                     f"{mapping.matter}")
             return MatterDecision(mapping.matter, "channel_category", RuleMatch(
                 field="matter_code", rule=f"channel:{report.channel}", layer="channels",
                 why=f"category '{report.channel_category}'"))
-        note(f"matter: {report.channel} category '{report.channel_category}' is not mapped")
+        if note:
+            note(f"matter: {report.channel} category '{report.channel_category}' is not mapped")
     best = best_keyword_rule(scope, report, found, prefix, note)
     if best is None:
         return None
@@ -228,7 +242,7 @@ def decide_matter(ruleset: RuleSet, scope: CompiledScope, report: IntakeReport, 
 
 
 def best_keyword_rule(scope: CompiledScope, report: IntakeReport, found: set[str], prefix: str,
-                      note: Any) -> tuple[KeywordRule, str] | None:
+                      note: Note) -> tuple[KeywordRule, str] | None:
     """Highest weight wins, then the longest matched keyword, then the most specific layer."""
     best: tuple[tuple[int, int, int], KeywordRule, str] | None = None
     for word in found:
@@ -236,36 +250,43 @@ def best_keyword_rule(scope: CompiledScope, report: IntakeReport, found: set[str
             if not rule.matter.startswith(prefix):
                 continue
             if rule.channels and report.channel not in rule.channels:
-                note(f"  '{rule.id}' ({rule.layer}) skipped: only for {sorted(rule.channels)}")
+                if note:
+                    note(f"  '{rule.id}' ({rule.layer}) skipped: only for {sorted(rule.channels)}")
                 continue
             vetoed = [e for e in rule.exclude if e in found]
             if vetoed:
-                note(f"  '{rule.id}' ({rule.layer}) vetoed by '{vetoed[0]}'")
+                if note:
+                    note(f"  '{rule.id}' ({rule.layer}) vetoed by '{vetoed[0]}'")
                 continue
             if rule.patterns and not all(p.search(report.description) for p in rule.patterns):
-                note(f"  '{rule.id}' ({rule.layer}) keyword matched but a pattern did not")
+                if note:
+                    note(f"  '{rule.id}' ({rule.layer}) keyword matched but a pattern did not")
                 continue
             rank = (-rule.weight, -len(word), rule.order)
             if best is not None and rule is best[1]:
                 if rank < best[0]:
                     best = (rank, rule, word)
             elif best is None or rank < best[0]:
-                if best is not None:
+                if best is not None and note:
                     note(f"  '{best[1].id}' lost to '{rule.id}'")
                 best = (rank, rule, word)
             else:
-                note(f"  '{rule.id}' ({rule.layer}) matched '{word}' but ranks below "
-                     f"'{best[1].id}'")
+                if note:
+                    note(f"  '{rule.id}' ({rule.layer}) matched '{word}' but ranks below "
+                         f"'{best[1].id}'")
     if best is None:
-        note("matter: no keyword rule matched")
+        if note:
+            note("matter: no keyword rule matched")
         return None
-    note(f"matter: '{best[1].id}' ({best[1].layer}, weight {best[1].weight}) matched "
-         f"'{best[2]}' → {best[1].matter}")
+    if note:
+        note(f"matter: '{best[1].id}' ({best[1].layer}, weight {best[1].weight}) matched "
+             f"'{best[2]}' → {best[1].matter}")
     return best[1], best[2]
 
 
 def decide_priority(scope: CompiledScope, report: IntakeReport, matter_code: str,
-                    default: str, found: set[str], note: Any) -> tuple[Any, RuleMatch | None]:
+                    default: Priority, found: set[str],
+                    note: Note) -> tuple[Priority, RuleMatch | None]:
     """The first priority rule (most specific layer first) whose conditions all hold."""
     for rule in scope.priority_candidates(found, matter_code, report.channel):
         if rule.keywords and not any(w in found for w in rule.keywords):
@@ -274,8 +295,10 @@ def decide_priority(scope: CompiledScope, report: IntakeReport, matter_code: str
             continue
         if rule.channels and report.channel not in rule.channels:
             continue
-        note(f"priority: '{rule.id}' ({rule.layer}) sets {rule.set}")
+        if note:
+            note(f"priority: '{rule.id}' ({rule.layer}) sets {rule.set}")
         return rule.set, RuleMatch(field="priority", rule=rule.id, layer=rule.layer,
                                    why=f"sets {rule.set}")
-    note(f"priority: no rule matched; the matter's default is {default}")
+    if note:
+        note(f"priority: no rule matched; the matter's default is {default}")
     return default, None

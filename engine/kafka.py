@@ -31,11 +31,16 @@ def admin_client(settings: Settings) -> AdminClient:
 
 
 def producer(settings: Settings, **overrides: Any) -> Producer:
-    """An idempotent producer: retries never duplicate or reorder records on a partition."""
+    """An idempotent producer: retries never duplicate or reorder records on a partition.
+
+    murmur2 is the partitioner of Java clients and of Faust (aiokafka): with it, a key lands
+    on the same partition whichever of our clients wrote it.
+    """
     return Producer(
         client_config(
             settings,
-            **{"enable.idempotence": True, "acks": "all", "linger.ms": 5, **overrides},
+            **{"enable.idempotence": True, "acks": "all", "linger.ms": 5,
+               "partitioner": "murmur2_random", **overrides},
         )
     )
 

@@ -28,7 +28,9 @@ class WorkerSpec:
 
 
 # Workers join this list as they are written (classify, route, timers, intake).
-WORKERS: tuple[WorkerSpec, ...] = ()
+WORKERS: tuple[WorkerSpec, ...] = (
+    WorkerSpec("classify", ("worker", "classify", "--metrics-port", "9101"), 9101),
+)
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -50,7 +52,7 @@ def run_up(args: argparse.Namespace, settings: Settings) -> int:
         if apply_topics(settings, verbose=False) != 0:
             return 1
         base = [sys.executable, "-m", "engine", "--bootstrap", settings.kafka_bootstrap,
-                "--redis", settings.redis_url]
+                "--redis", settings.redis_url, "--topic-prefix", settings.topic_prefix]
         for worker in WORKERS:
             children.append((worker, subprocess.Popen([*base, *worker.argv])))
         print(f"griddispatch is up in {time.monotonic() - started:.1f}s")

@@ -224,7 +224,8 @@ def _with_order(rule: RuleT, order: int) -> RuleT:
 def revision_of(root: Path) -> str:
     """A content hash of every rule file: the same files give the same revision anywhere."""
     digest = hashlib.sha256()
-    for path in sorted(p for p in root.rglob("*") if p.is_file() and "tests" not in p.parts):
+    for path in sorted(p for p in root.rglob("*")
+                       if p.is_file() and "tests" not in p.relative_to(root).parts):
         digest.update(str(path.relative_to(root)).encode())
         digest.update(b"\0")
         digest.update(path.read_bytes())
