@@ -22,7 +22,6 @@ from engine.contracts import (
     Classified,
     IntakeReport,
     Outcome,
-    Placement,
     Priority,
     Rejected,
     RejectReason,
@@ -43,6 +42,20 @@ class Refusal:
 
     reason: RejectReason
     detail: str
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where an incident is: the jurisdiction chain (province → community) and the grid."""
+
+    division_chain: list[str]
+    placed_by: Literal["grid_code", "coordinates", "division_code", "address"]
+    grid_code: str | None = None
+
+
+# Records are immutable, so the trace entry for each way of placing is built once.
+_PLACED = {by: RuleMatch(field="place", rule=by, layer="jurisdiction", why=f"placed by {by}")
+           for by in ("grid_code", "coordinates", "division_code", "address")}
 
 
 @dataclass(frozen=True)
@@ -130,8 +143,7 @@ def classify_report(ruleset: RuleSet, report: IntakeReport, received_at: datetim
     found = scope.found(report.description)
     matched: list[RuleMatch] = []
     if placed:
-        matched.append(RuleMatch(field="place", rule=placed.placed_by, layer="jurisdiction",
-                                 why=f"placed by {placed.placed_by}"))
+        matched.append(_PLACED[placed.placed_by])
 
     decided = decide_matter(ruleset, scope, report, found, note)
     if isinstance(decided, Refusal):

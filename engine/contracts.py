@@ -105,17 +105,6 @@ class RuleMatch(BaseModel):
     why: str
 
 
-class Placement(BaseModel):
-    """Where an incident is: the jurisdiction chain and, when known, the grid."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    division_chain: list[str] = Field(
-        description="codes province → city → county → township → community, as far as known")
-    grid_code: str | None = None
-    placed_by: Literal["grid_code", "coordinates", "division_code", "address"]
-
-
 class _Record(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 

@@ -100,15 +100,23 @@ class Jurisdiction:
         self.grids = {g.code: g for g in grids}
         self.index = GridIndex([(g.code, g.ring) for g in grids])
         self.addresses = AddressParser(divisions)
+        self._chains: dict[str, tuple[str, ...]] = {}
 
     def chain(self, code: str) -> list[str]:
-        """Codes from the province down to ``code`` (a 12-digit division code)."""
-        out: list[str] = []
-        current: str | None = code
-        while current is not None:
-            out.append(current)
-            current = self.divisions[current].parent
-        return out[::-1]
+        """Codes from the province down to ``code`` (a 12-digit division code).
+
+        Chains never change while a rule set serves, so each is walked once; callers get a
+        copy, since records may keep the list.
+        """
+        cached = self._chains.get(code)
+        if cached is None:
+            out: list[str] = []
+            current: str | None = code
+            while current is not None:
+                out.append(current)
+                current = self.divisions[current].parent
+            cached = self._chains[code] = tuple(out[::-1])
+        return list(cached)
 
     def chain_of_grid(self, grid_code: str) -> list[str]:
         return self.chain(self.grids[grid_code].community)

@@ -1,0 +1,132 @@
+"""``python -m tests.bench`` (``make bench``): run every benchmark, write bench-results/.
+
+Performance figures come only from here, never from timed unit tests: a benchmark controls
+what a test run cannot (one pinned core, warm-up, several rounds, a baseline measured in
+the same process), and quotes medians and ratios rather than one noisy number.
+Results go to ``bench-results/classify.json`` (machine-readable, with the machine it ran
+on) and a table on stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from tests.bench.classify_bench import (
+    TARGET_COST_RATIO,
+    TARGET_EVENTS_PER_S,
+    ScaleResult,
+    run_scale,
+)
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _pin_one_core() -> tuple[int, int | None]:
+    """Pin this process to one CPU so 'per core' means one core; returns (nproc, cpu)."""
+    allowed = sorted(os.sched_getaffinity(0))
+    cpu = allowed[-1]
+    os.sched_setaffinity(0, {cpu})
+    return len(allowed), cpu
+
+
+def _machine(nproc: int, cpu: int | None) -> dict[str, Any]:
+    model = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO,
+                                capture_output=True, text=True, check=False).stdout.strip()
+    except OSError:
+        commit = ""
+    return {"nproc": nproc, "pinned_cpu": cpu, "cpu_model": model,
+            "python": sys.version.split()[0], "implementation": platform.python_implementation(),
+            "platform": platform.platform(), "commit": commit,
+            "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            # Other processes share the machine's cores; the load average says how much.
+            "loadavg_at_start": [round(x, 2) for x in os.getloadavg()]}
+
+
+def _table(results: list[ScaleResult], ratio: float | None) -> str:
+    head = (f"{'scale':>5} {'grids':>8} {'items':>6} {'rules':>6} {'load s':>7} "
+            f"{'engine ev/s':>12} {'rounds min-max':>15} {'us/ev':>7} {'place/s':>9} "
+            f"{'naive ev/s':>11} {'speedup':>8}")
+    rows = [head, "-" * len(head)]
+    for r in results:
+        rows.append(f"{str(r.scale) + 'x':>5} {r.counts['grids']:>8,} {r.counts['items']:>6,} "
+                    f"{r.counts['rules']:>6,} {r.load_s:>7.1f} {r.median_events_per_s:>12,.0f} "
+                    f"{min(r.rounds_events_per_s):>7,.0f}-{max(r.rounds_events_per_s):<7,.0f} "
+                    f"{1e6 / r.median_events_per_s:>7.1f} {r.median_place_per_s:>9,.0f} "
+                    f"{r.naive_events_per_s:>11,.1f} {r.speedup:>7,.0f}x")
+    best = max(r.median_events_per_s for r in results)
+    rows.append("")
+    rows.append(f"engine: median of rounds over {results[0].events:,} reports, one pinned core; "
+                f"naive: first {results[0].naive_events} reports, decisions checked equal; "
+                "place/s: engine grid lookup alone")
+    rows.append(f"target >= {TARGET_EVENTS_PER_S:,} events/s/core: "
+                f"{'MET' if best >= TARGET_EVENTS_PER_S else 'NOT MET'} "
+                f"(best median {best:,.0f})")
+    if ratio is not None:
+        rows.append(f"cost per event 10x / 1x = {ratio:.2f} (target <= {TARGET_COST_RATIO}): "
+                    f"{'MET' if ratio <= TARGET_COST_RATIO else 'NOT MET'}")
+    return "\n".join(rows)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tests.bench", description=__doc__)
+    parser.add_argument("--scales", type=int, nargs="+", default=[1, 10])
+    parser.add_argument("--events", type=int, default=20_000, help="reports per round")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--naive-events", type=int, default=0,
+                        help="reports for the naive baseline (default: 300)")
+    parser.add_argument("--out", type=Path, default=REPO / "bench-results" / "classify.json")
+    args = parser.parse_args(argv)
+
+    nproc, cpu = _pin_one_core()
+    machine = _machine(nproc, cpu)
+    print(f"machine: nproc={nproc}, pinned to cpu {cpu}, {machine['cpu_model']}, "
+          f"Python {machine['python']}", flush=True)
+    results: list[ScaleResult] = []
+    for scale in args.scales:
+        naive_events = args.naive_events or 300
+        results.append(run_scale(scale, args.events, args.rounds, naive_events,
+                                 log=lambda m: print(m, flush=True)))
+    by_scale = {r.scale: r for r in results}
+    ratio = None
+    if 1 in by_scale and 10 in by_scale:
+        ratio = by_scale[1].median_events_per_s / by_scale[10].median_events_per_s
+    report = {
+        "benchmark": "classify", "machine": machine,
+        "method": {"events_per_round": args.events, "rounds": args.rounds,
+                   "statistic": "median of rounds", "warmup": "1,000 reports, untimed",
+                   "pinned_cores": 1, "measured": "engine.classify.classify_data on a dict "
+                   "(validation, placing by coordinates, scope, keywords, priority, output "
+                   "record); no Kafka, no JSON decoding of bytes"},
+        "targets": {"events_per_s_per_core": TARGET_EVENTS_PER_S,
+                    "cost_ratio_10x_over_1x": TARGET_COST_RATIO},
+        "scales": [r.as_json() for r in results],
+        "cost_ratio_10x_over_1x": round(ratio, 3) if ratio is not None else None,
+        "loadavg_at_end": [round(x, 2) for x in os.getloadavg()],
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, ensure_ascii=False, indent=2) + "\n", "utf-8")
+    print()
+    print(_table(results, ratio))
+    print(f"\nwritten to {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,169 @@
+"""Classification throughput at province scale, against a naive baseline in the same run.
+
+The issue's question: does the rules stage classify >= 50,000 reports per second on one
+core (placing by coordinates included, Kafka excluded), and does a ten times larger rule
+set cost at most 1.5 times as much per report? Absolute figures depend on the machine, so
+each scale is also measured against ``naive.NaiveClassifier`` on the same data in the same
+process, and the two must agree on every report of the naive sample before any figure is
+reported: a speed-up over a baseline that decides differently would mean nothing.
+
+For each scale: generate the files (seeded), ``RuleSet.load`` them (load time is reported
+on its own: it includes compiling and checking every county's effective scope, a cost paid
+once per reload, not per report), then time ``classify_data`` over a fixed list of reports
+for several rounds and report the median. The process is pinned to one CPU.
+"""
+
+from __future__ import annotations
+
+import gc
+import shutil
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from engine.classify import classify_data
+from engine.contracts import Classified, Outcome, Triage
+from engine.rules import RuleSet
+from tests.bench.generate import generate, make_events
+from tests.bench.naive import Decision, NaiveClassifier
+
+RECEIVED_AT = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
+TARGET_EVENTS_PER_S = 50_000
+TARGET_COST_RATIO = 1.5
+
+
+@dataclass
+class ScaleResult:
+    scale: int
+    counts: dict[str, int]
+    generate_s: float
+    load_s: float
+    events: int
+    rounds_events_per_s: list[float]
+    place_rounds_per_s: list[float]
+    naive_events: int
+    naive_events_per_s: float
+    naive_place_per_s: float
+    agreement_checked: int
+    outcomes: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def median_events_per_s(self) -> float:
+        return statistics.median(self.rounds_events_per_s)
+
+    @property
+    def median_place_per_s(self) -> float:
+        return statistics.median(self.place_rounds_per_s)
+
+    @property
+    def speedup(self) -> float:
+        return self.median_events_per_s / self.naive_events_per_s
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "scale": self.scale, "counts": self.counts,
+            "generate_seconds": round(self.generate_s, 2), "load_seconds": round(self.load_s, 2),
+            "engine": {"events": self.events,
+                       "rounds_events_per_s": [round(x) for x in self.rounds_events_per_s],
+                       "median_events_per_s": round(self.median_events_per_s),
+                       "median_us_per_event": round(1e6 / self.median_events_per_s, 2),
+                       "place_only_median_per_s": round(self.median_place_per_s),
+                       "outcomes": self.outcomes},
+            "naive": {"events": self.naive_events,
+                      "events_per_s": round(self.naive_events_per_s, 1),
+                      "place_only_per_s": round(self.naive_place_per_s, 1)},
+            "speedup_engine_over_naive": round(self.speedup, 1),
+            "agreement": {"checked": self.agreement_checked, "equal": self.agreement_checked,
+                          "compared": ["kind", "matter_code", "grid_code", "priority"]},
+        }
+
+
+def engine_decision(outcome: Outcome) -> Decision:
+    """The engine's record reduced to what the naive classifier decides."""
+    if isinstance(outcome, Classified):
+        return Decision("classified", outcome.matter_code, outcome.grid_code, outcome.priority)
+    if isinstance(outcome, Triage):
+        return Decision(f"triage:{outcome.reason}", outcome.matter_code, outcome.grid_code, None)
+    return Decision(f"rejected:{outcome.reason}", None, None, None)
+
+
+def _time_engine(ruleset: RuleSet, events: list[dict[str, Any]], rounds: int) -> list[float]:
+    """Events per second for each round; one untimed warm-up round first."""
+    for event in events[:1000]:
+        classify_data(ruleset, event, RECEIVED_AT)
+    out = []
+    for _ in range(rounds):
+        gc.collect()
+        start = time.perf_counter()
+        for event in events:
+            classify_data(ruleset, event, RECEIVED_AT)
+        out.append(len(events) / (time.perf_counter() - start))
+    return out
+
+
+def _time_place(ruleset: RuleSet, events: list[dict[str, Any]], rounds: int) -> list[float]:
+    """Placing alone (the spatial index lookup), to show where scale costs, if anywhere."""
+    where = ruleset.jurisdiction
+    points = [(e["location"]["lon"], e["location"]["lat"],
+               datetime.fromisoformat(e["reported_at"])) for e in events]
+    out = []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        for lon, lat, when in points:
+            where.grid_at(lon, lat, when)
+        out.append(len(points) / (time.perf_counter() - start))
+    return out
+
+
+def run_scale(scale: int, events: int, rounds: int, naive_events: int,
+              log: Callable[[str], None] = print) -> ScaleResult:
+    """Generate, load, measure and cross-check one scale; the files are deleted after."""
+    root = Path(tempfile.mkdtemp(prefix=f"griddispatch-bench-{scale}x-"))
+    try:
+        start = time.perf_counter()
+        gen = generate(root, scale)
+        generate_s = time.perf_counter() - start
+        log(f"[{scale}x] generated {gen.counts} in {generate_s:.1f}s")
+        start = time.perf_counter()
+        ruleset = RuleSet.load(root)
+        load_s = time.perf_counter() - start
+        log(f"[{scale}x] RuleSet.load in {load_s:.1f}s")
+        reports = make_events(gen, events)
+
+        naive = NaiveClassifier(ruleset)
+        sample = reports[:naive_events]
+        expected = [engine_decision(classify_data(ruleset, e, RECEIVED_AT)) for e in sample]
+        start = time.perf_counter()
+        got = [naive.classify(e) for e in sample]
+        naive_eps = len(sample) / (time.perf_counter() - start)
+        mismatches = [(i, x, y) for i, (x, y) in enumerate(zip(expected, got, strict=True))
+                      if x != y]
+        if mismatches:
+            raise AssertionError(f"naive baseline disagrees with the engine on "
+                                 f"{len(mismatches)}/{len(sample)} reports, first: "
+                                 f"{mismatches[:3]}")
+        start = time.perf_counter()
+        for e in sample:
+            naive.place(e["location"]["lon"], e["location"]["lat"],
+                        datetime.fromisoformat(e["reported_at"]).date())
+        naive_place = len(sample) / (time.perf_counter() - start)
+        log(f"[{scale}x] naive: {naive_eps:.1f} events/s on {len(sample)} reports, "
+            "decisions equal to the engine's")
+
+        outcomes: dict[str, int] = {}
+        for e in reports:
+            kind = engine_decision(classify_data(ruleset, e, RECEIVED_AT)).kind
+            outcomes[kind] = outcomes.get(kind, 0) + 1
+        rounds_eps = _time_engine(ruleset, reports, rounds)
+        log(f"[{scale}x] engine rounds (events/s): {[round(x) for x in rounds_eps]}")
+        place_eps = _time_place(ruleset, reports, rounds)
+        return ScaleResult(scale, gen.counts, generate_s, load_s, len(reports), rounds_eps,
+                           place_eps, len(sample), naive_eps, naive_place, len(sample),
+                           outcomes)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
