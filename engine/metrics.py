@@ -81,3 +81,25 @@ WORKER_ERRORS = Counter(
 def serve_metrics(port: int, host: str = "127.0.0.1") -> None:
     """Serve ``/metrics`` from a daemon thread; raises OSError when the port is taken."""
     start_http_server(port, addr=host)
+
+
+ALL = (CLASSIFY_RECORDS, TRIAGE, REJECTED, CLASSIFY_SECONDS, RULES_RELOAD_SUCCESS,
+       RULES_RELOAD, RULES_REVISION, RULES_LAST_RELOAD, WORKER_ERRORS)
+
+
+def reference_table() -> str:
+    """The README's metrics reference, generated from the definitions so it cannot drift.
+
+    ``python -m engine.metrics`` prints it; a unit test checks the README holds it verbatim.
+    """
+    rows = ["| metric | type | labels | meaning |", "|---|---|---|---|"]
+    for metric in ALL:  # prometheus_client has no public accessors for these three
+        kind = metric._type
+        name = metric._name + ("_total" if kind == "counter" else "")
+        labels = ", ".join(metric._labelnames) or "-"
+        rows.append(f"| `{name}` | {kind} | {labels} | {metric._documentation} |")
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":
+    print(reference_table())

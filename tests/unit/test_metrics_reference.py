@@ -1,0 +1,23 @@
+"""The README's metrics table is the code's: regenerate with ``python -m engine.metrics``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from engine.metrics import ALL, reference_table
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def test_readme_metrics_table_matches_the_code() -> None:
+    text = README.read_text(encoding="utf-8")
+    table = text.split("<!-- metrics-table -->\n", 1)[1].split("\n<!-- /metrics-table -->")[0]
+    assert table == reference_table(), "run: python -m engine.metrics, paste into README.md"
+
+
+def test_metric_names_follow_prometheus_conventions() -> None:
+    for metric in ALL:
+        name = metric._name
+        assert name.startswith("griddispatch_")
+        assert not name.endswith("_total"), "prometheus_client adds _total to counters"
+        assert "_ms" not in name and "milliseconds" not in name
