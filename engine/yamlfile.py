@@ -143,3 +143,18 @@ def validate(doc: LoadedYaml, model: type[ModelT]) -> ModelT:
 
 def load_model(path: Path, model: type[ModelT]) -> ModelT:
     return validate(load_yaml(path), model)
+
+
+def load_folder(folder: Path, model: type[ModelT]) -> list[tuple[LoadedYaml, ModelT]]:
+    """Every ``*.yaml`` in a folder, sorted by name, validated; all files' problems at once."""
+    loaded: list[tuple[LoadedYaml, ModelT]] = []
+    problems: list[FileProblem] = []
+    for path in sorted(folder.glob("*.yaml")):
+        try:
+            doc = load_yaml(path)
+            loaded.append((doc, validate(doc, model)))
+        except FileProblems as exc:
+            problems.extend(exc.problems)
+    if problems:
+        raise FileProblems(problems)
+    return loaded

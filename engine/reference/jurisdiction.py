@@ -64,14 +64,11 @@ class DivisionsFile(BaseModel):
 
 
 @dataclass(frozen=True)
-class Division:
-    code: str
-    name: str
-    level: Level
-    parent: str | None
-    valid_from: date | None = None
-    valid_to: date | None = None
-    short_name: str | None = None
+class _Validity:
+    """Codes are retired and renumbered: an entry holds from ``valid_from`` until ``valid_to``."""
+
+    valid_from: date | None
+    valid_to: date | None
 
     def valid_on(self, day: date) -> bool:
         return ((self.valid_from is None or self.valid_from <= day)
@@ -79,17 +76,20 @@ class Division:
 
 
 @dataclass(frozen=True)
-class Grid:
+class Division(_Validity):
+    code: str
+    name: str
+    level: Level
+    parent: str | None
+    short_name: str | None = None
+
+
+@dataclass(frozen=True)
+class Grid(_Validity):
     code: str
     community: str
     name: str
     ring: tuple[tuple[float, float], ...]
-    valid_from: date | None = None
-    valid_to: date | None = None
-
-    def valid_on(self, day: date) -> bool:
-        return ((self.valid_from is None or self.valid_from <= day)
-                and (self.valid_to is None or day < self.valid_to))
 
 
 class Jurisdiction:
@@ -141,8 +141,9 @@ class Jurisdiction:
 
         def add(entry: _Dated, level: Level, parent: str | None) -> None:
             short = entry.short_name if isinstance(entry, CommunityFile) else None
-            divisions.append(Division(entry.code, entry.name, level, parent, entry.valid_from,
-                                      entry.valid_to, short))
+            divisions.append(Division(valid_from=entry.valid_from, valid_to=entry.valid_to,
+                                      code=entry.code, name=entry.name, level=level,
+                                      parent=parent, short_name=short))
 
         def add_townships(townships: list[TownshipFile], county: str) -> None:
             for township in townships:
@@ -212,8 +213,9 @@ def _load_grids(path: Path, communities: set[str], problems: list[FileProblem]) 
             problems.append(FileProblem(str(path), 0, f"{where}: geometry must be a Polygon"))
             continue
         ring = tuple((float(x), float(y)) for x, y in geometry["coordinates"][0])
-        grids.append(Grid(code, code[:12], str(props.get("name", code)), ring,
-                          _date(props.get("valid_from")), _date(props.get("valid_to"))))
+        grids.append(Grid(valid_from=_date(props.get("valid_from")),
+                          valid_to=_date(props.get("valid_to")), code=code, community=code[:12],
+                          name=str(props.get("name", code)), ring=ring))
     return grids
 
 

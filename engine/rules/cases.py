@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from engine.classify import classify_data
 from engine.contracts import Classified, Outcome, Rejected, Triage
 from engine.rules.ruleset import RuleSet
-from engine.yamlfile import FileProblem, FileProblems, load_yaml, validate
+from engine.yamlfile import FileProblem, FileProblems, load_folder
 
 DEFAULT_REPORTED_AT = "2026-11-24T10:00:00+08:00"
 RECEIVED_AT = datetime.fromisoformat("2026-11-24T10:00:05+08:00")
@@ -63,17 +63,11 @@ def load_cases(tests_dir: Path) -> list[LoadedCase]:
     cases: list[LoadedCase] = []
     problems: list[FileProblem] = []
     names: dict[str, str] = {}
-    for path in sorted(tests_dir.glob("*.yaml")):
-        try:
-            doc = load_yaml(path)
-            parsed = validate(doc, CaseFile)
-        except FileProblems as exc:
-            problems.extend(exc.problems)
-            continue
+    for doc, parsed in load_folder(tests_dir, CaseFile):
         for i, case in enumerate(parsed.cases):
-            loaded = LoadedCase(case, str(path), doc.line_of(("cases", i)))
+            loaded = LoadedCase(case, doc.file, doc.line_of(("cases", i)))
             if case.name in names:
-                problems.append(FileProblem(str(path), loaded.line,
+                problems.append(FileProblem(doc.file, loaded.line,
                                             f"case name '{case.name}' is used twice (first at "
                                             f"{names[case.name]})"))
             names[case.name] = loaded.where

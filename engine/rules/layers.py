@@ -15,7 +15,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from engine.contracts import Priority
-from engine.yamlfile import FileProblem, FileProblems, LoadedYaml, load_yaml, validate
+from engine.yamlfile import FileProblem, FileProblems, LoadedYaml, load_folder
 
 LayerLevel = Literal["province", "city", "county"]
 SCOPE_DIGITS: dict[str, int] = {"province": 2, "city": 4, "county": 6}
@@ -111,15 +111,9 @@ class Layer:
 
 
 def load_layers(layers_dir: Path) -> list[Layer]:
-    layers, problems = [], []
-    for path in sorted(layers_dir.glob("*.yaml")):
-        try:
-            doc = load_yaml(path)
-            parsed = validate(doc, LayerFile)
-        except FileProblems as exc:
-            problems.extend(exc.problems)
-            continue
-        layers.append(Layer(f"{parsed.layer} {parsed.scope} ({path})", parsed, doc))
+    layers = [Layer(f"{parsed.layer} {parsed.scope} ({doc.file})", parsed, doc)
+              for doc, parsed in load_folder(layers_dir, LayerFile)]
+    problems: list[FileProblem] = []
     scopes: dict[str, str] = {}
     for layer in layers:
         if layer.file.scope in scopes:

@@ -14,7 +14,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from engine.durations import to_millis
-from engine.yamlfile import FileProblem, FileProblems, load_yaml, validate
+from engine.yamlfile import FileProblem, FileProblems, load_folder
 
 TOPIC_NAME = r"^[A-Za-z0-9._-]+$"
 
@@ -79,17 +79,9 @@ def _configs(spec: TopicFields, replication_factor: int) -> dict[str, str]:
 
 
 def load_specs(topics_dir: Path) -> list[TopicFile]:
-    files = sorted(topics_dir.glob("*.yaml"))
-    if not files:
+    parsed = [spec for _, spec in load_folder(topics_dir, TopicFile)]
+    if not parsed:
         raise FileProblems([FileProblem(str(topics_dir), 0, "no *.yaml topic files here")])
-    parsed, problems = [], []
-    for path in files:
-        try:
-            parsed.append(validate(load_yaml(path), TopicFile))
-        except FileProblems as exc:
-            problems.extend(exc.problems)
-    if problems:
-        raise FileProblems(problems)
     return parsed
 
 
