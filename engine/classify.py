@@ -104,6 +104,8 @@ def _first_error(exc: ValidationError) -> tuple[RejectReason, str, str]:
                                         "such field (channel extras belong in 'attributes')")
     if kind == "missing":
         return "missing_field", field, f"required field '{field}' is missing"
+    if field.startswith("attachments.") and kind == "string_pattern_mismatch":
+        return "invalid_field", field, f"field '{field}': attachments must be http(s) URLs"
     if field == "description" and kind == "string_too_long":
         return "text_too_long", field, f"field 'description': {error['msg']}"
     return "invalid_field", field, f"field '{field}': {error['msg']}"

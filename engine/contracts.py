@@ -11,9 +11,9 @@ from __future__ import annotations
 import hashlib
 import uuid
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 Platform = Literal["governance", "market", "enforcement", "services"]
 Priority = Literal["urgent", "high", "normal", "low"]
@@ -65,16 +65,9 @@ class IntakeReport(BaseModel):
     address: str | None = Field(default=None, max_length=500)
     channel_category: str | None = Field(default=None, max_length=200)
     reporter: Reporter | None = None
-    attachments: list[str] = Field(default_factory=list, max_length=20)
+    attachments: list[Annotated[str, Field(pattern=r"^https?://", max_length=2000)]] = Field(
+        default_factory=list, max_length=20, description="http(s) URLs of photos or files")
     attributes: dict[str, Any] = Field(default_factory=dict)
-
-    @field_validator("attachments")
-    @classmethod
-    def _urls(cls, value: list[str]) -> list[str]:
-        for url in value:
-            if not url.startswith(("http://", "https://")):
-                raise ValueError(f"attachment '{url[:60]}' is not an http(s) URL")
-        return value
 
     @property
     def incident_id(self) -> str:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 Ring = Sequence[tuple[float, float]]
 
@@ -49,9 +49,12 @@ class GridIndex:
     def _key(self, value: float) -> int:
         return math.floor(value / self._cell)
 
-    def containing(self, lon: float, lat: float) -> Iterator[str]:
+    def containing(self, lon: float, lat: float) -> list[str]:
         """Codes of the polygons that contain the point (normally one: grids tile)."""
-        for i in self._buckets.get((self._key(lon), self._key(lat)), ()):
+        cell = self._cell
+        found = []
+        for i in self._buckets.get((math.floor(lon / cell), math.floor(lat / cell)), ()):
             x0, y0, x1, y1 = self._boxes[i]
             if x0 <= lon <= x1 and y0 <= lat <= y1 and point_in_ring(lon, lat, self._rings[i]):
-                yield self._codes[i]
+                found.append(self._codes[i])
+        return found

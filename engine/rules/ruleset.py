@@ -106,11 +106,13 @@ class CompiledScope:
 
     def priority_candidates(self, found: set[str], matter: str, channel: str) -> list[PriorityRule]:
         """Rules that might apply, in effective order; their conditions still need checking."""
-        out = {id(r): r for w in found for r in self.priority_by_keyword.get(w, ())}
+        out = [r for w in found for r in self.priority_by_keyword.get(w, ())]
         for n in self.prefix_lengths:
-            out.update((id(r), r) for r in self.priority_by_prefix.get(matter[:n], ()))
-        out.update((id(r), r) for r in self.priority_by_channel.get(channel, ()))
-        return sorted(out.values(), key=lambda r: r.order)
+            out.extend(self.priority_by_prefix.get(matter[:n], ()))
+        out.extend(self.priority_by_channel.get(channel, ()))
+        if len(out) > 1:
+            out.sort(key=_by_order)  # a rule listed twice is harmless: first match returns
+        return out
 
     def found(self, text: str) -> set[str]:
         if not self.by_keyword and not self.priority:
@@ -215,6 +217,10 @@ class RuleSet:
         prio_ordered = sorted(priority.values(), key=lambda r: -depth_of[r.id])
         priority_rules = [_with_order(r, i) for i, r in enumerate(prio_ordered)]
         return CompiledScope(name, [la.name for la in layers], classify_rules, priority_rules)
+
+
+def _by_order(rule: PriorityRule) -> int:
+    return rule.order
 
 
 def _with_order(rule: RuleT, order: int) -> RuleT:
