@@ -13,6 +13,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 from typing import Any, Literal
 
 from pydantic import ValidationError
@@ -56,6 +57,12 @@ class Placement:
 # Records are immutable, so the trace entry for each way of placing is built once.
 _PLACED = {by: RuleMatch(field="place", rule=by, layer="jurisdiction", why=f"placed by {by}")
            for by in ("grid_code", "coordinates", "division_code", "address")}
+
+
+@lru_cache(maxsize=65536)
+def _trace_entry(field: str, rule: str, layer: str, why: str) -> RuleMatch:
+    """RuleMatch records are immutable and few distinct ones exist: build each once."""
+    return RuleMatch(field=field, rule=rule, layer=layer, why=why)
 
 
 @dataclass(frozen=True)
@@ -251,8 +258,8 @@ def decide_matter(ruleset: RuleSet, scope: CompiledScope, report: IntakeReport, 
     if best is None:
         return None
     rule, word = best
-    return MatterDecision(rule.matter, "keywords", RuleMatch(
-        field="matter_code", rule=rule.id, layer=rule.layer, why=f"keyword '{word}'"))
+    return MatterDecision(rule.matter, "keywords", _trace_entry("matter_code", rule.id,
+                                                                rule.layer, f"keyword '{word}'"))
 
 
 def best_keyword_rule(scope: CompiledScope, report: IntakeReport, found: set[str], prefix: str,
@@ -311,8 +318,7 @@ def decide_priority(scope: CompiledScope, report: IntakeReport, matter_code: str
             continue
         if note:
             note(f"priority: '{rule.id}' ({rule.layer}) sets {rule.set}")
-        return rule.set, RuleMatch(field="priority", rule=rule.id, layer=rule.layer,
-                                   why=f"sets {rule.set}")
+        return rule.set, _trace_entry("priority", rule.id, rule.layer, f"sets {rule.set}")
     if note:
         note(f"priority: no rule matched; the matter's default is {default}")
     return default, None
