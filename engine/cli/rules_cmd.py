@@ -57,7 +57,8 @@ def rules_check(args: argparse.Namespace, settings: Settings) -> int:
     ruleset = RuleSet.load(root)  # FileProblems → printed by main, exit 1
     scopes = {ruleset.scope_for(code).name for code, d in ruleset.jurisdiction.divisions.items()
               if d.level == "county"}
-    rules = sum(len(la.file.classify) + len(la.file.priority) for la in ruleset.layers)
+    rules = sum(len(la.file.classify) + len(la.file.priority) + len(la.file.route)
+                for la in ruleset.layers)
     print(f"rules OK: revision {ruleset.revision}; {len(ruleset.matters)} matters, "
           f"{len(ruleset.jurisdiction.grids)} grids, {len(ruleset.departments)} departments, "
           f"{len(ruleset.layers)} layers with {rules} rules, {len(scopes)} county scope(s)")

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from engine.routing.table import RouteRule, RoutingTable
+from engine.rules.layers import Layer
 from engine.rules.ruleset import CompiledScope, KeywordRule, PriorityRule
 from engine.yamlfile import FileProblem
 
@@ -58,17 +60,101 @@ def check(ruleset: RuleSet) -> list[FileProblem]:
             problems.append(FileProblem(layer.doc.file, 0,
                                         f"rule id '{rule_id}' is used twice in one layer"))
         known_ids.update(ids)
+    problems.extend(_routing_problems(ruleset))
     if problems:
         return problems
     # Shadowing is a property of each effective set: check every scope that exists.
     seen: set[int] = set()
     for code, division in ruleset.jurisdiction.divisions.items():
         if division.level in ("province", "county"):
-            compiled = ruleset.scope_for(code if division.level == "county" else None)
+            county = code if division.level == "county" else None
+            compiled = ruleset.scope_for(county)
             if id(compiled) not in seen:
                 seen.add(id(compiled))
                 problems.extend(shadowed(compiled))
+            table = ruleset.routing_for(county)
+            if id(table) not in seen:
+                seen.add(id(table))
+                problems.extend(route_shadowed(table))
     return sorted(set(problems), key=lambda p: (p.file, p.line, p.message))
+
+
+def _routing_problems(ruleset: RuleSet) -> list[FileProblem]:
+    """Targets, codes and the default route of the routing rules, in every layer."""
+    problems: list[FileProblem] = []
+    roles = {d.role for d in ruleset.departments}
+    places = set(ruleset.jurisdiction.divisions) | set(ruleset.jurisdiction.grids)
+
+    def check_target(layer: Layer, path: tuple[str | int, ...], target: str) -> None:
+        if target == "matter":
+            return
+        if "." in target and target.split(".")[0].isdigit():
+            if target not in ruleset.departments:
+                problems.append(FileProblem(layer.doc.file, layer.line(*path),
+                                            f"department '{target}' is not in departments.yaml"))
+        elif target.rpartition(".")[2] not in roles:
+            problems.append(FileProblem(layer.doc.file, layer.line(*path),
+                                        f"role '{target.rpartition('.')[2]}' belongs to no "
+                                        "department in departments.yaml"))
+
+    for layer in ruleset.layers:
+        for i, rule in enumerate(layer.file.route):
+            if rule.lead:
+                check_target(layer, ("route", i, "lead"), rule.lead)
+            for target in rule.assist:
+                check_target(layer, ("route", i, "assist"), target)
+            for prefix in rule.when.matters:
+                if not ruleset.matters.is_prefix(prefix):
+                    problems.append(FileProblem(layer.doc.file, layer.line("route", i, "when"),
+                                                f"route rule '{rule.id}' names matter prefix "
+                                                f"'{prefix}', which matches no catalogue item"))
+            for prefix in rule.when.divisions:
+                if not any(code.startswith(prefix) for code in places):
+                    problems.append(FileProblem(layer.doc.file, layer.line("route", i, "when"),
+                                                f"route rule '{rule.id}' names division prefix "
+                                                f"'{prefix}', which matches no division or grid"))
+        if layer.file.default_route is not None:
+            check_target(layer, ("default_route", "lead"), layer.file.default_route.lead)
+        for i, merge in enumerate(layer.file.merge):
+            for prefix in merge.matters:
+                if not ruleset.matters.is_prefix(prefix):
+                    problems.append(FileProblem(layer.doc.file, layer.line("merge", i),
+                                                f"merge rule names matter prefix '{prefix}', "
+                                                "which matches no catalogue item"))
+    for code, division in ruleset.jurisdiction.divisions.items():
+        if division.level == "county" and ruleset.routing_for(code).default is None:
+            first = ruleset.layers[0].doc.file if ruleset.layers else "rules/layers"
+            problems.append(FileProblem(first, 0, f"no default_route applies to county {code}: "
+                                                  "add one to the province layer"))
+    return problems
+
+
+def _route_rule_shadows(s: RouteRule, r: RouteRule) -> bool:
+    """True when earlier rule ``s`` ends the search whenever later rule ``r`` would match."""
+    if s.continue_ or s.lead is None or s.order >= r.order:
+        return False
+
+    def covers(mine: tuple[str, ...], theirs: tuple[str, ...]) -> bool:
+        return not mine or (bool(theirs) and all(any(t.startswith(m) for m in mine)
+                                                 for t in theirs))
+    return (covers(s.matters, r.matters) and covers(s.divisions, r.divisions)
+            and (not s.priorities or (bool(r.priorities) and r.priorities <= s.priorities))
+            and (not s.channels or (bool(r.channels) and r.channels <= s.channels))
+            and (s.time is None or s.time == r.time))
+
+
+def route_shadowed(table: RoutingTable) -> list[FileProblem]:
+    problems = []
+    for i, rule in enumerate(table.rules):
+        for earlier in table.rules[:i]:
+            if _route_rule_shadows(earlier, rule):
+                problems.append(FileProblem(
+                    rule.file, rule.line,
+                    f"route rule '{rule.id}' ({rule.layer}) is unreachable in {table.name}: "
+                    f"'{earlier.id}' (line {earlier.line}) comes first, matches whenever it "
+                    "does and ends the search; put the narrower rule first"))
+                break
+    return problems
 
 
 def _always_with(rule_words: tuple[str, ...], other_words: tuple[str, ...]) -> bool:

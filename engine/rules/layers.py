@@ -15,6 +15,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from engine.contracts import Priority
+from engine.durations import to_millis
 from engine.yamlfile import FileProblem, FileProblems, LoadedYaml, load_folder
 
 LayerLevel = Literal["province", "city", "county"]
@@ -75,6 +76,84 @@ class PriorityRuleFile(BaseModel):
         return self
 
 
+# A routing target: "matter" (the item's lead role), a role ("scjg": the township's office,
+# else the county's), a role pinned to a level ("county.scjg"), or a department code.
+TARGET = (r"^(matter|((township|county)\.)?[a-z][a-z0-9-]*"
+          r"|\d{6}(\d{3})?\.[a-z][a-z0-9-]*)$")
+
+
+class RouteWhen(BaseModel):
+    """Conditions of a routing rule: every condition given must hold (each is any-of)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    matters: list[str] = Field(default_factory=list, description="matter code prefixes")
+    divisions: list[str] = Field(default_factory=list,
+                                 description="division or grid code prefixes")
+    priorities: list[Priority] = Field(default_factory=list)
+    channels: list[str] = Field(default_factory=list)
+    time: Literal["working", "off_hours"] | None = Field(
+        default=None, description="working hours on working days (Chinese calendar), or not")
+
+    @field_validator("matters", "divisions")
+    @classmethod
+    def _digits(cls, values: list[str]) -> list[str]:
+        for value in values:
+            if not value.isdigit():
+                raise ValueError(f"'{value}' is not a code prefix (digits only)")
+        return values
+
+
+class RouteRuleFile(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    id: str = Field(pattern=RULE_ID)
+    when: RouteWhen = Field(default_factory=RouteWhen)
+    lead: str | None = Field(default=None, pattern=TARGET)
+    assist: list[str] = Field(default_factory=list)
+    sla: str | None = Field(default=None, pattern=r"^[a-z0-9][a-z0-9_-]*$")
+    priority: Priority | None = None
+    continue_: bool = Field(default=False, alias="continue")
+
+    @field_validator("assist")
+    @classmethod
+    def _targets(cls, values: list[str]) -> list[str]:
+        for value in values:
+            if not re.match(TARGET, value):
+                raise ValueError(f"'{value}' is not a target: write matter, a role, "
+                                 "township.<role>, county.<role> or a department code")
+        return values
+
+    @model_validator(mode="after")
+    def _does_something(self) -> RouteRuleFile:
+        if not (self.lead or self.assist or self.sla or self.priority):
+            raise ValueError("a route rule needs at least one of lead, assist, sla, priority")
+        return self
+
+
+class DefaultRouteFile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    lead: str = Field(pattern=TARGET)
+    sla: str = Field(default="default", pattern=r"^[a-z0-9][a-z0-9_-]*$")
+
+
+class MergeRuleFile(BaseModel):
+    """Reports of one matter class this near in space and time are one real-world incident."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    matters: list[str] = Field(min_length=1, description="matter code prefixes")
+    distance_m: int = Field(ge=0, le=5000)
+    window: str = Field(description="how long after the case's last report, e.g. 2h")
+
+    @field_validator("window")
+    @classmethod
+    def _window(cls, value: str) -> str:
+        to_millis(value)
+        return value
+
+
 class LayerFile(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -85,6 +164,11 @@ class LayerFile(BaseModel):
     classify: list[ClassifyRuleFile] = Field(default_factory=list)
     priority: list[PriorityRuleFile] = Field(default_factory=list)
     disable: list[str] = Field(default_factory=list)
+    route: list[RouteRuleFile] = Field(default_factory=list)
+    default_route: DefaultRouteFile | None = None
+    merge: list[MergeRuleFile] = Field(default_factory=list)
+    max_returns: int | None = Field(default=None, ge=1, le=10, description=(
+        "returns after which a case goes to the county command centre"))
 
     @model_validator(mode="after")
     def _scope_fits_level(self) -> LayerFile:

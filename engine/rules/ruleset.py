@@ -22,6 +22,7 @@ from engine.reference.channels import ChannelMaps
 from engine.reference.departments import DepartmentRegistry
 from engine.reference.jurisdiction import Jurisdiction
 from engine.reference.matters import MatterCatalogue
+from engine.routing.table import RoutingTable, compile_routing
 from engine.rules.layers import CATALOGUE_WEIGHT, Layer, load_layers
 from engine.yamlfile import FileProblem, FileProblems
 
@@ -134,6 +135,8 @@ class RuleSet:
         self.channels = channels
         self.layers = layers
         self._scopes: dict[tuple[str, ...], CompiledScope] = {}
+        self._routing: dict[tuple[str, ...], RoutingTable] = {}
+        self._routing_by_county: dict[str, RoutingTable] = {}
         self._by_county: dict[str, CompiledScope] = {}
 
     @classmethod
@@ -168,19 +171,33 @@ class RuleSet:
         return ruleset
 
     def scope_for(self, county: str | None) -> CompiledScope:
-        """The effective rules for a county (12-digit code), or the province base."""
+        """The effective classification rules for a county (12-digit code), or the province's."""
+        scope = self._by_county.get(county or "")
+        if scope is None:
+            key, layers = self._applicable(county)
+            names = tuple(la.name for la in layers)
+            scope = self._scopes.get(names)
+            if scope is None:
+                scope = self._scopes[names] = self.compile(list(layers), key)
+            self._by_county[county or ""] = scope
+        return scope
+
+    def _applicable(self, county: str | None) -> tuple[str, tuple[Layer, ...]]:
         key = county or next((code for code, d in self.jurisdiction.divisions.items()
                               if d.level == "province"), "")
-        scope = self._by_county.get(key)
-        if scope is None:
-            applicable = tuple(layer.name for layer in self.layers
-                               if key.startswith(layer.file.scope))
-            scope = self._scopes.get(applicable)
-            if scope is None:
-                scope = self._scopes[applicable] = self.compile(
-                    [la for la in self.layers if la.name in applicable], key)
-            self._by_county[key] = scope
-        return scope
+        return key, tuple(la for la in self.layers if key.startswith(la.file.scope))
+
+    def routing_for(self, county: str | None) -> RoutingTable:
+        """The merged routing table for a county (12-digit code), or the province's."""
+        table = self._routing_by_county.get(county or "")
+        if table is None:
+            key, layers = self._applicable(county)
+            names = tuple(la.name for la in layers)
+            table = self._routing.get(names)
+            if table is None:
+                table = self._routing[names] = compile_routing(list(layers), key)
+            self._routing_by_county[county or ""] = table
+        return table
 
     def compile(self, layers: list[Layer], name: str) -> CompiledScope:
         """Merge catalogue keywords and layers, least specific first; ids override, disable."""

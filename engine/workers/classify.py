@@ -37,6 +37,7 @@ from typing import Any
 import faust
 
 from engine import metrics
+from engine.cases.lifecycle import partition_key
 from engine.classify import classify_raw
 from engine.contracts import Classified, Outcome, Rejected, Triage, to_json
 from engine.settings import Settings
@@ -86,6 +87,10 @@ def credentials(settings: Settings) -> Any:
 
 
 def record_key(record: Outcome) -> bytes:
+    """Classified records are keyed by place (township code), so the route worker that owns
+    a township sees all its reports and can merge duplicates; others by incident id."""
+    if isinstance(record, Classified):
+        return partition_key(record.division_chain).encode("utf-8")
     key = record.incident_id or record.channel or "unknown"
     return key.encode("utf-8")
 

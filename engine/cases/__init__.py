@@ -1,0 +1,1 @@
+"""Cases: records after routing, the lifecycle state machine, duplicate merging."""

@@ -1,0 +1,113 @@
+"""One step of the route worker, pure: a record in, the records to publish out.
+
+Both the Kafka worker and ``griddispatch simulate`` call these, so what operators try on
+history is exactly what production does. The store is updated in place; the worker rebuilds
+it from the ``cases`` topic whenever a transaction aborts, so it never holds uncommitted
+state for long.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+
+from pydantic import BaseModel, ValidationError
+
+from engine.cases.lifecycle import (
+    NeedsReroute,
+    Refused,
+    apply_status,
+    assignments,
+    merge_report,
+    open_case,
+    partition_key,
+    reassign,
+)
+from engine.cases.merge import CaseStore
+from engine.cases.records import CaseRecord, RejectReason, StatusRejected, StatusUpdate
+from engine.contracts import Classified
+from engine.routing.decide import route
+from engine.rules import RuleSet
+
+STATUS_REJECTED_TOPIC = "assignments.status.rejected"
+
+
+@dataclass(frozen=True)
+class Output:
+    topic: str  # without the environment's prefix
+    key: str
+    value: BaseModel
+
+
+@dataclass(frozen=True)
+class StepResult:
+    outcome: str  # assigned | merged | duplicate | updated | rerouted | rejected
+    outputs: list[Output]
+    case: CaseRecord | None = None
+
+
+def _case_out(case: CaseRecord) -> Output:
+    return Output("cases", case.case_id, case)
+
+
+def on_classified(ruleset: RuleSet, store: CaseStore, record: Classified,
+                  now: datetime) -> StepResult:
+    known = store.case_of_incident.get(record.incident_id)
+    if known is not None:  # a replayed or re-sent report: its case exists already
+        return StepResult("duplicate", [], store.get(partition_key(record.division_chain),
+                                                     known))
+    key = partition_key(record.division_chain)
+    table = ruleset.routing_for(record.division_chain[2] if len(record.division_chain) > 2
+                                else None)
+    rule = table.merge_rule(record.matter_code)
+    existing = store.find_duplicate(key, record, rule) if rule else None
+    if existing is not None:
+        case = merge_report(existing, record, now)
+        store.put(case)
+        decision = route(ruleset, record)  # for the update's trace; recipients stay the case's
+        outs = [Output(f"assignments.{a.department}", case.case_id, a)
+                for a in assignments(case, record, decision, "update", ruleset.departments, now)]
+        return StepResult("merged", [*outs, _case_out(case)], case)
+    decision = route(ruleset, record)
+    case = open_case(record, decision, now)
+    store.put(case)
+    outs = [Output(f"assignments.{a.department}", case.case_id, a)
+            for a in assignments(case, record, decision, "new", ruleset.departments, now)]
+    return StepResult("assigned", [*outs, _case_out(case)], case)
+
+
+def _reject(raw: str, reason: RejectReason, detail: str, case_id: str | None,
+            now: datetime) -> StepResult:
+    rejected = StatusRejected(reason=reason, detail=detail, case_id=case_id,
+                              raw=raw[:65536], received_at=now)
+    return StepResult("rejected", [Output(STATUS_REJECTED_TOPIC, case_id or "unknown",
+                                          rejected)])
+
+
+def on_status(ruleset: RuleSet, store: CaseStore, raw: bytes, now: datetime) -> StepResult:
+    """Apply a department's status update; bad ones become StatusRejected records."""
+    text = raw.decode("utf-8", errors="replace")
+    try:
+        update = StatusUpdate.model_validate(json.loads(text))
+    except (ValueError, ValidationError) as exc:
+        return _reject(text, "malformed", f"not a status update: {str(exc)[:300]}", None, now)
+    case = store.get(update.case_id.split("-", 1)[0], update.case_id)
+    if case is None:
+        return _reject(text, "unknown_case", f"no live case {update.case_id}", update.case_id,
+                       now)
+    result = apply_status(case, update, now)
+    if isinstance(result, Refused):
+        return _reject(text, result.reason, result.detail, update.case_id, now)
+    if isinstance(result, NeedsReroute):
+        record = case.origin
+        decision = route(ruleset, record, exclude=frozenset(result.case.returned_by),
+                         returns=result.case.returns)
+        moved = reassign(result.case, decision, now)
+        store.put(moved)
+        outs = [Output(f"assignments.{a.department}", moved.case_id, a)
+                for a in assignments(moved, record, decision, "reassigned",
+                                     ruleset.departments, now)]
+        return StepResult("rerouted", [*outs, _case_out(moved)], moved)
+    store.put(result)
+    return StepResult("updated", [_case_out(result)], result)

@@ -1,0 +1,151 @@
+"""The case state machine, as pure functions over ``CaseRecord``.
+
+intake → dispatched (派遣: clocks start) → accepted (签收) → resolved (办结, with a result) →
+closed (结案) after verification (核查/回访); an unsatisfied reporter reopens it. A lead that
+returns a case (回退) has it re-routed without that department (改派). Only the lead may
+accept, return or resolve; assisting departments may report progress. Anything else is a
+``Refused`` transition that the worker records on ``assignments.status.rejected``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal
+
+from engine.cases.records import Assignment, AssignmentKind, CaseEvent, CaseRecord, StatusUpdate
+from engine.contracts import Classified, Reporter
+from engine.reference.departments import DepartmentRegistry
+from engine.routing.decide import RouteDecision
+
+
+@dataclass(frozen=True)
+class Refused:
+    reason: Literal["not_assigned", "illegal_transition"]
+    detail: str
+
+
+@dataclass(frozen=True)
+class NeedsReroute:
+    """The lead returned the case: route again without it, then call ``reassign``."""
+
+    case: CaseRecord
+
+
+def partition_key(division_chain: list[str]) -> str:
+    """The township code (9 digits), or the county's (6) when the township is unknown."""
+    return division_chain[3][:9] if len(division_chain) > 3 else division_chain[2][:6]
+
+
+def case_id_for(record: Classified) -> str:
+    """Deterministic: the same first incident always opens the same case id."""
+    digest = hashlib.sha1(record.incident_id.encode(), usedforsecurity=False).hexdigest()[:12]
+    return f"{partition_key(record.division_chain)}-{digest}"
+
+
+def open_case(record: Classified, decision: RouteDecision, now: datetime) -> CaseRecord:
+    return CaseRecord(
+        case_id=case_id_for(record), partition_key=partition_key(record.division_chain),
+        state="dispatched", lead=decision.lead, assist=list(decision.assist),
+        incident_ids=[record.incident_id], matter_code=record.matter_code,
+        platform=record.platform, priority=decision.priority, sla_policy=decision.sla,
+        grid_code=record.grid_code, division_chain=record.division_chain,
+        location=record.report.location, reported_at=record.reported_at, opened_at=now,
+        last_report_at=record.reported_at, updated_at=now, rules_revision=record.rules_revision,
+        history=[CaseEvent(at=now, action="dispatched", department=decision.lead,
+                           detail=", ".join(m.rule for m in decision.matched))],
+        origin=record)
+
+
+def merge_report(case: CaseRecord, record: Classified, now: datetime) -> CaseRecord:
+    """A duplicate report joins the open case: linked and counted, not dispatched again."""
+    return case.model_copy(update={
+        "incident_ids": [*case.incident_ids, record.incident_id],
+        "last_report_at": max(case.last_report_at, record.reported_at), "updated_at": now,
+        "history": [*case.history, CaseEvent(at=now, action="merged",
+                                             detail=record.incident_id)]})
+
+
+def apply_status(case: CaseRecord, update: StatusUpdate,
+                 now: datetime) -> CaseRecord | NeedsReroute | Refused:
+    dept, action, state = update.department, update.action, case.state
+    involved = dept == case.lead or dept in case.assist
+    if action == "verified":
+        if state != "resolved":
+            return Refused("illegal_transition", f"cannot verify a case that is {state}")
+        closed = update.satisfied is not False
+        return _event(case, now, update, state="closed" if closed else "reopened",
+                      satisfied=update.satisfied)
+    if not involved:
+        return Refused("not_assigned", f"{dept} is not assigned to case {case.case_id}")
+    if action == "progress":
+        if state not in ("accepted", "reopened"):
+            return Refused("illegal_transition", f"progress on a case that is {state}")
+        return _event(case, now, update)
+    if dept != case.lead:
+        return Refused("not_assigned", f"only the lead ({case.lead}) may {action[:-2]} "
+                                       f"case {case.case_id}")
+    if action == "accepted":
+        if state not in ("dispatched", "reopened"):
+            return Refused("illegal_transition", f"cannot accept a case that is {state}")
+        return _event(case, now, update, state="accepted")
+    if action == "returned":
+        if state != "dispatched":
+            return Refused("illegal_transition", f"cannot return a case that is {state}: "
+                                                 "return before accepting")
+        returned = _event(case, now, update, returns=case.returns + 1,
+                          returned_by=[*case.returned_by, dept])
+        return NeedsReroute(returned)
+    # resolved
+    if state not in ("accepted", "reopened"):
+        return Refused("illegal_transition", f"cannot resolve a case that is {state}")
+    return _event(case, now, update, state="resolved", resolution=update.note or None)
+
+
+def reassign(case: CaseRecord, decision: RouteDecision, now: datetime) -> CaseRecord:
+    return case.model_copy(update={
+        "state": "dispatched", "lead": decision.lead, "assist": list(decision.assist),
+        "updated_at": now,
+        "history": [*case.history, CaseEvent(at=now, action="reassigned",
+                                             department=decision.lead,
+                                             detail=", ".join(m.rule for m in decision.matched))]})
+
+
+def _event(case: CaseRecord, now: datetime, update: StatusUpdate, **changes: object) -> CaseRecord:
+    event = CaseEvent(at=update.at, action=update.action, department=update.department,
+                      detail=update.note)
+    return case.model_copy(update={**changes, "updated_at": now,
+                                   "history": [*case.history, event]})
+
+
+def mask_phone(reporter: Reporter | None) -> Reporter | None:
+    """Assisting departments get the reporter's name and a masked phone (138****5678)."""
+    if reporter is None or not reporter.phone:
+        return reporter
+    phone = reporter.phone
+    masked = phone[:3] + "*" * max(len(phone) - 7, 0) + phone[-4:] if len(phone) > 7 else "****"
+    return Reporter(name=reporter.name, phone=masked)
+
+
+def assignments(case: CaseRecord, record: Classified, decision: RouteDecision,
+                kind: AssignmentKind, departments: DepartmentRegistry,
+                now: datetime) -> list[Assignment]:
+    """One assignment per recipient, lead first."""
+    out = []
+    for role, dept in [("lead", case.lead), *(("assist", a) for a in case.assist)]:
+        report = record.report
+        out.append(Assignment(
+            case_id=case.case_id, partition_key=case.partition_key, kind=kind,
+            role=role,
+            department=dept, department_name=departments.by_code[dept].name,
+            incident_id=record.incident_id, matter_code=record.matter_code,
+            matter_name=record.matter_name, platform=record.platform, priority=case.priority,
+            sla_policy=case.sla_policy, grid_code=record.grid_code,
+            division_chain=record.division_chain, location=report.location,
+            address=report.address, description=report.description,
+            reporter=report.reporter if role == "lead" else mask_phone(report.reporter),
+            attachments=report.attachments, reported_at=record.reported_at, assigned_at=now,
+            merged_reports=len(case.incident_ids) - 1, rules_revision=record.rules_revision,
+            matched_rules=[*record.matched_rules, *decision.matched]))
+    return out

@@ -1,0 +1,80 @@
+"""Which open case, if any, a new report duplicates (same matter class, near, recent).
+
+Residents report a pile of refuse or a broken manhole many times; dispatching each report
+would send a department the same job over and over. Open cases are indexed by partition key
+(township), which is also how records are partitioned, so a worker only ever looks at its
+own townships, and only at the few open cases there.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+
+from engine.cases.records import CaseRecord
+from engine.contracts import Classified
+from engine.routing.table import MergeRule
+
+EARTH_RADIUS_M = 6_371_000.0
+OPEN_STATES = frozenset({"dispatched", "accepted", "reopened"})
+
+
+def distance_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
+    """Great-circle distance (haversine); plenty for a few hundred metres."""
+    p1, p2 = math.radians(lat1), math.radians(lat2)
+    dp, dl = p2 - p1, math.radians(lon2 - lon1)
+    a = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
+    return 2 * EARTH_RADIUS_M * math.asin(math.sqrt(a))
+
+
+def is_duplicate(case: CaseRecord, record: Classified, rule: MergeRule) -> bool:
+    if case.state not in OPEN_STATES:
+        return False
+    if not any(case.matter_code.startswith(p) and record.matter_code.startswith(p)
+               for p in rule.matters):
+        return False
+    if abs(record.reported_at - case.last_report_at) > rule.window:
+        return False
+    here, there = record.report.location, case.location
+    if here is not None and there is not None:
+        return distance_m(here.lat, here.lon, there.lat, there.lon) <= rule.distance_m
+    # Without coordinates on both sides, only the same grid counts as "near".
+    return record.grid_code is not None and record.grid_code == case.grid_code
+
+
+class CaseStore:
+    """Live cases by partition key, and which case each known incident went to.
+
+    The route worker keeps one for the partitions it owns and rebuilds it from the ``cases``
+    topic at start; closed cases leave the live set, but their incident ids stay known so a
+    replayed report is never dispatched twice.
+    """
+
+    def __init__(self) -> None:
+        self._by_key: dict[str, dict[str, CaseRecord]] = defaultdict(dict)
+        self.case_of_incident: dict[str, str] = {}
+
+    def put(self, case: CaseRecord) -> None:
+        bucket = self._by_key[case.partition_key]
+        for incident in case.incident_ids:
+            self.case_of_incident[incident] = case.case_id
+        if case.state == "closed":
+            bucket.pop(case.case_id, None)
+        else:
+            bucket[case.case_id] = case
+
+    def cases(self) -> list[CaseRecord]:
+        return [c for bucket in self._by_key.values() for c in bucket.values()]
+
+    def get(self, partition_key: str, case_id: str) -> CaseRecord | None:
+        return self._by_key.get(partition_key, {}).get(case_id)
+
+    def find_duplicate(self, partition_key: str, record: Classified,
+                       rule: MergeRule) -> CaseRecord | None:
+        """The earliest-opened open case this report duplicates."""
+        matches = [c for c in self._by_key.get(partition_key, {}).values()
+                   if is_duplicate(c, record, rule)]
+        return min(matches, key=lambda c: c.opened_at) if matches else None
+
+    def __len__(self) -> int:
+        return sum(len(b) for b in self._by_key.values())

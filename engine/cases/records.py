@@ -1,0 +1,124 @@
+"""Records after routing: assignments to departments, case state, departments' answers.
+
+All JSON with a ``schema`` field, so plain Kafka tools (kcat, a department's own consumer)
+can read them. Keys are ``case_id`` on ``cases`` and assignment topics; departments key
+their status updates with the case's ``partition_key`` (the township code), which is also
+the key of ``incidents.classified``: so one route worker owns every record of a place, and
+duplicate merging and case state never need another worker's memory.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from engine.contracts import Classified, Location, Platform, Priority, Reporter, RuleMatch
+
+CaseState = Literal["dispatched", "accepted", "resolved", "closed", "reopened"]
+StatusAction = Literal["accepted", "returned", "progress", "resolved", "verified"]
+AssignmentKind = Literal["new", "update", "reassigned"]
+
+
+class _Wire(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class Assignment(_Wire):
+    """What a department receives on ``assignments.<dept>``: enough to act without lookups."""
+
+    schema_: Literal["griddispatch.assignment/1"] = Field(
+        default="griddispatch.assignment/1", alias="schema")
+    case_id: str
+    partition_key: str = Field(description="key to use for status updates on this case")
+    kind: AssignmentKind = Field(description="new case, update (a merged report), reassigned")
+    role: Literal["lead", "assist"]
+    department: str
+    department_name: str
+    incident_id: str
+    matter_code: str
+    matter_name: str
+    platform: Platform
+    priority: Priority
+    sla_policy: str
+    grid_code: str | None
+    division_chain: list[str]
+    location: Location | None
+    address: str | None
+    description: str
+    reporter: Reporter | None = Field(description="phone masked for assisting departments")
+    attachments: list[str]
+    reported_at: datetime
+    assigned_at: datetime
+    merged_reports: int = 0
+    rules_revision: str
+    matched_rules: list[RuleMatch]
+
+
+class CaseEvent(_Wire):
+    at: datetime
+    action: str
+    department: str | None = None
+    detail: str = ""
+
+
+class CaseRecord(_Wire):
+    """The latest state of a case, on the compacted ``cases`` topic (the source of truth)."""
+
+    schema_: Literal["griddispatch.case/1"] = Field(default="griddispatch.case/1",
+                                                    alias="schema")
+    case_id: str
+    partition_key: str
+    state: CaseState
+    lead: str
+    assist: list[str]
+    incident_ids: list[str] = Field(description="every report merged into this case, first first")
+    matter_code: str
+    platform: Platform
+    priority: Priority
+    sla_policy: str
+    grid_code: str | None
+    division_chain: list[str]
+    location: Location | None
+    reported_at: datetime
+    opened_at: datetime
+    last_report_at: datetime
+    updated_at: datetime
+    returns: int = 0
+    returned_by: list[str] = Field(default_factory=list)
+    resolution: str | None = None
+    satisfied: bool | None = None
+    rules_revision: str
+    history: list[CaseEvent]
+    origin: Classified = Field(description="the first report's classification: re-routing "
+                                           "after a return needs it, and the topic is the truth")
+
+
+class StatusUpdate(_Wire):
+    """A department's answer on ``assignments.status`` (key: the case's partition_key)."""
+
+    schema_: Literal["griddispatch.status/1"] = Field(default="griddispatch.status/1",
+                                                      alias="schema")
+    case_id: str
+    department: str
+    action: StatusAction
+    at: datetime
+    note: str = Field(default="", max_length=2000)
+    satisfied: bool | None = Field(default=None, description="with 'verified': the reporter's "
+                                                             "answer")
+
+
+RejectReason = Literal["malformed", "unknown_case", "not_assigned", "illegal_transition"]
+
+
+class StatusRejected(_Wire):
+    """A status update that could not apply: kept with the reason, never a crash."""
+
+    schema_: Literal["griddispatch.status-rejected/1"] = Field(
+        default="griddispatch.status-rejected/1", alias="schema")
+    reason: RejectReason
+    detail: str
+    case_id: str | None = None
+    raw: str
+    received_at: datetime
