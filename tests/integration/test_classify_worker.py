@@ -181,7 +181,10 @@ def test_each_report_lands_on_its_topic_and_the_worker_survives_bad_input(
             assert record["headers"]["schema"] == record["value"]["schema"].encode(), name
             assert record["headers"]["rules-revision"] == revision.encode(), name
         assert found["classified"]
-        assert found["classified"]["key"] == incident_id("hotline", "T-1").encode()
+        # keyed by township, so the route worker that owns the place gets every report of it
+        assert found["classified"]["key"] == found["classified"]["value"]["division_chain"][3][
+            :9].encode()
+        assert found["classified"]["value"]["incident_id"] == incident_id("hotline", "T-1")
         assert found["malformed"] and found["malformed"]["key"] == b"unknown"
         assert len(outputs.records) == 4, outputs.records
         assert proc.poll() is None, "the worker died on bad input"
