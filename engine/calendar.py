@@ -8,7 +8,8 @@ to Monday–Friday and say so in a log line once, rather than failing dispatch.
 from __future__ import annotations
 
 import logging
-from datetime import date, datetime, time
+from collections.abc import Sequence
+from datetime import date, datetime, time, timedelta
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
@@ -43,3 +44,77 @@ def is_working_time(instant: datetime,
         return False
     now = local.time()
     return any(start <= now < end for start, end in hours)
+
+
+def _sessions(day: date, hours: tuple[tuple[time, time], ...]) -> list[tuple[datetime, datetime]]:
+    if not is_working_day(day):
+        return []
+    return [(datetime.combine(day, start, SHANGHAI), datetime.combine(day, end, SHANGHAI))
+            for start, end in hours]
+
+
+def working_day_length(hours: tuple[tuple[time, time], ...] = WORKING_HOURS) -> timedelta:
+    """How much working time one working day holds (7 h with the default sessions)."""
+    return sum((datetime.combine(date.min, e) - datetime.combine(date.min, s)
+                for s, e in hours), timedelta())
+
+
+def add_working_time(start: datetime, duration: timedelta,
+                     hours: tuple[tuple[time, time], ...] = WORKING_HOURS) -> datetime:
+    """The instant at which ``duration`` of working time has passed since ``start``.
+
+    Nights, lunch breaks, weekends and public holidays do not count; make-up working days do.
+    A limit of "N working days" is N × ``working_day_length``. A zero duration started
+    outside working time ends at the next session's start, when work can begin.
+    """
+    if duration < timedelta(0):
+        raise ValueError("duration must not be negative")
+    remaining = duration
+    local = start.astimezone(SHANGHAI)
+    day = local.date()
+    for _ in range(3660):  # ten years of days: a guard, never reached by real limits
+        for begin, end in _sessions(day, hours):
+            if end <= local:
+                continue
+            begin = max(begin, local)
+            if begin + remaining <= end:
+                return begin + remaining
+            remaining -= end - begin
+        day += timedelta(days=1)
+    raise ValueError(f"{duration} of working time does not fit in ten years")
+
+
+def working_time_between(start: datetime, end: datetime,
+                         hours: tuple[tuple[time, time], ...] = WORKING_HOURS) -> timedelta:
+    """Working time elapsed from ``start`` to ``end`` (zero when end is not after start)."""
+    if end <= start:
+        return timedelta(0)
+    total = timedelta(0)
+    day, last = start.astimezone(SHANGHAI).date(), end.astimezone(SHANGHAI).date()
+    while day <= last:
+        for begin, finish in _sessions(day, hours):
+            overlap = min(finish, end) - max(begin, start)
+            if overlap > timedelta(0):
+                total += overlap
+        day += timedelta(days=1)
+    return total
+
+
+def natural_time_between(start: datetime, end: datetime,
+                         hours: tuple[tuple[time, time], ...] = WORKING_HOURS) -> timedelta:
+    """Wall-clock time from ``start`` to ``end``; ``hours`` is ignored (same signature)."""
+    return max(end - start, timedelta(0))
+
+
+def elapsed(start: datetime, end: datetime, unit: str,
+            pauses: Sequence[tuple[datetime, datetime]] = (),
+            hours: tuple[tuple[time, time], ...] = WORKING_HOURS) -> timedelta:
+    """Time that counts against a limit: natural or working, minus pauses (e.g. while the
+    department waits on the reporter). Pauses must not overlap one another."""
+    measure = working_time_between if unit == "working" else natural_time_between
+    total = measure(start, end, hours)
+    for pause_start, pause_end in pauses:
+        clipped_start, clipped_end = max(pause_start, start), min(pause_end, end)
+        if clipped_end > clipped_start:
+            total -= measure(clipped_start, clipped_end, hours)
+    return total
