@@ -88,3 +88,17 @@ def wait_for_broker(settings: Settings, timeout: float) -> bool:
         except KafkaException:
             time.sleep(0.2)
     return False
+
+
+def transactional_producer(settings: Settings, transactional_id: str, **overrides: Any) -> Producer:
+    """A transactional producer for consume-transform-produce (the route worker).
+
+    The caller calls ``init_transactions()`` before the first transaction: that fences any
+    earlier producer with the same ``transactional_id`` (a killed worker's zombie) and aborts
+    its open transaction, so read_committed readers are not held back by it. The id must be
+    stable across restarts of one worker instance and distinct between concurrent ones.
+    ``transaction.timeout.ms``: how long a transaction of a worker that died and never came
+    back holds back read_committed readers before the broker aborts it.
+    """
+    return producer(settings, **{"transactional.id": transactional_id,
+                                 "transaction.timeout.ms": 30000, **overrides})

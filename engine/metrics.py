@@ -77,6 +77,42 @@ WORKER_ERRORS = Counter(
     ["worker", "stage"],
 )
 
+# --- route -----------------------------------------------------------------------------------
+
+ROUTE_RECORDS = Counter(
+    "griddispatch_route_records",
+    "Records the route worker processed in committed transactions, by outcome (assigned, "
+    "merged, duplicate, updated, rerouted, rejected).",
+    ["outcome"],
+)
+ASSIGNMENTS = Counter(
+    "griddispatch_assignments",
+    "Assignment records published to departments (new, update and reassigned; lead and "
+    "assisting), by platform and department.",
+    ["platform", "department"],
+)
+ROUTE_SECONDS = Histogram(
+    "griddispatch_route_seconds",
+    "Time from an incident's reported_at to the dispatch of the case it opened.",
+    buckets=(0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0),
+)
+OPEN_CASES = Gauge(
+    "griddispatch_open_cases",
+    "Cases not yet closed in the partitions this route worker owns, by state.",
+    ["state"],
+)
+ROUTE_TRANSACTIONS = Counter(
+    "griddispatch_route_transactions",
+    "Kafka transactions of the route worker, by outcome (committed, aborted).",
+    ["outcome"],
+)
+ROUTE_REBUILDS = Counter(
+    "griddispatch_route_rebuilds",
+    "Times the route worker rebuilt its case store from the cases topic, by reason "
+    "(assigned, aborted, step_error).",
+    ["reason"],
+)
+
 
 def serve_metrics(port: int, host: str = "127.0.0.1") -> None:
     """Serve ``/metrics`` from a daemon thread; raises OSError when the port is taken."""
@@ -84,7 +120,8 @@ def serve_metrics(port: int, host: str = "127.0.0.1") -> None:
 
 
 ALL = (CLASSIFY_RECORDS, TRIAGE, REJECTED, CLASSIFY_SECONDS, RULES_RELOAD_SUCCESS,
-       RULES_RELOAD, RULES_REVISION, RULES_LAST_RELOAD, WORKER_ERRORS)
+       RULES_RELOAD, RULES_REVISION, RULES_LAST_RELOAD, WORKER_ERRORS, ROUTE_RECORDS,
+       ASSIGNMENTS, ROUTE_SECONDS, OPEN_CASES, ROUTE_TRANSACTIONS, ROUTE_REBUILDS)
 
 
 def reference_table() -> str:

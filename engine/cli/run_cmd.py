@@ -30,6 +30,7 @@ class WorkerSpec:
 # Workers join this list as they are written (classify, route, timers, intake).
 WORKERS: tuple[WorkerSpec, ...] = (
     WorkerSpec("classify", ("worker", "classify", "--metrics-port", "9101"), 9101),
+    WorkerSpec("route", ("worker", "route", "--metrics-port", "9102"), 9102),
 )
 
 

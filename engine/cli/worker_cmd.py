@@ -1,4 +1,4 @@
-"""``griddispatch worker classify``: run a stream worker in the foreground until a signal.
+"""``griddispatch worker classify|route``: run a stream worker in the foreground until a signal.
 
 Faust normally owns the command line (``app.main()``); ours is argparse, so we build the app
 ourselves and hand it to ``faust.Worker``, which installs the SIGTERM / SIGINT handlers that
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import re
 import sys
 import tempfile
 from pathlib import Path
@@ -17,10 +18,11 @@ from pathlib import Path
 from engine.settings import Settings
 
 DEFAULT_METRICS_PORT = 9101
+DEFAULT_ROUTE_METRICS_PORT = 9102
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    worker = commands.add_parser("worker", help="run a stream worker (classify)",
+    worker = commands.add_parser("worker", help="run a stream worker (classify, route)",
                                  description="Run a stream worker in the foreground.")
     kinds = worker.add_subparsers(dest="kind", metavar="KIND", required=True)
     classify = kinds.add_parser(
@@ -32,6 +34,25 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
                           help=f"port of /metrics on 127.0.0.1 (default: "
                                f"{DEFAULT_METRICS_PORT}; 0 turns it off)")
     classify.set_defaults(handler=run_classify)
+    route = kinds.add_parser(
+        "route", help="incidents.classified + assignments.status → assignments.<dept>, cases",
+        description="Open, merge and move cases in Kafka transactions (exactly once); "
+                    "SIGHUP reloads the rules.")
+    route.add_argument("--rules-dir", type=Path,
+                       help="rules folder (default: $GRIDDISPATCH_RULES or rules)")
+    route.add_argument("--metrics-port", type=int, default=DEFAULT_ROUTE_METRICS_PORT,
+                       help=f"port of /metrics on 127.0.0.1 (default: "
+                            f"{DEFAULT_ROUTE_METRICS_PORT}; 0 turns it off)")
+    route.add_argument("--instance", default="0", type=_instance_id,
+                       help="this instance's stable id (default 0): keep it across restarts, "
+                            "give each instance running at once its own")
+    route.set_defaults(handler=run_route)
+
+
+def _instance_id(text: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9._-]{1,64}", text):
+        raise argparse.ArgumentTypeError("use letters, digits, '.', '_' or '-' (at most 64)")
+    return text
 
 
 def run_classify(args: argparse.Namespace, settings: Settings) -> int:
@@ -56,3 +77,16 @@ def run_classify(args: argparse.Namespace, settings: Settings) -> int:
         except SystemExit as exc:  # execute_from_commandline always ends with sys.exit
             return exc.code if isinstance(exc.code, int) else 1
     return 0
+
+
+def run_route(args: argparse.Namespace, settings: Settings) -> int:
+    from engine.workers.route import run
+
+    settings = settings.with_(rules_dir=args.rules_dir)
+    logging.basicConfig(level=logging.INFO, format="[%(asctime)s] [%(levelname)s] %(message)s")
+    try:
+        return run(settings, args.instance, args.metrics_port or None)
+    except OSError as exc:
+        print(f"error: cannot serve metrics on 127.0.0.1:{args.metrics_port} "
+              f"({exc.strerror}); choose another --metrics-port", file=sys.stderr)
+        return 1
