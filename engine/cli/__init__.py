@@ -11,7 +11,15 @@ import sys
 from collections.abc import Sequence
 
 from engine import __version__
-from engine.cli import rules_cmd, run_cmd, stack_cmd, topics_cmd, worker_cmd
+from engine.cli import (
+    dept_cmd,
+    rules_cmd,
+    run_cmd,
+    simulate_cmd,
+    stack_cmd,
+    topics_cmd,
+    worker_cmd,
+)
 from engine.kafka import KafkaUnavailable
 from engine.settings import Settings
 from engine.stack import StackError
@@ -34,7 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="prefix for every topic and group name "
                              "(default: $GRIDDISPATCH_TOPIC_PREFIX or none)")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for module in (run_cmd, stack_cmd, topics_cmd, rules_cmd, worker_cmd):
+    for module in (run_cmd, stack_cmd, topics_cmd, rules_cmd, worker_cmd, simulate_cmd,
+                   dept_cmd):
         module.register(commands)
     return parser
 

@@ -1,4 +1,4 @@
-"""``griddispatch rules check|test|explain`` and ``schema export``: tools operators expect."""
+"""``griddispatch rules check|test|explain|diff`` and ``schema export``: operators' tools."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from engine.rules import RuleSet
 from engine.rules.cases import load_cases, run_case
 from engine.schemas import export_schemas
 from engine.settings import Settings
+from engine.simulate import describe, destination, label, simulate
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -37,6 +38,17 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     explain.add_argument("--json", action="store_true",
                          help="print the resulting record itself as one JSON object")
     explain.set_defaults(handler=rules_explain)
+    diff = verbs.add_parser("diff", help="replay history against two rule sets; exit 1 if any "
+                                         "incident would go elsewhere",
+                            description="Run 'simulate' over FILE with the OLD and the NEW rules "
+                                        "folder and list every incident whose outcome, matter, "
+                                        "lead department or assisting departments differ. "
+                                        "Exit 1 if any does.")
+    diff.add_argument("old", type=Path, help="the rules folder in service")
+    diff.add_argument("new", type=Path, help="the candidate rules folder")
+    diff.add_argument("history", type=Path, metavar="FILE.jsonl",
+                      help="intake reports, one per line")
+    diff.set_defaults(handler=rules_diff)
 
     schema = commands.add_parser("schema", help="export JSON Schema for contracts and rule files",
                                  description="Export JSON Schema for contracts and rule files.")
@@ -102,11 +114,47 @@ def rules_explain(args: argparse.Namespace, settings: Settings) -> int:
               f"(placed by {outcome.placed_by}, classified by {outcome.classified_by})")
         for match in outcome.matched_rules:
             print(f"   {match.field:<12} {match.rule:<28} {match.layer}: {match.why}")
+        from engine.routing.decide import route
+
+        decision = route(ruleset, outcome)
+        names = {d.code: d.name for d in ruleset.departments}
+        chain = outcome.division_chain
+        table = ruleset.routing_for(chain[2] if len(chain) > 2 else None)
+        lines = {r.id: r.line for r in table.rules}
+        if table.default is not None:
+            lines["default_route"] = table.default.line
+        assist = ", ".join(f"{a} {names.get(a, '')}".rstrip() for a in decision.assist)
+        print(f"→ routed: lead {decision.lead} {names.get(decision.lead, '')}".rstrip())
+        print(f"   assist {assist or '-'}; sla {decision.sla}; priority {decision.priority}")
+        for match in decision.matched:
+            where = f" line {lines[match.rule]}" if match.rule in lines else ""
+            print(f"   {match.field:<12} {match.rule:<28} {match.layer}{where}: {match.why}")
     elif isinstance(outcome, Triage):
         print(f"→ triage: {outcome.reason}: {outcome.detail}")
     elif isinstance(outcome, Rejected):
         print(f"→ rejected: {outcome.reason}: {outcome.detail}")
     return 0
+
+
+def rules_diff(args: argparse.Namespace, settings: Settings) -> int:
+    """Both runs stream the file side by side (it is never loaded whole), and each keeps its
+    own case store, as two deployments would: merging depends on the rules too."""
+    old, new = RuleSet.load(args.old), RuleSet.load(args.new)
+    try:
+        with args.history.open("rb") as old_lines, args.history.open("rb") as new_lines:
+            total = changed = 0
+            for before, after in zip(simulate(old, old_lines), simulate(new, new_lines),
+                                     strict=True):
+                total += 1
+                if destination(before) != destination(after):
+                    changed += 1
+                    print(f"{label(before)}  {describe(before)} → {describe(after)}")
+    except OSError as exc:
+        print(f"error: {exc.filename}: {exc.strerror}", file=sys.stderr)
+        return 2
+    print(f"{changed} of {total} incidents would go elsewhere "
+          f"(revision {old.revision} → {new.revision})")
+    return 1 if changed else 0
 
 
 def schema_export(args: argparse.Namespace, settings: Settings) -> int:
