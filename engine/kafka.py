@@ -27,7 +27,12 @@ def client_config(settings: Settings, **overrides: Any) -> dict[str, Any]:
 
 
 def admin_client(settings: Settings) -> AdminClient:
-    return AdminClient(client_config(settings))
+    """An admin client that stays quiet while the broker is down.
+
+    librdkafka would log a connection failure every few milliseconds; callers turn the
+    timeout into one ``KafkaUnavailable`` message that says what to do instead.
+    """
+    return AdminClient(client_config(settings, log_level=0))
 
 
 def producer(settings: Settings, **overrides: Any) -> Producer:
