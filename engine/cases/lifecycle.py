@@ -84,7 +84,8 @@ def apply_status(case: CaseRecord, update: StatusUpdate,
             return Refused("illegal_transition", f"progress on a case that is {state}")
         return _event(case, now, update)
     if dept != case.lead:
-        return Refused("not_assigned", f"only the lead ({case.lead}) may {action[:-2]} "
+        verb = {"accepted": "accept", "returned": "return", "resolved": "resolve"}[action]
+        return Refused("not_assigned", f"only the lead ({case.lead}) may {verb} "
                                        f"case {case.case_id}")
     if action == "accepted":
         if state not in ("dispatched", "reopened"):

@@ -3,6 +3,14 @@
 Operators change rules; these cases say what must still come out. They run in CI through
 ``griddispatch rules test`` and pytest, so a rules edit that breaks dispatch fails the build
 rather than a resident's report.
+
+Besides the record's own fields, a case's ``expect`` may give the routing decision
+(``engine.routing.decide.route``) of a classified report: ``lead`` (a department code),
+``assist`` (department codes, any order), ``sla``, ``route_priority`` and ``route_rules`` (the
+ids of the route rules that applied, in order, including ``default_route`` and
+``locality-fallback``). Routing depends on when the report arrived (``time: working |
+off_hours``), so a case may set ``received_at`` (default ``2026-11-24T10:00:05+08:00``, a
+working Tuesday morning).
 """
 
 from __future__ import annotations
@@ -12,10 +20,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from engine.classify import classify_data
 from engine.contracts import Classified, Outcome, Rejected, Triage
+from engine.routing.decide import RouteDecision, route
 from engine.rules.ruleset import RuleSet
 from engine.yamlfile import FileProblem, FileProblems, load_folder
 
@@ -29,6 +38,9 @@ class RuleCase(BaseModel):
     name: str = Field(min_length=1)
     report: dict[str, Any]
     expect: dict[str, Any] = Field(min_length=1)
+    received_at: AwareDatetime | None = Field(
+        default=None, description="when the report reached the system (routing time windows); "
+                                  "default 2026-11-24T10:00:05+08:00")
 
 
 class CaseFile(BaseModel):
@@ -84,8 +96,9 @@ def report_of(case: RuleCase) -> dict[str, Any]:
 
 
 def run_case(ruleset: RuleSet, loaded: LoadedCase) -> CaseResult:
-    outcome = classify_data(ruleset, report_of(loaded.case), RECEIVED_AT)
-    return CaseResult(loaded, outcome, compare(loaded.case.expect, outcome))
+    received_at = loaded.case.received_at or RECEIVED_AT
+    outcome = classify_data(ruleset, report_of(loaded.case), received_at)
+    return CaseResult(loaded, outcome, compare(loaded.case.expect, outcome, ruleset))
 
 
 def _got(outcome: Outcome) -> str:
@@ -96,8 +109,17 @@ def _got(outcome: Outcome) -> str:
     return f"classified as {outcome.matter_code} {outcome.matter_name}"
 
 
-def compare(expect: dict[str, Any], outcome: Outcome) -> list[str]:
-    mismatches = []
+# expect keys checked against the routing decision rather than the record
+ROUTING_KEYS = ("lead", "assist", "sla", "route_priority", "route_rules")
+
+
+def compare(expect: dict[str, Any], outcome: Outcome,
+            ruleset: RuleSet | None = None) -> list[str]:
+    """What differs between a case's expectation and the outcome (empty: the case passes).
+
+    Routing keys need ``ruleset``: the decision is ``route(ruleset, outcome)``.
+    """
+    mismatches: list[str] = []
     expected_kind = ("rejected" if "rejected" in expect else
                      "triage" if "triage" in expect else "classified")
     actual_kind = ("rejected" if isinstance(outcome, Rejected) else
@@ -109,9 +131,18 @@ def compare(expect: dict[str, Any], outcome: Outcome) -> list[str]:
     if isinstance(outcome, Rejected | Triage) and outcome.reason != expect[expected_kind]:
         mismatches.append(f"reason: expected {expect[expected_kind]}, got {outcome.reason} "
                           f"({outcome.detail})")
+    routing = {key: expect[key] for key in ROUTING_KEYS if key in expect}
+    if routing and not isinstance(outcome, Classified):
+        mismatches.extend(f"'{key}' is a routing key: only a classified report is routed, "
+                          f"this one is {_got(outcome)}" for key in routing)
+    elif routing and isinstance(outcome, Classified):
+        if ruleset is None:
+            mismatches.append("routing keys need the rule set to route with")
+        else:
+            mismatches.extend(_compare_route(routing, route(ruleset, outcome)))
     data = outcome.model_dump(mode="json")
     for key, want in expect.items():
-        if key in ("rejected", "triage"):
+        if key in ("rejected", "triage") or key in ROUTING_KEYS:
             continue
         if key not in data:
             mismatches.append(f"'{key}' is not a field of a {actual_kind} record")
@@ -119,4 +150,28 @@ def compare(expect: dict[str, Any], outcome: Outcome) -> list[str]:
             mismatches.append(f"{key}: expected {want!r}, got {data[key]!r}"
                               + (f" — {_got(outcome)}" if isinstance(outcome, Classified)
                                  and key != "matter_code" else ""))
+    return mismatches
+
+
+def _describe(decision: RouteDecision) -> str:
+    assist = ", ".join(decision.assist) or "-"
+    rules = ", ".join(m.rule for m in decision.matched) or "-"
+    return f"routed to {decision.lead} (assist {assist}) by {rules}"
+
+
+def _compare_route(expect: dict[str, Any], decision: RouteDecision) -> list[str]:
+    got: dict[str, Any] = {
+        "lead": decision.lead, "assist": list(decision.assist), "sla": decision.sla,
+        "route_priority": decision.priority,
+        "route_rules": [m.rule for m in decision.matched]}
+    mismatches = []
+    for key, want in expect.items():
+        if key in ("assist", "route_rules") and not (
+                isinstance(want, list) and all(isinstance(w, str) for w in want)):
+            mismatches.append(f"{key}: expected a list of strings, the case gives {want!r}")
+            continue
+        same = (sorted(want) == sorted(got[key]) if key == "assist" else want == got[key])
+        if not same:
+            mismatches.append(f"{key}: expected {want!r}, got {got[key]!r} — "
+                              f"{_describe(decision)}")
     return mismatches

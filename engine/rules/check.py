@@ -55,7 +55,8 @@ def check(ruleset: RuleSet) -> list[FileProblem]:
                         layer.doc.file, layer.line("priority", i, "matters"),
                         f"priority rule '{prio.id}' names matter prefix '{prefix}', which "
                         "matches no catalogue item"))
-        ids = [r.id for r in layer.file.classify] + [r.id for r in layer.file.priority]
+        ids = ([r.id for r in layer.file.classify] + [r.id for r in layer.file.priority]
+               + [r.id for r in layer.file.route])
         for rule_id in {i for i in ids if ids.count(i) > 1}:
             problems.append(FileProblem(layer.doc.file, 0,
                                         f"rule id '{rule_id}' is used twice in one layer"))
