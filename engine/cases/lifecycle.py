@@ -19,6 +19,10 @@ from engine.contracts import Classified, Reporter
 from engine.reference.departments import DepartmentRegistry
 from engine.routing.decide import RouteDecision
 
+# The command centres call reporters back (回访) and record the verification: not the
+# department whose own work is being verified.
+VERIFIER_ROLE = "zhzx"
+
 
 @dataclass(frozen=True)
 class Refused:
@@ -52,7 +56,8 @@ def open_case(record: Classified, decision: RouteDecision, now: datetime) -> Cas
         platform=record.platform, priority=decision.priority, sla_policy=decision.sla,
         grid_code=record.grid_code, division_chain=record.division_chain,
         location=record.report.location, reported_at=record.reported_at, opened_at=now,
-        last_report_at=record.reported_at, updated_at=now, rules_revision=record.rules_revision,
+        last_report_at=record.reported_at, updated_at=now,
+        rules_revision=decision.revision or record.rules_revision,
         history=[CaseEvent(at=now, action="dispatched", department=decision.lead,
                            detail=", ".join(m.rule for m in decision.matched))],
         origin=record)
@@ -74,6 +79,9 @@ def apply_status(case: CaseRecord, update: StatusUpdate,
     if action == "verified":
         if state != "resolved":
             return Refused("illegal_transition", f"cannot verify a case that is {state}")
+        if not dept.endswith(f".{VERIFIER_ROLE}"):
+            return Refused("not_assigned", f"verification (回访) is recorded by a command "
+                                           f"centre (*.{VERIFIER_ROLE}), not {dept}")
         closed = update.satisfied is not False
         return _event(case, now, update, state="closed" if closed else "reopened",
                       satisfied=update.satisfied)
@@ -147,6 +155,8 @@ def assignments(case: CaseRecord, record: Classified, decision: RouteDecision,
             address=report.address, description=report.description,
             reporter=report.reporter if role == "lead" else mask_phone(report.reporter),
             attachments=report.attachments, reported_at=record.reported_at, assigned_at=now,
-            merged_reports=len(case.incident_ids) - 1, rules_revision=record.rules_revision,
+            merged_reports=len(case.incident_ids) - 1,
+            rules_revision=decision.revision or record.rules_revision,
+            classification_revision=record.rules_revision,
             matched_rules=[*record.matched_rules, *decision.matched]))
     return out

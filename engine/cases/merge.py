@@ -52,6 +52,8 @@ class CaseStore:
 
     def __init__(self) -> None:
         self._by_key: dict[str, dict[str, CaseRecord]] = defaultdict(dict)
+        # Open cases by (partition key, matter class): duplicate search looks at one class.
+        self._open: dict[tuple[str, str], dict[str, CaseRecord]] = defaultdict(dict)
         self.case_of_incident: dict[str, str] = {}
 
     def put(self, case: CaseRecord) -> None:
@@ -62,6 +64,11 @@ class CaseStore:
             bucket.pop(case.case_id, None)
         else:
             bucket[case.case_id] = case
+        open_bucket = self._open[(case.partition_key, case.matter_code[:2])]
+        if case.state in OPEN_STATES:
+            open_bucket[case.case_id] = case
+        else:
+            open_bucket.pop(case.case_id, None)
 
     def cases(self) -> list[CaseRecord]:
         return [c for bucket in self._by_key.values() for c in bucket.values()]
@@ -72,7 +79,9 @@ class CaseStore:
     def find_duplicate(self, partition_key: str, record: Classified,
                        rule: MergeRule) -> CaseRecord | None:
         """The earliest-opened open case this report duplicates."""
-        matches = [c for c in self._by_key.get(partition_key, {}).values()
+        classes = {p[:2] for p in rule.matters if record.matter_code.startswith(p)}
+        matches = [c for cls in classes
+                   for c in self._open.get((partition_key, cls), {}).values()
                    if is_duplicate(c, record, rule)]
         return min(matches, key=lambda c: c.opened_at) if matches else None
 

@@ -52,7 +52,8 @@ class Assignment(_Wire):
     reported_at: datetime
     assigned_at: datetime
     merged_reports: int = 0
-    rules_revision: str
+    rules_revision: str = Field(description="revision of the rules that routed this assignment")
+    classification_revision: str = Field(description="revision that classified the report")
     matched_rules: list[RuleMatch]
 
 

@@ -27,6 +27,7 @@ class RouteDecision:
     sla: str
     priority: Priority
     matched: tuple[RuleMatch, ...] = field(default=())
+    revision: str = ""  # the rule set that decided: frozen on the assignments it produces
 
 
 def resolve_target(ruleset: RuleSet, target: str, matter_code: str,
@@ -118,4 +119,4 @@ def route(ruleset: RuleSet, record: Classified, exclude: frozenset[str] = frozen
     default_sla = table.default.sla if table.default else "default"
     return RouteDecision(lead=lead, assist=tuple(a for a in assist if a != lead),
                          sla=sla or default_sla, priority=priority or record.priority,
-                         matched=tuple(matched))
+                         matched=tuple(matched), revision=ruleset.revision)

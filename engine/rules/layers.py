@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -143,7 +143,8 @@ class MergeRuleFile(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    matters: list[str] = Field(min_length=1, description="matter code prefixes")
+    matters: list[Annotated[str, Field(pattern=r"^\d{2}(\d{2}){0,2}$")]] = Field(
+        min_length=1, description="matter code prefixes: class, subclass or item")
     distance_m: int = Field(ge=0, le=5000)
     window: str = Field(description="how long after the case's last report, e.g. 2h")
 

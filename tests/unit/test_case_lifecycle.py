@@ -283,3 +283,12 @@ def test_assisting_departments_receive_the_masked_phone() -> None:
     assert sent[0].reporter == Reporter(name="王女士", phone="13812345678")
     assert all(a.reporter == Reporter(name="王女士", phone="138****5678") for a in sent[1:])
     assert all(a.partition_key == "330110005" and a.case_id == case.case_id for a in sent)
+
+
+def test_the_lead_cannot_verify_its_own_work() -> None:
+    refusal = refused(resolved_case(), LEAD, "verified", satisfied=True)
+    assert refusal.reason == "not_assigned" and "command centre" in refusal.detail
+
+
+def test_a_township_command_room_may_verify() -> None:
+    assert step(resolved_case(), "330110005.zhzx", "verified", satisfied=True).state == "closed"
