@@ -5,6 +5,12 @@ what a test run cannot (one pinned core, warm-up, several rounds, a baseline mea
 the same process), and quotes medians and ratios rather than one noisy number.
 Results go to ``bench-results/classify.json`` (machine-readable, with the machine it ran
 on) and a table on stdout.
+
+``--only classify|dispatch`` runs one of the two; by default both run, classify first. The
+dispatch benchmark (``dispatch_bench``: end-to-end through a private broker, against a
+passthrough measured in the same run) is not pinned: it runs a broker and several worker
+processes that need every core, so the classify run's pinning is undone before it starts.
+It writes ``bench-results/dispatch.json``.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from tests.bench import dispatch_bench
 from tests.bench.classify_bench import (
     TARGET_COST_RATIO,
     TARGET_EVENTS_PER_S,
@@ -85,15 +92,80 @@ def _table(results: list[ScaleResult], ratio: float | None) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tests.bench", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m tests.bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--only", choices=["classify", "dispatch"],
+                        help="run only this benchmark (default: both)")
     parser.add_argument("--scales", type=int, nargs="+", default=[1, 10])
     parser.add_argument("--events", type=int, default=20_000, help="reports per round")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--naive-events", type=int, default=0,
                         help="reports for the naive baseline (default: 300)")
     parser.add_argument("--out", type=Path, default=REPO / "bench-results" / "classify.json")
+    parser.add_argument("--dispatch-reports", type=int, default=dispatch_bench.REPORTS,
+                        help="reports per drain in the dispatch benchmark")
+    parser.add_argument("--dispatch-partitions", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--dispatch-rounds", type=int, default=dispatch_bench.ROUNDS,
+                        help="drains per N and kind (the median is quoted)")
+    parser.add_argument("--latency-seconds", type=float, default=dispatch_bench.LATENCY_SECONDS,
+                        help="how long reports are offered in the latency run (0: none)")
+    parser.add_argument("--latency-rates", type=int, nargs="*",
+                        default=[dispatch_bench.OFFERED_RATE, 100],
+                        help="offered reports/s of the latency runs (the first is the issue's)")
+    parser.add_argument("--no-stages", action="store_true",
+                        help="skip the classify-only and route-only drains")
+    parser.add_argument("--dispatch-out", type=Path,
+                        default=REPO / "bench-results" / "dispatch.json")
     args = parser.parse_args(argv)
 
+    if args.only in (None, "classify"):
+        allowed = os.sched_getaffinity(0)
+        try:
+            run_classify(args)
+        finally:
+            os.sched_setaffinity(0, allowed)  # the dispatch run needs every core
+    if args.only in (None, "dispatch"):
+        run_dispatch(args)
+    return 0
+
+
+def run_dispatch(args: argparse.Namespace) -> None:
+    nproc = len(os.sched_getaffinity(0))
+    machine = _machine(nproc, None)
+    print(f"\nmachine: nproc={nproc} (not pinned), {machine['cpu_model']}, "
+          f"Python {machine['python']}", flush=True)
+    started = time.monotonic()
+    report = dispatch_bench.run(args.dispatch_partitions, args.dispatch_reports,
+                                args.dispatch_rounds, args.latency_rates,
+                                args.latency_seconds, not args.no_stages,
+                                log=lambda m: print(m, flush=True))
+    out = {"benchmark": "dispatch", "machine": machine,
+           "method": {"reports_per_drain": args.dispatch_reports,
+                      "rounds": args.dispatch_rounds, "statistic": "median of rounds",
+                      "throughput": "drain of reports produced in one burst once every "
+                                    "consumer group is Stable; first to last output record "
+                                    "by Kafka timestamp; engine output = committed records "
+                                    "on the cases topic (one per lead assignment)",
+                      "passthrough": "confluent-kafka consume -> produce unchanged -> flush "
+                                     "-> commit, same group, N processes",
+                      "latency": "lead assignment vs intake record; 'visible' = wall time a "
+                                 "read_committed reader got it minus wall time of produce(); "
+                                 "'kafka_timestamps' = CreateTime difference",
+                      "offered_rates": args.latency_rates,
+                      "offered_seconds": args.latency_seconds},
+           "targets": {"ratio_engine_over_passthrough": dispatch_bench.TARGET_RATIO,
+                       "latency_p99_ms": dispatch_bench.TARGET_P99_MS},
+           **report.as_json(),
+           "seconds_total": round(time.monotonic() - started, 1),
+           "loadavg_at_end": [round(x, 2) for x in os.getloadavg()]}
+    args.dispatch_out.parent.mkdir(parents=True, exist_ok=True)
+    args.dispatch_out.write_text(json.dumps(out, ensure_ascii=False, indent=2) + "\n", "utf-8")
+    print()
+    print(dispatch_bench.table(report))
+    print(f"\nwritten to {args.dispatch_out}")
+
+
+def run_classify(args: argparse.Namespace) -> None:
     nproc, cpu = _pin_one_core()
     machine = _machine(nproc, cpu)
     print(f"machine: nproc={nproc}, pinned to cpu {cpu}, {machine['cpu_model']}, "
@@ -125,7 +197,6 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(_table(results, ratio))
     print(f"\nwritten to {args.out}")
-    return 0
 
 
 if __name__ == "__main__":
