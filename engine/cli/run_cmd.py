@@ -62,7 +62,7 @@ def run_up(args: argparse.Namespace, settings: Settings) -> int:
         for worker, proc in children:
             metrics = (f"  metrics http://127.0.0.1:{worker.metrics_port}/metrics"
                        if worker.metrics_port else "")
-            print(f"  {worker.name:<8}pid {proc.pid}{metrics}")
+            print(f"  {worker.name:<9} pid {proc.pid}{metrics}")
         print("Ctrl-C stops everything" + ("" if not args.keep_stack else " but the stack"),
               flush=True)
         _wait_for_interrupt(children)
