@@ -172,32 +172,31 @@ class RuleSet:
 
     def scope_for(self, county: str | None) -> CompiledScope:
         """The effective classification rules for a county (12-digit code), or the province's."""
-        scope = self._by_county.get(county or "")
-        if scope is None:
+        return self._per_county(county, self._by_county, self._scopes, self.compile)
+
+    def routing_for(self, county: str | None) -> RoutingTable:
+        """The merged routing table for a county (12-digit code), or the province's."""
+        return self._per_county(county, self._routing_by_county, self._routing,
+                                compile_routing)
+
+    def _per_county(self, county: str | None, by_county: dict[str, T],
+                    by_layers: dict[tuple[str, ...], T],
+                    build: Callable[[list[Layer], str], T]) -> T:
+        """Compile once per distinct set of applicable layers; remember it per county."""
+        found = by_county.get(county or "")
+        if found is None:
             key, layers = self._applicable(county)
             names = tuple(la.name for la in layers)
-            scope = self._scopes.get(names)
-            if scope is None:
-                scope = self._scopes[names] = self.compile(list(layers), key)
-            self._by_county[county or ""] = scope
-        return scope
+            found = by_layers.get(names)
+            if found is None:
+                found = by_layers[names] = build(list(layers), key)
+            by_county[county or ""] = found
+        return found
 
     def _applicable(self, county: str | None) -> tuple[str, tuple[Layer, ...]]:
         key = county or next((code for code, d in self.jurisdiction.divisions.items()
                               if d.level == "province"), "")
         return key, tuple(la for la in self.layers if key.startswith(la.file.scope))
-
-    def routing_for(self, county: str | None) -> RoutingTable:
-        """The merged routing table for a county (12-digit code), or the province's."""
-        table = self._routing_by_county.get(county or "")
-        if table is None:
-            key, layers = self._applicable(county)
-            names = tuple(la.name for la in layers)
-            table = self._routing.get(names)
-            if table is None:
-                table = self._routing[names] = compile_routing(list(layers), key)
-            self._routing_by_county[county or ""] = table
-        return table
 
     def compile(self, layers: list[Layer], name: str) -> CompiledScope:
         """Merge catalogue keywords and layers, least specific first; ids override, disable."""
