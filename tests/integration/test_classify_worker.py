@@ -12,10 +12,8 @@ import json
 import shutil
 import signal
 import subprocess
-import sys
 import threading
 import time
-import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -23,18 +21,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from engine import kafka
 from engine.contracts import incident_id
 from engine.rules import RuleSet
 from engine.settings import Settings
-from engine.stack.process import free_port
-from engine.topics import apply, pending_changes
+from tests.integration.workers import REPO, apply_topics, running, sample, wait_for
 
 pytestmark = pytest.mark.integration
 
-REPO = Path(__file__).resolve().parents[2]
 OUTPUTS = ("incidents.classified", "incidents.triage", "incidents.rejected")
 FIRST_GRID = json.loads((REPO / "rules" / "reference" / "grids.geojson").read_text(
     encoding="utf-8"))["features"][0]["properties"]["grid_code"]
@@ -53,66 +48,11 @@ def encode(data: dict[str, Any]) -> bytes:
     return json.dumps(data, ensure_ascii=False).encode("utf-8")
 
 
-def apply_topics(settings: Settings) -> None:
-    settings = settings.with_(rules_dir=REPO / "rules", topics_dir=REPO / "topics")
-    admin = kafka.admin_client(settings)
-    _, changes = pending_changes(settings, admin)
-    apply(admin, changes)
-
-
 @contextmanager
 def running_worker(settings: Settings, rules_dir: Path, log: Path) -> Iterator[
         tuple[subprocess.Popen[bytes], int]]:
-    port = free_port()
-    command = [sys.executable, "-m", "engine", "--bootstrap", settings.kafka_bootstrap,
-               "--topic-prefix", settings.topic_prefix, "worker", "classify",
-               "--rules-dir", str(rules_dir), "--metrics-port", str(port)]
-    with log.open("wb") as out:
-        proc = subprocess.Popen(command, cwd=REPO, stdout=out, stderr=subprocess.STDOUT)
-    try:
-        wait_for(lambda: scrape(port) is not None or proc.poll() is not None, 60,
-                 "the worker's /metrics")
-        assert proc.poll() is None, f"worker exited {proc.returncode}:\n{tail(log)}"
-        yield proc, port
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        print(f"--- worker log (tail) ---\n{tail(log)}")
-
-
-def tail(log: Path, lines: int = 60) -> str:
-    return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
-
-
-def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-
-
-def scrape(port: int) -> str | None:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as answer:
-            return str(answer.read().decode())
-    except OSError:
-        return None
-
-
-def sample(port: int, name: str, **labels: str) -> float | None:
-    text = scrape(port)
-    for family in text_string_to_metric_families(text or ""):
-        for s in family.samples:
-            if s.name == name and s.labels == labels:
-                return float(s.value)
-    return None
+    with running(settings, "classify", log, rules_dir=rules_dir) as worker:
+        yield worker
 
 
 class Outputs:

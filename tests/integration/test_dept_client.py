@@ -24,18 +24,12 @@ from engine.cli import main
 from engine.contracts import Classified, to_json
 from engine.rules import RuleSet
 from engine.settings import Settings
-from engine.topics import apply, pending_changes
+from tests.integration.workers import apply_topics
 
 pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
 DEPT = "330110005.zhzf"  # 五常街道综合行政执法中队
-
-
-def apply_topics(settings: Settings) -> None:
-    admin = kafka.admin_client(settings)
-    _, changes = pending_changes(settings, admin)
-    apply(admin, changes)
 
 
 def an_assignment() -> Assignment:

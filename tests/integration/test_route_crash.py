@@ -31,8 +31,7 @@ from engine.classify import classify_data
 from engine.contracts import Classified, to_json
 from engine.rules import RuleSet
 from engine.settings import Settings
-from tests.integration.test_classify_worker import apply_topics, scrape, tail, wait_for
-from tests.integration.test_route_worker import start_worker, stop
+from tests.integration.workers import apply_topics, scrape, start_worker, stop, tail, wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -9,13 +9,9 @@ read_committed consumer and answer on ``assignments.status`` keyed by the case's
 from __future__ import annotations
 
 import json
-import signal
-import subprocess
-import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -27,51 +23,13 @@ from engine.cases.records import StatusUpdate
 from engine.contracts import incident_id, to_json
 from engine.rules import RuleSet
 from engine.settings import Settings
-from engine.stack.process import free_port
-from tests.integration.test_classify_worker import apply_topics, sample, scrape, tail, wait_for
+from tests.integration.workers import REPO, apply_topics, running, sample, wait_for
 
 pytestmark = pytest.mark.integration
 
-REPO = Path(__file__).resolve().parents[2]
 ZHZF, ZHZX = "330110005.zhzf", "330110005.zhzx"
 STATUS = "assignments.status"
 Record = dict[str, Any]
-
-
-def start_worker(settings: Settings, kind: str, log: Path,
-                 *extra: str) -> tuple[subprocess.Popen[bytes], int]:
-    port = free_port()
-    command = [sys.executable, "-m", "engine", "--bootstrap", settings.kafka_bootstrap,
-               "--topic-prefix", settings.topic_prefix, "worker", kind,
-               "--rules-dir", str(REPO / "rules"), "--metrics-port", str(port), *extra]
-    with log.open("ab") as out:
-        proc = subprocess.Popen(command, cwd=REPO, stdout=out, stderr=subprocess.STDOUT)
-    return proc, port
-
-
-def stop(proc: subprocess.Popen[bytes], log: Path) -> int:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-    print(f"--- {log.name} (tail) ---\n{tail(log)}")
-    return proc.returncode
-
-
-@contextmanager
-def running(settings: Settings, kind: str, log: Path, *extra: str) -> Iterator[
-        tuple[subprocess.Popen[bytes], int]]:
-    proc, port = start_worker(settings, kind, log, *extra)
-    try:
-        wait_for(lambda: scrape(port) is not None or proc.poll() is not None, 60,
-                 f"the {kind} worker's /metrics")
-        assert proc.poll() is None, f"{kind} exited {proc.returncode}:\n{tail(log)}"
-        yield proc, port
-    finally:
-        stop(proc, log)
 
 
 class Watcher:
