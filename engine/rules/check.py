@@ -6,12 +6,15 @@ under time pressure and a rule that silently never fires is worse than a refused
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, TypeVar
 
 from engine.routing.table import RouteRule, RoutingTable
 from engine.rules.layers import Layer
 from engine.rules.ruleset import CompiledScope, KeywordRule, PriorityRule
 from engine.yamlfile import FileProblem
+
+R = TypeVar("R", RouteRule, PriorityRule)
 
 if TYPE_CHECKING:
     from engine.rules.ruleset import RuleSet
@@ -144,18 +147,21 @@ def _route_rule_shadows(s: RouteRule, r: RouteRule) -> bool:
             and (s.time is None or s.time == r.time))
 
 
+def _shadowed_by_earlier(rules: Sequence[R],
+                         shadows: Callable[[R, R], bool]) -> Iterator[tuple[R, R]]:
+    """Each ordered rule that an earlier one always pre-empts, with the first such rule."""
+    for i, rule in enumerate(rules):
+        earlier = next((e for e in rules[:i] if shadows(e, rule)), None)
+        if earlier is not None:
+            yield rule, earlier
+
+
 def route_shadowed(table: RoutingTable) -> list[FileProblem]:
-    problems = []
-    for i, rule in enumerate(table.rules):
-        for earlier in table.rules[:i]:
-            if _route_rule_shadows(earlier, rule):
-                problems.append(FileProblem(
-                    rule.file, rule.line,
-                    f"route rule '{rule.id}' ({rule.layer}) is unreachable in {table.name}: "
-                    f"'{earlier.id}' (line {earlier.line}) comes first, matches whenever it "
-                    "does and ends the search; put the narrower rule first"))
-                break
-    return problems
+    return [FileProblem(rule.file, rule.line,
+                        f"route rule '{rule.id}' ({rule.layer}) is unreachable in {table.name}: "
+                        f"'{earlier.id}' (line {earlier.line}) comes first, matches whenever it "
+                        "does and ends the search; put the narrower rule first")
+            for rule, earlier in _shadowed_by_earlier(table.rules, _route_rule_shadows)]
 
 
 def _always_with(rule_words: tuple[str, ...], other_words: tuple[str, ...]) -> bool:
@@ -203,13 +209,10 @@ def shadowed(scope: CompiledScope) -> list[FileProblem]:
                     "does and ranks higher; raise its weight, narrow the other rule, or "
                     "remove it"))
                 break
-    for i, prio in enumerate(scope.priority):
-        for earlier in scope.priority[:i]:
-            if _priority_rule_shadows(earlier, prio):
-                problems.append(FileProblem(
-                    prio.file, prio.line,
-                    f"priority rule '{prio.id}' ({prio.layer}) is unreachable in "
-                    f"{scope.name}: '{earlier.id}' (line {earlier.line}) comes first and "
-                    "matches whenever it does; reorder or narrow them"))
-                break
+    for prio, earlier in _shadowed_by_earlier(scope.priority, _priority_rule_shadows):
+        problems.append(FileProblem(
+            prio.file, prio.line,
+            f"priority rule '{prio.id}' ({prio.layer}) is unreachable in {scope.name}: "
+            f"'{earlier.id}' (line {earlier.line}) comes first and matches whenever it does; "
+            "reorder or narrow them"))
     return problems
