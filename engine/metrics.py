@@ -13,7 +13,11 @@ time series held forever by Prometheus.
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
+from prometheus_client.metrics import MetricWrapperBase
 
 # --- classify -------------------------------------------------------------------------------
 
@@ -113,15 +117,51 @@ ROUTE_REBUILDS = Counter(
     ["reason"],
 )
 
+# --- SLA timers and escalations ----------------------------------------------------------------
+
+SLA_ESCALATIONS = Counter(
+    "griddispatch_escalations",
+    "Escalation records published, by department (the assignee whose limit it is), limit "
+    "(accept, resolve) and step (warning, breach, or ladder level1, level2, ...).",
+    ["department", "limit", "step"],
+)
+TIMER_FIRES = Counter(
+    "griddispatch_timer_fires",
+    "Due timers claimed by a timer worker, by outcome (fired, stale: the case moved on or "
+    "was rescheduled, so nothing was published).",
+    ["outcome"],
+)
+TIMER_LATENESS = Histogram(
+    "griddispatch_timer_lateness_seconds",
+    "How long after its due time a timer fired.",
+    buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0),
+)
+TIMERS_PENDING = Gauge(
+    "griddispatch_timers_pending",
+    "Timers waiting in Redis, as last counted by this timer worker.",
+)
+TIMERS_REPAIRED = Counter(
+    "griddispatch_timers_repaired",
+    "Open cases whose timers were missing or wrong in Redis and were restored from the cases "
+    "topic, by reason (rebuild: Redis was empty; audit: the periodic check found a gap).",
+    ["reason"],
+)
+SLA_CASES = Gauge(
+    "griddispatch_sla_open_cases",
+    "Open cases the timer workers track, by lead department and state (dispatched, accepted, "
+    "reopened, resolved); sum over workers.",
+    ["department", "state"],
+)
+
 
 def serve_metrics(port: int, host: str = "127.0.0.1") -> None:
     """Serve ``/metrics`` from a daemon thread; raises OSError when the port is taken."""
     start_http_server(port, addr=host)
 
 
-ALL = (CLASSIFY_RECORDS, TRIAGE, REJECTED, CLASSIFY_SECONDS, RULES_RELOAD_SUCCESS,
-       RULES_RELOAD, RULES_REVISION, RULES_LAST_RELOAD, WORKER_ERRORS, ROUTE_RECORDS,
-       ASSIGNMENTS, ROUTE_SECONDS, OPEN_CASES, ROUTE_TRANSACTIONS, ROUTE_REBUILDS)
+def all_metrics() -> tuple[MetricWrapperBase, ...]:
+    """Every metric of this module, in definition order: new ones join the table by existing."""
+    return tuple(value for value in globals().values() if isinstance(value, MetricWrapperBase))
 
 
 def reference_table() -> str:
@@ -130,7 +170,7 @@ def reference_table() -> str:
     ``python -m engine.metrics`` prints it; a unit test checks the README holds it verbatim.
     """
     rows = ["| metric | type | labels | meaning |", "|---|---|---|---|"]
-    for metric in ALL:  # prometheus_client has no public accessors for these three
+    for metric in all_metrics():  # prometheus_client has no public accessors for these three
         kind = metric._type
         name = metric._name + ("_total" if kind == "counter" else "")
         labels = ", ".join(metric._labelnames) or "-"
@@ -138,5 +178,20 @@ def reference_table() -> str:
     return "\n".join(rows)
 
 
+def update_readme(readme: Path) -> bool:
+    """Rewrite the table between the README's markers; True when it changed."""
+    text = readme.read_text(encoding="utf-8")
+    head, rest = text.split(_TABLE_START, 1)
+    tail = rest.split(_TABLE_END, 1)[1]
+    new = f"{head}{_TABLE_START}{reference_table()}{_TABLE_END}{tail}"
+    readme.write_text(new, encoding="utf-8")
+    return new != text
+
+
+_TABLE_START, _TABLE_END = "<!-- metrics-table -->\n", "\n<!-- /metrics-table -->"
+
 if __name__ == "__main__":
-    print(reference_table())
+    if sys.argv[1:2] == ["--update"]:
+        update_readme(Path(sys.argv[2] if len(sys.argv) > 2 else "README.md"))
+    else:
+        print(reference_table())

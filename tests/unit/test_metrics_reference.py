@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from engine.metrics import ALL, reference_table
+from engine.metrics import all_metrics, reference_table
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 
@@ -12,11 +12,11 @@ README = Path(__file__).resolve().parents[2] / "README.md"
 def test_readme_metrics_table_matches_the_code() -> None:
     text = README.read_text(encoding="utf-8")
     table = text.split("<!-- metrics-table -->\n", 1)[1].split("\n<!-- /metrics-table -->")[0]
-    assert table == reference_table(), "run: python -m engine.metrics, paste into README.md"
+    assert table == reference_table(), "run: python -m engine.metrics --update README.md"
 
 
 def test_metric_names_follow_prometheus_conventions() -> None:
-    for metric in ALL:
+    for metric in all_metrics():
         name = metric._name
         assert name.startswith("griddispatch_")
         assert not name.endswith("_total"), "prometheus_client adds _total to counters"
