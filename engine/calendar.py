@@ -7,19 +7,60 @@ to Monday–Friday and say so in a log line once, rather than failing dispatch.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from functools import lru_cache
+from importlib.metadata import version
 from zoneinfo import ZoneInfo
 
 import chinese_calendar
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
-# Office hours of township and county departments (morning and afternoon sessions).
-WORKING_HOURS: tuple[tuple[time, time], ...] = ((time(8, 30), time(12, 0)),
-                                                (time(14, 0), time(17, 30)))
+Sessions = tuple[tuple[time, time], ...]
 log = logging.getLogger("griddispatch.calendar")
+
+
+@dataclass(frozen=True)
+class Season:
+    """Other office hours between two month-days, inclusive (e.g. summer hours 07-01..09-30)."""
+
+    start: tuple[int, int]  # (month, day)
+    end: tuple[int, int]
+    sessions: Sessions
+
+    def covers(self, day: date) -> bool:
+        return self.start <= (day.month, day.day) <= self.end
+
+
+@dataclass(frozen=True)
+class WorkingHours:
+    """A county's office hours: the usual sessions, and seasons that change them.
+
+    Hashable, so the arithmetic below can cache per (day, hours) and a case can carry the
+    exact hours it was opened under.
+    """
+
+    sessions: Sessions
+    seasons: tuple[Season, ...] = ()
+
+    def on(self, day: date) -> Sessions:
+        for season in self.seasons:
+            if season.covers(day):
+                return season.sessions
+        return self.sessions
+
+
+# Office hours of township and county departments (morning and afternoon sessions).
+WORKING_HOURS = WorkingHours(((time(8, 30), time(12, 0)), (time(14, 0), time(17, 30))))
+
+
+def calendar_revision(hours: WorkingHours) -> str:
+    """Names the holiday data and the hours a deadline was computed with, for the case."""
+    digest = hashlib.sha1(repr(hours).encode(), usedforsecurity=False).hexdigest()[:8]
+    return f"chinesecalendar-{version('chinesecalendar')}+hours-{digest}"
 
 
 @lru_cache(maxsize=4096)
@@ -38,29 +79,34 @@ def _warn_uncovered(year: int) -> None:
 
 
 def is_working_time(instant: datetime,
-                    hours: tuple[tuple[time, time], ...] = WORKING_HOURS) -> bool:
+                    hours: WorkingHours = WORKING_HOURS) -> bool:
     local = instant.astimezone(SHANGHAI)
     if not is_working_day(local.date()):
         return False
     now = local.time()
-    return any(start <= now < end for start, end in hours)
+    return any(start <= now < end for start, end in hours.on(local.date()))
 
 
-def _sessions(day: date, hours: tuple[tuple[time, time], ...]) -> list[tuple[datetime, datetime]]:
+@lru_cache(maxsize=8192)
+def _sessions(day: date, hours: WorkingHours) -> tuple[tuple[datetime, datetime], ...]:
     if not is_working_day(day):
-        return []
-    return [(datetime.combine(day, start, SHANGHAI), datetime.combine(day, end, SHANGHAI))
-            for start, end in hours]
+        return ()
+    return tuple((datetime.combine(day, start, SHANGHAI), datetime.combine(day, end, SHANGHAI))
+                 for start, end in hours.on(day))
 
 
-def working_day_length(hours: tuple[tuple[time, time], ...] = WORKING_HOURS) -> timedelta:
-    """How much working time one working day holds (7 h with the default sessions)."""
+def working_day_length(hours: WorkingHours = WORKING_HOURS) -> timedelta:
+    """How much working time one working day holds (7 h with the default sessions).
+
+    Always the usual sessions, not a season's: "N working days" must mean the same length
+    all year, or a limit set in June would shrink in July.
+    """
     return sum((datetime.combine(date.min, e) - datetime.combine(date.min, s)
-                for s, e in hours), timedelta())
+                for s, e in hours.sessions), timedelta())
 
 
 def add_working_time(start: datetime, duration: timedelta,
-                     hours: tuple[tuple[time, time], ...] = WORKING_HOURS) -> datetime:
+                     hours: WorkingHours = WORKING_HOURS) -> datetime:
     """The instant at which ``duration`` of working time has passed since ``start``.
 
     Nights, lunch breaks, weekends and public holidays do not count; make-up working days do.
@@ -85,7 +131,7 @@ def add_working_time(start: datetime, duration: timedelta,
 
 
 def working_time_between(start: datetime, end: datetime,
-                         hours: tuple[tuple[time, time], ...] = WORKING_HOURS) -> timedelta:
+                         hours: WorkingHours = WORKING_HOURS) -> timedelta:
     """Working time elapsed from ``start`` to ``end`` (zero when end is not after start)."""
     if end <= start:
         return timedelta(0)
@@ -101,14 +147,14 @@ def working_time_between(start: datetime, end: datetime,
 
 
 def natural_time_between(start: datetime, end: datetime,
-                         hours: tuple[tuple[time, time], ...] = WORKING_HOURS) -> timedelta:
+                         hours: WorkingHours = WORKING_HOURS) -> timedelta:
     """Wall-clock time from ``start`` to ``end``; ``hours`` is ignored (same signature)."""
     return max(end - start, timedelta(0))
 
 
 def elapsed(start: datetime, end: datetime, unit: str,
             pauses: Sequence[tuple[datetime, datetime]] = (),
-            hours: tuple[tuple[time, time], ...] = WORKING_HOURS) -> timedelta:
+            hours: WorkingHours = WORKING_HOURS) -> timedelta:
     """Time that counts against a limit: natural or working, minus pauses (e.g. while the
     department waits on the reporter). Pauses must not overlap one another."""
     measure = working_time_between if unit == "working" else natural_time_between

@@ -7,12 +7,24 @@ once (the habit Quix Streams keeps in its ``kafka/`` package).
 
 from __future__ import annotations
 
+import logging
+import time
+from collections.abc import Callable
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaException, Producer
-from confluent_kafka.admin import AdminClient
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    IsolationLevel,
+    KafkaException,
+    Producer,
+    TopicPartition,
+)
+from confluent_kafka.admin import AdminClient, OffsetSpec
 
 from engine.settings import Settings
+
+log = logging.getLogger("griddispatch.kafka")
 
 
 class KafkaUnavailable(RuntimeError):
@@ -107,3 +119,58 @@ def transactional_producer(settings: Settings, transactional_id: str, **override
     """
     return producer(settings, **{"transactional.id": transactional_id,
                                  "transaction.timeout.ms": 30000, **overrides})
+
+
+def read_to_end(settings: Settings, topic: str, add: Callable[[bytes | None, bytes | None], None],
+                reader_name: str, timeout: float) -> None:
+    """Feed ``add`` every committed record of ``topic`` up to the end offsets of now.
+
+    For rebuilding state from a compacted topic. The end is the high watermark
+    (read_uncommitted), not the last stable offset: other workers write into the same
+    partitions, and one of their open
+    transactions would hold the LSO before committed records of ours. Reading read_committed
+    up to the watermark waits for such transactions to finish (at most
+    ``transaction.timeout.ms``). The position passes transaction markers and aborted records
+    too, so ``position >= end`` means done.
+    """
+    deadline = time.monotonic() + timeout
+    ends = end_offsets(settings, topic, deadline)
+    pending = {p for p, end in ends.items() if end > 0}
+    if not pending:
+        return
+    reader = consumer(settings, reader_name,
+                      **{"enable.partition.eof": True, "fetch.wait.max.ms": 20})
+    try:
+        reader.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in pending])
+        while pending:
+            if time.monotonic() > deadline:
+                raise KafkaUnavailable(f"could not read {topic} to its end within {timeout:.0f}s "
+                                    f"(partitions {sorted(pending)})")
+            for message in reader.consume(1000, 0.1):
+                if message.error() is None:
+                    add(message.key(), message.value())
+            positions = reader.position([TopicPartition(topic, p) for p in pending])
+            pending = {tp.partition for tp in positions if tp.offset < ends[tp.partition]}
+    finally:
+        reader.close()
+
+
+def end_offsets(settings: Settings, topic: str, deadline: float) -> dict[int, int]:
+    """Each partition's high watermark, retrying what a young topic answers for a while
+    (NOT_LEADER_FOR_PARTITION, LEADER_NOT_AVAILABLE right after ``topics apply``)."""
+    admin = admin_client(settings)
+    while True:
+        try:
+            meta = admin.list_topics(topic, timeout=10).topics[topic]
+            if meta.error is not None:
+                raise KafkaException(meta.error)
+            latest = OffsetSpec.latest()  # type: ignore[no-untyped-call]
+            futures = admin.list_offsets(
+                {TopicPartition(topic, p): latest for p in meta.partitions},
+                isolation_level=IsolationLevel.READ_UNCOMMITTED, request_timeout=10)
+            return {tp.partition: f.result().offset for tp, f in futures.items()}
+        except KafkaException as exc:
+            if time.monotonic() > deadline:
+                raise KafkaUnavailable(f"cannot find the end offsets of {topic}: {exc}") from exc
+            log.warning("end offsets of %s not available yet (%s): retrying", topic, exc)
+            time.sleep(0.5)

@@ -148,8 +148,9 @@ TIMERS_REPAIRED = Counter(
 )
 SLA_CASES = Gauge(
     "griddispatch_sla_open_cases",
-    "Open cases the timer workers track, by lead department and state (dispatched, accepted, "
-    "reopened, resolved); sum over workers.",
+    "Open cases with running time limits, by lead department and state (dispatched, "
+    "accepted, reopened), as of a timer worker's last audit of the cases topic (every worker "
+    "reads all of it: aggregate with max, not sum).",
     ["department", "state"],
 )
 

@@ -29,6 +29,7 @@ from engine.cases.records import CaseRecord, RejectReason, StatusRejected, Statu
 from engine.contracts import Classified
 from engine.routing.decide import route
 from engine.rules import RuleSet
+from engine.sla.plan import replan
 
 STATUS_REJECTED_TOPIC = "assignments.status.rejected"
 
@@ -58,19 +59,21 @@ def on_classified(ruleset: RuleSet, store: CaseStore, record: Classified,
         return StepResult("duplicate", [], store.get(partition_key(record.division_chain),
                                                      known))
     key = partition_key(record.division_chain)
-    table = ruleset.routing_for(record.division_chain[2] if len(record.division_chain) > 2
-                                else None)
+    county = record.division_chain[2] if len(record.division_chain) > 2 else None
+    table = ruleset.routing_for(county)
     rule = table.merge_rule(record.matter_code)
     existing = store.find_duplicate(key, record, rule) if rule else None
     if existing is not None:
-        case = merge_report(existing, record, now)
+        case = replan(merge_report(existing, record, now), ruleset.departments)
         store.put(case)
         decision = route(ruleset, record)  # for the update's trace; recipients stay the case's
         outs = [Output(f"assignments.{a.department}", case.case_id, a)
                 for a in assignments(case, record, decision, "update", ruleset.departments, now)]
         return StepResult("merged", [*outs, _case_out(case)], case)
     decision = route(ruleset, record)
-    case = open_case(record, decision, now)
+    terms = ruleset.sla_for(county).terms(decision.sla, ruleset.matters.by_code[record.matter_code],
+                                          decision.priority, decision.revision or ruleset.revision)
+    case = replan(open_case(record, decision, now, terms), ruleset.departments)
     store.put(case)
     outs = [Output(f"assignments.{a.department}", case.case_id, a)
             for a in assignments(case, record, decision, "new", ruleset.departments, now)]
@@ -103,11 +106,12 @@ def on_status(ruleset: RuleSet, store: CaseStore, raw: bytes, now: datetime) -> 
         record = case.origin
         decision = route(ruleset, record, exclude=frozenset(result.case.returned_by),
                          returns=result.case.returns)
-        moved = reassign(result.case, decision, now)
+        moved = replan(reassign(result.case, decision, now), ruleset.departments)
         store.put(moved)
         outs = [Output(f"assignments.{a.department}", moved.case_id, a)
                 for a in assignments(moved, record, decision, "reassigned",
                                      ruleset.departments, now)]
         return StepResult("rerouted", [*outs, _case_out(moved)], moved)
-    store.put(result)
-    return StepResult("updated", [_case_out(result)], result)
+    case = replan(result, ruleset.departments)
+    store.put(case)
+    return StepResult("updated", [_case_out(case)], case)

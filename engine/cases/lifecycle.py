@@ -18,6 +18,8 @@ from engine.cases.records import Assignment, AssignmentKind, CaseEvent, CaseReco
 from engine.contracts import Classified, Reporter
 from engine.reference.departments import DepartmentRegistry
 from engine.routing.decide import RouteDecision
+from engine.sla.model import SlaTerms
+from engine.sla.plan import open_sla, pause, restart_accept, restart_all, resume
 
 # The command centres call reporters back (回访) and record the verification: not the
 # department whose own work is being verified.
@@ -48,7 +50,9 @@ def case_id_for(record: Classified) -> str:
     return f"{partition_key(record.division_chain)}-{digest}"
 
 
-def open_case(record: Classified, decision: RouteDecision, now: datetime) -> CaseRecord:
+def open_case(record: Classified, decision: RouteDecision, now: datetime,
+              terms: SlaTerms | None = None) -> CaseRecord:
+    """A new case; ``terms`` (the SLA policy in force) are frozen on it with clocks started."""
     return CaseRecord(
         case_id=case_id_for(record), partition_key=partition_key(record.division_chain),
         state="dispatched", lead=decision.lead, assist=list(decision.assist),
@@ -60,7 +64,7 @@ def open_case(record: Classified, decision: RouteDecision, now: datetime) -> Cas
         rules_revision=decision.revision or record.rules_revision,
         history=[CaseEvent(at=now, action="dispatched", department=decision.lead,
                            detail=", ".join(m.rule for m in decision.matched))],
-        origin=record)
+        origin=record, sla=open_sla(terms, now) if terms else None)
 
 
 def merge_report(case: CaseRecord, record: Classified, now: datetime) -> CaseRecord:
@@ -82,9 +86,10 @@ def apply_status(case: CaseRecord, update: StatusUpdate,
         if not dept.endswith(f".{VERIFIER_ROLE}"):
             return Refused("not_assigned", f"verification (回访) is recorded by a command "
                                            f"centre (*.{VERIFIER_ROLE}), not {dept}")
-        closed = update.satisfied is not False
-        return _event(case, now, update, state="closed" if closed else "reopened",
-                      satisfied=update.satisfied)
+        if update.satisfied is not False:
+            return _event(case, now, update, state="closed", satisfied=update.satisfied)
+        return _event(case, now, update, state="reopened", satisfied=False,
+                      sla=case.sla and restart_all(case.sla, now))
     if not involved:
         return Refused("not_assigned", f"{dept} is not assigned to case {case.case_id}")
     if action == "progress":
@@ -92,9 +97,12 @@ def apply_status(case: CaseRecord, update: StatusUpdate,
             return Refused("illegal_transition", f"progress on a case that is {state}")
         return _event(case, now, update)
     if dept != case.lead:
-        verb = {"accepted": "accept", "returned": "return", "resolved": "resolve"}[action]
+        verb = {"accepted": "accept", "returned": "return", "resolved": "resolve",
+                "paused": "pause", "resumed": "resume"}[action]
         return Refused("not_assigned", f"only the lead ({case.lead}) may {verb} "
                                        f"case {case.case_id}")
+    if action in ("paused", "resumed"):
+        return _pause_or_resume(case, update, now)
     if action == "accepted":
         if state not in ("dispatched", "reopened"):
             return Refused("illegal_transition", f"cannot accept a case that is {state}")
@@ -112,8 +120,28 @@ def apply_status(case: CaseRecord, update: StatusUpdate,
     return _event(case, now, update, state="resolved", resolution=update.note or None)
 
 
+def _pause_or_resume(case: CaseRecord, update: StatusUpdate,
+                     now: datetime) -> CaseRecord | Refused:
+    """Waiting on the reporter (待补充材料) stops the clocks; resuming restarts them."""
+    if case.sla is None:
+        return Refused("illegal_transition", f"case {case.case_id} has no time limits to "
+                                             "pause or resume")
+    if case.state not in ("dispatched", "accepted", "reopened"):
+        return Refused("illegal_transition", f"cannot {update.action[:-1]} a case that is "
+                                             f"{case.state}")
+    paused = case.sla.paused_since is not None
+    if update.action == "paused":
+        if paused:
+            return Refused("illegal_transition", f"case {case.case_id} is already paused")
+        return _event(case, now, update, sla=pause(case.sla, now))
+    if not paused:
+        return Refused("illegal_transition", f"case {case.case_id} is not paused")
+    return _event(case, now, update, sla=resume(case.sla, now))
+
+
 def reassign(case: CaseRecord, decision: RouteDecision, now: datetime) -> CaseRecord:
     return case.model_copy(update={
+        "sla": case.sla and restart_accept(case.sla, now),
         "state": "dispatched", "lead": decision.lead, "assist": list(decision.assist),
         "updated_at": now,
         "history": [*case.history, CaseEvent(at=now, action="reassigned",

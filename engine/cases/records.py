@@ -15,9 +15,11 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from engine.contracts import Classified, Location, Platform, Priority, Reporter, RuleMatch
+from engine.sla.model import CaseSla
 
 CaseState = Literal["dispatched", "accepted", "resolved", "closed", "reopened"]
-StatusAction = Literal["accepted", "returned", "progress", "resolved", "verified"]
+StatusAction = Literal["accepted", "returned", "progress", "paused", "resumed", "resolved",
+                       "verified"]
 AssignmentKind = Literal["new", "update", "reassigned"]
 
 
@@ -94,6 +96,8 @@ class CaseRecord(_Wire):
     history: list[CaseEvent]
     origin: Classified = Field(description="the first report's classification: re-routing "
                                            "after a return needs it, and the topic is the truth")
+    sla: CaseSla | None = Field(default=None, description="time limits frozen at opening, "
+                                                          "current deadlines, timer plan")
 
 
 class StatusUpdate(_Wire):

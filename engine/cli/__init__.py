@@ -17,6 +17,7 @@ from engine.cli import (
     run_cmd,
     simulate_cmd,
     stack_cmd,
+    timers_cmd,
     topics_cmd,
     worker_cmd,
 )
@@ -43,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
                              "(default: $GRIDDISPATCH_TOPIC_PREFIX or none)")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for module in (run_cmd, stack_cmd, topics_cmd, rules_cmd, worker_cmd, simulate_cmd,
-                   dept_cmd):
+                   dept_cmd, timers_cmd):
         module.register(commands)
     return parser
 

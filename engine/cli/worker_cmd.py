@@ -15,6 +15,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from engine.cli import timers_cmd
 from engine.settings import Settings
 
 DEFAULT_METRICS_PORT = 9101
@@ -22,7 +23,7 @@ DEFAULT_ROUTE_METRICS_PORT = 9102
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    worker = commands.add_parser("worker", help="run a stream worker (classify, route)",
+    worker = commands.add_parser("worker", help="run a stream worker (classify, route, timers...)",
                                  description="Run a stream worker in the foreground.")
     kinds = worker.add_subparsers(dest="kind", metavar="KIND", required=True)
     classify = kinds.add_parser(
@@ -47,6 +48,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
                        help="this instance's stable id (default 0): keep it across restarts, "
                             "give each instance running at once its own")
     route.set_defaults(handler=run_route)
+    timers_cmd.add_worker_parser(kinds)
 
 
 def _instance_id(text: str) -> str:

@@ -6,6 +6,7 @@ asks that they can take work like any office, so they are registry entries like 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Literal
@@ -17,6 +18,7 @@ from engine.yamlfile import FileProblem, FileProblems, LoadedYaml, load_yaml, va
 Platform = Literal["governance", "market", "enforcement", "services"]
 Level = Literal["county", "township", "community", "social"]
 DEPARTMENT_CODE = r"^\d{6}(\d{3})?\.[a-z][a-z0-9-]*$"
+_CODE = re.compile(DEPARTMENT_CODE)
 
 
 class Department(BaseModel):
@@ -60,6 +62,22 @@ class DepartmentRegistry:
 
     def __contains__(self, code: object) -> bool:
         return code in self.by_code
+
+    def resolve(self, target: str, chain: list[str]) -> str | None:
+        """The department a role names at a place (``township.scjg`` for the township of
+        ``chain``; a bare role tries the township, then the county), or a concrete code."""
+        if _CODE.match(target):
+            return target if target in self.by_code else None
+        level, _, role = target.rpartition(".")
+        if level in ("", "township") and len(chain) > 3:
+            code = f"{chain[3][:9]}.{role}"
+            if code in self.by_code:
+                return code
+        if level in ("", "county") and len(chain) > 2:
+            code = f"{chain[2][:6]}.{role}"
+            if code in self.by_code:
+                return code
+        return None
 
     @classmethod
     def load(cls, path: Path) -> DepartmentRegistry:

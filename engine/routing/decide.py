@@ -8,7 +8,6 @@ the township's command room, else the county command centre).
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 
 from engine.calendar import is_working_time
@@ -16,7 +15,6 @@ from engine.contracts import Classified, Priority, RuleMatch
 from engine.routing.table import RouteRule
 from engine.rules import RuleSet
 
-DEPARTMENT_CODE = re.compile(r"^\d{6}(\d{3})?\.[a-z][a-z0-9-]*$")
 COMMAND_ROLE = "zhzx"
 
 
@@ -35,18 +33,7 @@ def resolve_target(ruleset: RuleSet, target: str, matter_code: str,
     """The department a target names for this place, or None when there is none."""
     if target == "matter":
         target = ruleset.matters.by_code[matter_code].role
-    if DEPARTMENT_CODE.match(target):
-        return target if target in ruleset.departments else None
-    level, _, role = target.rpartition(".")
-    if level in ("", "township") and len(chain) > 3:
-        code = f"{chain[3][:9]}.{role}"
-        if code in ruleset.departments:
-            return code
-    if level in ("", "county") and len(chain) > 2:
-        code = f"{chain[2][:6]}.{role}"
-        if code in ruleset.departments:
-            return code
-    return None
+    return ruleset.departments.resolve(target, chain)
 
 
 def _applies(rule: RouteRule, record: Classified) -> bool:

@@ -65,6 +65,7 @@ def check(ruleset: RuleSet) -> list[FileProblem]:
                                         f"rule id '{rule_id}' is used twice in one layer"))
         known_ids.update(ids)
     problems.extend(_routing_problems(ruleset))
+    problems.extend(_sla_problems(ruleset))
     if problems:
         return problems
     # Shadowing is a property of each effective set: check every scope that exists.
@@ -131,6 +132,40 @@ def _routing_problems(ruleset: RuleSet) -> list[FileProblem]:
             problems.append(FileProblem(first, 0, f"no default_route applies to county {code}: "
                                                   "add one to the province layer"))
     return problems
+
+
+def _sla_problems(ruleset: RuleSet) -> list[FileProblem]:
+    """Every policy a route names must exist where the route applies; prefixes must match."""
+    problems: list[FileProblem] = []
+    for layer in ruleset.layers:
+        for name, policy in layer.file.sla.items():
+            for i, override in enumerate(policy.overrides):
+                for prefix in override.matters:
+                    if not ruleset.matters.is_prefix(prefix):
+                        problems.append(FileProblem(
+                            layer.doc.file, layer.line("sla", name, "overrides", i),
+                            f"SLA policy '{name}' override names matter prefix '{prefix}', "
+                            "which matches no catalogue item"))
+    for code, division in ruleset.jurisdiction.divisions.items():
+        if division.level not in ("province", "county"):
+            continue
+        county = code if division.level == "county" else None
+        policies = ruleset.sla_for(county).policies
+        table = ruleset.routing_for(county)
+        if "default" not in policies:
+            first = ruleset.layers[0].doc.file if ruleset.layers else "rules/layers"
+            problems.append(FileProblem(first, 0, f"no SLA policy 'default' applies to {code}: "
+                                                  "add one to the province layer's sla:"))
+        named = [(r.sla, r.file, r.line, f"route rule '{r.id}'") for r in table.rules if r.sla]
+        if table.default is not None:
+            named.append((table.default.sla, table.default.file, table.default.line,
+                          "default_route"))
+        for sla, file, line, what in named:
+            if sla is not None and sla not in policies:
+                problems.append(FileProblem(file, line, f"{what} names SLA policy '{sla}', "
+                                                         f"which no layer for {code} defines "
+                                                         f"(known: {', '.join(policies)})"))
+    return sorted(set(problems), key=lambda p: (p.file, p.line, p.message))
 
 
 def _route_rule_shadows(s: RouteRule, r: RouteRule) -> bool:

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from engine.contracts import Priority
 from engine.durations import to_millis
+from engine.sla.policy import POLICY_NAME, PolicyFile, WorkingHoursFile
 from engine.yamlfile import FileProblem, FileProblems, LoadedYaml, load_folder
 
 LayerLevel = Literal["province", "city", "county"]
@@ -170,6 +171,9 @@ class LayerFile(BaseModel):
     merge: list[MergeRuleFile] = Field(default_factory=list)
     max_returns: int | None = Field(default=None, ge=1, le=10, description=(
         "returns after which a case goes to the county command centre"))
+    sla: dict[Annotated[str, Field(pattern=POLICY_NAME)], PolicyFile] = Field(
+        default_factory=dict, description="SLA policies by name; route rules refer to them")
+    working_hours: WorkingHoursFile | None = None
 
     @model_validator(mode="after")
     def _scope_fits_level(self) -> LayerFile:

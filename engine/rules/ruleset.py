@@ -24,6 +24,7 @@ from engine.reference.jurisdiction import Jurisdiction
 from engine.reference.matters import MatterCatalogue
 from engine.routing.table import RoutingTable, compile_routing
 from engine.rules.layers import CATALOGUE_WEIGHT, Layer, load_layers
+from engine.sla.policy import SlaTable, compile_sla
 from engine.yamlfile import FileProblem, FileProblems
 
 
@@ -137,6 +138,8 @@ class RuleSet:
         self._scopes: dict[tuple[str, ...], CompiledScope] = {}
         self._routing: dict[tuple[str, ...], RoutingTable] = {}
         self._routing_by_county: dict[str, RoutingTable] = {}
+        self._sla: dict[tuple[str, ...], SlaTable] = {}
+        self._sla_by_county: dict[str, SlaTable] = {}
         self._by_county: dict[str, CompiledScope] = {}
 
     @classmethod
@@ -178,6 +181,10 @@ class RuleSet:
         """The merged routing table for a county (12-digit code), or the province's."""
         return self._per_county(county, self._routing_by_county, self._routing,
                                 compile_routing)
+
+    def sla_for(self, county: str | None) -> SlaTable:
+        """The SLA policies and office hours in force in a county (12-digit code)."""
+        return self._per_county(county, self._sla_by_county, self._sla, compile_sla)
 
     def _per_county(self, county: str | None, by_county: dict[str, T],
                     by_layers: dict[tuple[str, ...], T],

@@ -14,14 +14,11 @@
 from __future__ import annotations
 
 import logging
-import time
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from confluent_kafka import OFFSET_BEGINNING, IsolationLevel, KafkaException, TopicPartition
-from confluent_kafka.admin import OffsetSpec
 from pydantic import BaseModel, ValidationError
 
 from engine import kafka
@@ -172,53 +169,9 @@ class BatchTally:
 
 
 def read_cases(settings: Settings, loader: CaseLoader, timeout: float = REBUILD_TIMEOUT) -> None:
-    """Feed ``loader`` every committed record of ``cases`` up to the end offsets of now.
-
-    The end is the high watermark (read_uncommitted), not the last stable offset: other
-    instances write their townships' cases into the same partitions, and one of their open
-    transactions would hold the LSO before committed records of ours. Reading read_committed
-    up to the watermark waits for such transactions to finish (at most
-    ``transaction.timeout.ms``). The position passes transaction markers and aborted records
-    too, so ``position >= end`` means done.
-    """
-    topic, deadline = settings.topic(CASES), time.monotonic() + timeout
-    ends = end_offsets(settings, topic, deadline)
-    pending = {p for p, end in ends.items() if end > 0}
-    if not pending:
-        return
-    reader = kafka.consumer(settings, "griddispatch-route-rebuild", logger=kafka_log,
-                            **{"enable.partition.eof": True, "fetch.wait.max.ms": 20})
+    """Feed ``loader`` every committed record of ``cases`` up to the end offsets of now."""
     try:
-        reader.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in pending])
-        while pending:
-            if time.monotonic() > deadline:
-                raise WorkerStopped(f"could not read {topic} to its end within {timeout:.0f}s "
-                                    f"(partitions {sorted(pending)})")
-            for message in reader.consume(1000, 0.1):
-                if message.error() is None:
-                    loader.add(message.key(), message.value())
-            positions = reader.position([TopicPartition(topic, p) for p in pending])
-            pending = {tp.partition for tp in positions if tp.offset < ends[tp.partition]}
-    finally:
-        reader.close()
-
-
-def end_offsets(settings: Settings, topic: str, deadline: float) -> dict[int, int]:
-    """Each partition's high watermark, retrying what a young topic answers for a while
-    (NOT_LEADER_FOR_PARTITION, LEADER_NOT_AVAILABLE right after ``topics apply``)."""
-    admin = kafka.admin_client(settings)
-    while True:
-        try:
-            meta = admin.list_topics(topic, timeout=10).topics[topic]
-            if meta.error is not None:
-                raise KafkaException(meta.error)
-            latest = OffsetSpec.latest()  # type: ignore[no-untyped-call]
-            futures = admin.list_offsets(
-                {TopicPartition(topic, p): latest for p in meta.partitions},
-                isolation_level=IsolationLevel.READ_UNCOMMITTED, request_timeout=10)
-            return {tp.partition: f.result().offset for tp, f in futures.items()}
-        except KafkaException as exc:
-            if time.monotonic() > deadline:
-                raise WorkerStopped(f"cannot find the end offsets of {topic}: {exc}") from exc
-            log.warning("end offsets of %s not available yet (%s): retrying", topic, exc)
-            time.sleep(0.5)
+        kafka.read_to_end(settings, settings.topic(CASES), loader.add,
+                          "griddispatch-route-rebuild", timeout)
+    except kafka.KafkaUnavailable as exc:
+        raise WorkerStopped(str(exc)) from exc

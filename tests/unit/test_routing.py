@@ -135,7 +135,8 @@ def test_county_rule_beats_the_province_rule_for_the_same_matter() -> None:
 def test_a_new_county_rule_is_tried_before_the_province_rules(rules_copy: Path) -> None:
     write_county(rules_copy, "route:\n  - id: yh-lift\n"
                              '    when: {matters: ["0702"], divisions: ["330110012"]}\n'
-                             "    lead: township.zhzx\n    sla: lift\n")
+                             "    lead: township.zhzx\n    sla: lift\n"
+                             "sla:\n  lift: {accept: 15m, resolve: 4h, unit: natural}\n")
     ruleset = RuleSet.load(rules_copy)
     decision = decide("电梯困人了", "仓前街道太炎社区", ruleset=ruleset)
     assert (decision.lead, decision.sla, rule_ids(decision)) == (
@@ -335,7 +336,8 @@ def test_division_prefix_condition_matches_a_grid_code() -> None:
 def test_priority_override_and_sla(rules_copy: Path) -> None:
     write_county(rules_copy, "route:\n  - id: yh-sewage-urgent\n"
                              '    when: {matters: ["110303"]}\n    lead: township.zhzf\n'
-                             "    sla: sewage\n    priority: urgent\n")
+                             "    sla: sewage\n    priority: urgent\n"
+                             "sla:\n  sewage: {accept: 30m, resolve: 1d, unit: natural}\n")
     ruleset = RuleSet.load(rules_copy)
     record = classified(ruleset, "化粪池满溢，污水冒出来")
     assert (record.matter_code, record.priority) == ("110303", "normal")
@@ -480,7 +482,8 @@ def test_missing_default_route_is_an_error(rules_copy: Path) -> None:
 
 
 def test_a_county_default_route_overrides_the_province_one(rules_copy: Path) -> None:
-    write_county(rules_copy, "default_route: {lead: township.zhzx, sla: county-default}\n")
+    write_county(rules_copy, "default_route: {lead: township.zhzx, sla: county-default}\n"
+                             "sla:\n  county-default: {resolve: 5d}\n")
     decision = decide("停水了", "余杭街道", ruleset=RuleSet.load(rules_copy))
     assert (decision.lead, decision.sla) == ("330110013.zhzx", "county-default")
     assert decision.matched[0].layer.startswith("county 330110")

@@ -1,0 +1,92 @@
+"""``griddispatch worker timers`` and ``griddispatch timers rebuild|status``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from engine.settings import Settings
+
+DEFAULT_TIMERS_METRICS_PORT = 9103
+
+
+def add_worker_parser(kinds: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    timers = kinds.add_parser(
+        "timers", help="cases → Redis timers → escalations, escalations.<dept>",
+        description="Keep every open case's SLA timers in Redis and publish warnings, "
+                    "breaches and ladder steps when they fall due. Rebuilds the timers from "
+                    "Kafka when Redis has lost them. Any number may run at once.")
+    timers.add_argument("--rules-dir", type=Path,
+                        help="rules folder, for department names (default: "
+                             "$GRIDDISPATCH_RULES or rules)")
+    timers.add_argument("--metrics-port", type=int, default=DEFAULT_TIMERS_METRICS_PORT,
+                        help=f"port of /metrics on 127.0.0.1 (default: "
+                             f"{DEFAULT_TIMERS_METRICS_PORT}; 0 turns it off)")
+    timers.add_argument("--audit-every", type=float, default=300.0, metavar="SECONDS",
+                        help="how often to check every open case has its timers (default 300)")
+    timers.set_defaults(handler=run_worker)
+
+
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    timers = commands.add_parser("timers", help="inspect or rebuild the SLA timer index",
+                                 description="The Redis timer index of open cases.")
+    actions = timers.add_subparsers(dest="action", metavar="ACTION", required=True)
+    rebuild = actions.add_parser(
+        "rebuild", help="restore every open case's timers from the cases topic",
+        description="Read the cases and escalations topics and restore the timers of every "
+                    "open case in Redis (steps that already fired are not repeated). Timer "
+                    "workers stop firing while it runs.")
+    rebuild.add_argument("--timeout", type=float, default=600.0, metavar="SECONDS")
+    rebuild.set_defaults(handler=run_rebuild)
+    status = actions.add_parser("status", help="pending timers and the next one due")
+    status.set_defaults(handler=run_status)
+
+
+def run_worker(args: argparse.Namespace, settings: Settings) -> int:
+    from engine.workers.timers import run
+
+    settings = settings.with_(rules_dir=args.rules_dir)
+    logging.basicConfig(level=logging.INFO, format="[%(asctime)s] [%(levelname)s] %(message)s")
+    try:
+        return run(settings, args.metrics_port or None, args.audit_every)
+    except OSError as exc:
+        print(f"error: cannot serve metrics on 127.0.0.1:{args.metrics_port} "
+              f"({exc.strerror}); choose another --metrics-port", file=sys.stderr)
+        return 1
+
+
+def run_rebuild(args: argparse.Namespace, settings: Settings) -> int:
+    import redis
+
+    from engine.sla.restore import rebuild
+    from engine.sla.store import TimerStore
+
+    store = TimerStore(redis.Redis.from_url(settings.redis_url), settings.topic_prefix)
+    try:
+        report = rebuild(settings, store, args.timeout, force=True)
+    except redis.RedisError as exc:
+        print(f"error: Redis at {settings.redis_url}: {exc}", file=sys.stderr)
+        return 1
+    assert report is not None
+    print(f"rebuilt timers of {report.open_cases} open cases from {report.records} case "
+          f"records ({report.fired} escalations already fired) in {report.seconds:.1f}s")
+    return 0
+
+
+def run_status(args: argparse.Namespace, settings: Settings) -> int:
+    import redis
+
+    from engine.sla.store import TimerStore
+
+    store = TimerStore(redis.Redis.from_url(settings.redis_url), settings.topic_prefix)
+    try:
+        pending, due, built = store.pending(), store.next_due(), store.is_built()
+    except redis.RedisError as exc:
+        print(f"error: Redis at {settings.redis_url}: {exc}", file=sys.stderr)
+        return 1
+    print(f"index built: {'yes' if built else 'no (a timer worker will rebuild it)'}")
+    print(f"pending timers: {pending}")
+    print(f"next due: {due.astimezone().isoformat(timespec='seconds') if due else '-'}")
+    return 0

@@ -1,0 +1,132 @@
+"""What a case carries about its time limits, and what an escalation record says.
+
+The terms are frozen on the case when it is opened (DESIGN: later edits apply to new cases
+only), including the office hours they count in, so a case's deadlines can be recomputed
+anywhere, years later, from the case record alone. The computed deadlines and the timer plan
+travel on the case too: Open311, the assessment report and the timer workers read them
+instead of repeating calendar arithmetic.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, time
+from functools import lru_cache
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from engine.calendar import Season, WorkingHours
+from engine.contracts import Platform, Priority
+
+Unit = Literal["working", "natural"]
+LimitName = Literal["accept", "resolve"]
+
+
+class _Wire(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+def _hhmm(value: time) -> str:
+    return value.strftime("%H:%M")
+
+
+class HoursSpec(_Wire):
+    """Office hours as data: ``[["08:30", "12:00"], ...]``, seasons as MM-DD ranges."""
+
+    sessions: tuple[tuple[str, str], ...]
+    seasons: tuple[tuple[str, str, tuple[tuple[str, str], ...]], ...] = ()
+
+    @classmethod
+    def of(cls, hours: WorkingHours) -> HoursSpec:
+        def pairs(sessions: tuple[tuple[time, time], ...]) -> tuple[tuple[str, str], ...]:
+            return tuple((_hhmm(a), _hhmm(b)) for a, b in sessions)
+
+        return cls(sessions=pairs(hours.sessions), seasons=tuple(
+            (f"{s.start[0]:02d}-{s.start[1]:02d}", f"{s.end[0]:02d}-{s.end[1]:02d}",
+             pairs(s.sessions)) for s in hours.seasons))
+
+    def hours(self) -> WorkingHours:
+        return _compile_hours(self)
+
+
+@lru_cache(maxsize=64)
+def _compile_hours(spec: HoursSpec) -> WorkingHours:
+    def clock(text: str) -> time:
+        return time(int(text[:2]), int(text[3:]))
+
+    def sessions(pairs: tuple[tuple[str, str], ...]) -> tuple[tuple[time, time], ...]:
+        return tuple((clock(a), clock(b)) for a, b in pairs)
+
+    return WorkingHours(sessions(spec.sessions), tuple(
+        Season((int(a[:2]), int(a[3:])), (int(b[:2]), int(b[3:])), sessions(s))
+        for a, b, s in spec.seasons))
+
+
+class LadderStep(_Wire):
+    after: str = Field(description="delay after the breach, in the terms' unit")
+    to: str = Field(description="supervisor, a role (county.zhzx) or a department code")
+
+
+class SlaTerms(_Wire):
+    """The policy as it stood when the case was opened."""
+
+    policy: str
+    rules_revision: str
+    calendar: str = Field(description="holiday data and office hours the limits count in")
+    unit: Unit
+    accept: str | None = Field(description="acceptance limit, e.g. 1h; null: none")
+    resolve: str
+    warn_at: list[int]
+    ladder: list[LadderStep]
+    hours: HoursSpec
+
+
+class SlaTimer(_Wire):
+    """One moment at which someone must hear about a limit."""
+
+    escalation_id: str = Field(description="stable id: the same step of the same clock of "
+                                           "the same case always has it")
+    limit: LimitName
+    step: str = Field(description="warning, breach, or ladder level1, level2, ...")
+    percent: int | None = Field(default=None, description="for warnings: share of the limit")
+    due: datetime
+    deadline: datetime
+    recipient: str
+
+
+class CaseSla(_Wire):
+    terms: SlaTerms
+    accept_from: datetime | None = Field(description="start of the acceptance clock "
+                                                     "(dispatch, re-dispatch or reopening)")
+    resolve_from: datetime = Field(description="start of the resolution clock")
+    paused_since: datetime | None = Field(default=None, description="waiting on the reporter")
+    pauses: list[tuple[datetime, datetime]] = Field(default_factory=list)
+    accept_by: datetime | None = None
+    resolve_by: datetime | None = None
+    timers: list[SlaTimer] = Field(default_factory=list,
+                                   description="what is still to fire for the running clocks")
+
+
+class Escalation(_Wire):
+    """A warning, breach or ladder step, on ``escalations`` and ``escalations.<recipient>``."""
+
+    schema_: Literal["griddispatch.escalation/1"] = Field(
+        default="griddispatch.escalation/1", alias="schema")
+    escalation_id: str
+    case_id: str
+    partition_key: str
+    limit: LimitName
+    step: str
+    percent: int | None = None
+    recipient: str
+    recipient_name: str
+    assignee: str = Field(description="the lead department whose limit this is")
+    deadline: datetime
+    due: datetime
+    fired_at: datetime
+    matter_code: str
+    platform: Platform
+    priority: Priority
+    grid_code: str | None
+    policy: str
+    case_version: int = Field(description="the case record version the timer was planned on")

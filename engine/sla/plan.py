@@ -1,0 +1,147 @@
+"""Deadlines and the timer plan of a case, as pure functions of the case record.
+
+Two clocks run per case: acceptance (签收) from each dispatch, re-dispatch or reopening, and
+resolution (办结) from opening or reopening. Pauses (waiting on the reporter) stop both.
+Every step (warnings, breach, the ladder) of a running clock is planned at once, each with a
+stable ``escalation_id``: the timer store fires each id once, so re-planning after any change
+to the case (a merged report, a pause) never repeats a step that already fired.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+
+from engine.calendar import add_working_time, working_time_between
+from engine.cases.records import CaseRecord
+from engine.reference.departments import DepartmentRegistry
+from engine.sla.model import CaseSla, LimitName, SlaTerms, SlaTimer
+from engine.sla.policy import limit_span
+
+Pause = tuple[datetime, datetime]
+ACCEPT_STATES = frozenset({"dispatched", "reopened"})
+RESOLVE_STATES = frozenset({"dispatched", "accepted", "reopened"})
+
+
+def deadline_after(start: datetime, span: timedelta, terms: SlaTerms,
+                   pauses: Sequence[Pause] = ()) -> datetime:
+    """When ``span`` of counted time has run since ``start``, not counting the pauses."""
+    hours = terms.hours.hours()
+
+    def add(at: datetime, amount: timedelta) -> datetime:
+        return add_working_time(at, amount, hours) if terms.unit == "working" else at + amount
+
+    def measure(a: datetime, b: datetime) -> timedelta:
+        if terms.unit == "working":
+            return working_time_between(a, b, hours)
+        return max(b - a, timedelta(0))
+
+    remaining, cursor = span, start
+    for pause_start, pause_end in sorted(pauses):
+        if pause_end <= cursor:
+            continue
+        before = measure(cursor, pause_start) if pause_start > cursor else timedelta(0)
+        if before >= remaining:
+            break
+        remaining -= before
+        cursor = max(cursor, pause_end)
+    return add(cursor, remaining)
+
+
+def open_sla(terms: SlaTerms, now: datetime) -> CaseSla:
+    return CaseSla(terms=terms, accept_from=now if terms.accept else None, resolve_from=now)
+
+
+def restart_accept(sla: CaseSla, at: datetime) -> CaseSla:
+    """A new lead (re-dispatch after a return) gets the whole acceptance limit again."""
+    return sla.model_copy(update={"accept_from": at if sla.terms.accept else None})
+
+
+def restart_all(sla: CaseSla, at: datetime) -> CaseSla:
+    """A reopened case must be accepted and resolved again, within fresh limits."""
+    return sla.model_copy(update={"accept_from": at if sla.terms.accept else None,
+                                  "resolve_from": at, "pauses": [], "paused_since": None})
+
+
+def pause(sla: CaseSla, at: datetime) -> CaseSla:
+    return sla.model_copy(update={"paused_since": at})
+
+
+def resume(sla: CaseSla, at: datetime) -> CaseSla:
+    if sla.paused_since is None:
+        return sla
+    return sla.model_copy(update={"paused_since": None,
+                                  "pauses": [*sla.pauses, (sla.paused_since, at)]})
+
+
+def escalation_id(case_id: str, limit: str, clock_start: datetime, step: str) -> str:
+    text = f"{case_id}|{limit}|{clock_start.isoformat()}|{step}"
+    return hashlib.sha1(text.encode(), usedforsecurity=False).hexdigest()[:20]
+
+
+def case_version(case: CaseRecord) -> int:
+    """Grows with every change of the case: the fencing token of its timers."""
+    return len(case.history)
+
+
+def _ladder(case: CaseRecord, terms: SlaTerms,
+            departments: DepartmentRegistry) -> list[tuple[str, timedelta, str]]:
+    """(step, delay after breach, recipient) for each ladder step that has a recipient."""
+    out, previous = [], case.lead
+    hours = terms.hours.hours()
+    for level, step in enumerate(terms.ladder, 1):
+        if step.to == "supervisor":
+            dept = departments.by_code.get(previous)
+            recipient = dept.supervisor if dept else None
+        else:
+            recipient = departments.resolve(step.to, case.division_chain)
+        if recipient is None:  # above the top of the chain, or no such body here
+            continue
+        out.append((f"level{level}", limit_span(step.after, terms.unit, hours), recipient))
+        previous = recipient
+    return out
+
+
+def _clock_timers(case: CaseRecord, limit: LimitName, start: datetime, span: timedelta,
+                  deadline: datetime, ladder: list[tuple[str, timedelta, str]]) -> list[SlaTimer]:
+    sla = case.sla
+    assert sla is not None
+    terms = sla.terms
+
+    def timer(step: str, due: datetime, recipient: str, percent: int | None = None) -> SlaTimer:
+        key = f"{step}{percent}" if percent is not None else step
+        return SlaTimer(escalation_id=escalation_id(case.case_id, limit, start, key),
+                        limit=limit, step=step, percent=percent, due=due, deadline=deadline,
+                        recipient=recipient)
+
+    timers = [timer("warning", deadline_after(start, span * p / 100, terms, sla.pauses),
+                    case.lead, p) for p in terms.warn_at]
+    timers.append(timer("breach", deadline, case.lead))
+    for step, delay, recipient in ladder:  # after a breach, pauses no longer stop the ladder
+        timers.append(timer(step, deadline_after(deadline, delay, terms), recipient))
+    return timers
+
+
+def replan(case: CaseRecord, departments: DepartmentRegistry) -> CaseRecord:
+    """The case with its deadlines and timer plan brought up to date with its state."""
+    sla = case.sla
+    if sla is None:
+        return case
+    terms = sla.terms
+    hours = terms.hours.hours()
+    accept_by, resolve_by = sla.accept_by, sla.resolve_by
+    timers: list[SlaTimer] = []
+    if sla.paused_since is None and case.state in RESOLVE_STATES:
+        ladder = _ladder(case, terms, departments)
+        if case.state in ACCEPT_STATES and terms.accept and sla.accept_from is not None:
+            span = limit_span(terms.accept, terms.unit, hours)
+            accept_by = deadline_after(sla.accept_from, span, terms, sla.pauses)
+            timers += _clock_timers(case, "accept", sla.accept_from, span, accept_by, ladder)
+        span = limit_span(terms.resolve, terms.unit, hours)
+        resolve_by = deadline_after(sla.resolve_from, span, terms, sla.pauses)
+        timers += _clock_timers(case, "resolve", sla.resolve_from, span, resolve_by, ladder)
+    timers.sort(key=lambda t: t.due)
+    new = sla.model_copy(update={"accept_by": accept_by, "resolve_by": resolve_by,
+                                 "timers": timers})
+    return case.model_copy(update={"sla": new})

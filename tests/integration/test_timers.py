@@ -1,0 +1,202 @@
+"""SLA timers on the real Redis, and escalations end to end on the real broker."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import threading
+import uuid
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from engine import kafka
+from engine.cases.records import StatusUpdate
+from engine.classify import classify_data
+from engine.contracts import Classified, to_json
+from engine.rules import RuleSet
+from engine.settings import Settings
+from engine.sla.model import SlaTimer
+from engine.sla.store import TimerStore
+from tests.integration.test_route_worker import Watcher
+from tests.integration.workers import REPO, apply_topics, running, wait_for
+
+pytestmark = pytest.mark.integration
+NOW = datetime.now(UTC)
+
+
+def timer(k: int, due: datetime, recipient: str = "330110.xf") -> SlaTimer:
+    return SlaTimer(escalation_id=f"e{k}", limit="accept", step="warning", percent=50,
+                    due=due, deadline=due + timedelta(minutes=5), recipient=recipient)
+
+
+@pytest.fixture
+def store(redis_url: str) -> TimerStore:
+    return TimerStore(redis.Redis.from_url(redis_url), f"t{uuid.uuid4().hex[:8]}:")
+
+
+def test_two_workers_claiming_at_once_fire_each_due_timer_exactly_once(
+        redis_url: str, store: TimerStore) -> None:
+    past = NOW - timedelta(seconds=5)
+    pipe = store.pipeline()
+    for case in range(400):
+        store.schedule(f"c{case}", 1, [timer(k, past) for k in range(5)], {"lead": "x"}, (),
+                       pipe)
+    pipe.execute()
+    assert store.pending() == 2000
+    other = TimerStore(redis.Redis.from_url(redis_url), store.prefix)
+    got: dict[str, list[str]] = {"a": [], "b": []}
+
+    def drain(name: str, s: TimerStore) -> None:
+        while claimed := s.claim(datetime.now(UTC), batch=50):
+            firing, _ = s.resolve(claimed)
+            for item in firing:
+                s.ack(item.claimed, item.timer.escalation_id)
+                got[name].append(f"{item.claimed.case_id}/{item.timer.escalation_id}")
+
+    threads = [threading.Thread(target=drain, args=("a", store)),
+               threading.Thread(target=drain, args=("b", other))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    fired = got["a"] + got["b"]
+    assert len(fired) == len(set(fired)) == 2000
+    assert got["a"] and got["b"], "both workers should have claimed some"
+    assert store.pending() == 0
+
+
+def test_a_newer_case_version_fences_off_old_timers_and_fired_ones_never_return(
+        store: TimerStore) -> None:
+    past = NOW - timedelta(seconds=1)
+    store.schedule("c1", 1, [timer(1, past), timer(2, past)], {"lead": "x"})
+    claimed = store.claim(NOW)
+    assert len(claimed) == 2
+    store.schedule("c1", 2, [timer(2, past), timer(3, NOW + timedelta(hours=1))], {"lead": "x"})
+    firing, stale = store.resolve(claimed)
+    assert firing == [] and len(stale) == 2  # planned on version 1: fenced off
+    for item in stale:
+        store.ack(item)
+    claimed = store.claim(NOW)
+    firing, _ = store.resolve(claimed)
+    assert [f.timer.escalation_id for f in firing] == ["e2"]
+    store.ack(firing[0].claimed, "e2")
+    store.schedule("c1", 3, [timer(2, past), timer(3, past)], {"lead": "x"})  # re-planned
+    firing, _ = store.resolve(store.claim(NOW))
+    assert [f.timer.escalation_id for f in firing] == ["e3"]  # e2 fired already
+    store.schedule("c1", 2, [timer(9, past)], {"lead": "x"})  # an older record: ignored
+    assert store.version_of(["c1"]) == [3]
+
+
+def test_a_claim_whose_worker_died_comes_back_after_its_lease(store: TimerStore) -> None:
+    store.schedule("c1", 1, [timer(1, NOW - timedelta(seconds=1))], {"lead": "x"})
+    assert len(store.claim(NOW, lease_s=1)) == 1  # ...and the worker dies here
+    assert store.claim(NOW) == []
+    again = store.claim(NOW + timedelta(seconds=2))
+    assert [c.case_id for c in again] == ["c1"]
+
+
+# --- end to end ------------------------------------------------------------------------------
+
+FAST_POLICY = """
+sla:
+  urgent:
+    description: test policy with limits in seconds
+    accept: 12s
+    resolve: 1h
+    unit: natural
+    warn_at: [50]
+    ladder:
+      - {after: 2s}
+      - {after: 4s, to: county.zhzx}
+"""
+
+
+def fast_rules(tmp_path: Path) -> Path:
+    rules = tmp_path / "rules"
+    shutil.copytree(REPO / "rules", rules, ignore=shutil.ignore_patterns("tests"))
+    county = rules / "layers" / "330110-yuhang.yaml"
+    text = county.read_text(encoding="utf-8")
+    county.write_text(text[:text.index("\nsla:\n")] + FAST_POLICY, encoding="utf-8")
+    return rules
+
+
+def gas_report(ruleset: RuleSet, channel_id: str, lat: float) -> Classified:
+    now = datetime.now(UTC)
+    record = classify_data(ruleset, {
+        "channel": "hotline", "channel_id": channel_id, "reported_at": now.isoformat(),
+        "description": "楼道里一股煤气味", "location": {"lat": lat, "lon": 120.0302}}, now)
+    assert isinstance(record, Classified), record
+    return record
+
+
+def escalations(watcher: Watcher, case_id: str) -> list[dict[str, Any]]:
+    return [r["value"] for r in watcher.records
+            if r["topic"] == "escalations" and r["value"]["case_id"] == case_id]
+
+
+def test_warning_breach_and_ladder_in_order_accepting_in_time_stops_them_and_a_lost_redis_is_rebuilt(  # noqa: E501
+        kafka_settings: Settings, redis_url: str, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = kafka_settings
+    apply_topics(settings)
+    monkeypatch.setenv("REDIS_URL", redis_url)
+    rules = fast_rules(tmp_path)
+    ruleset = RuleSet.load(rules)
+    producer = kafka.producer(settings)
+    watcher = Watcher(settings, ["cases", "escalations", "escalations.330110.zhzx"])
+    client = redis.Redis.from_url(redis_url)
+    with running(settings, "route", tmp_path / "route.log", rules_dir=rules), \
+         running(settings, "timers", tmp_path / "timers-a.log", "--audit-every", "3",
+                 rules_dir=rules), \
+         running(settings, "timers", tmp_path / "timers-b.log", rules_dir=rules):
+        late = gas_report(ruleset, f"late-{uuid.uuid4().hex[:6]}", 30.2905)
+        prompt = gas_report(ruleset, f"prompt-{uuid.uuid4().hex[:6]}", 30.3405)
+        for record in (late, prompt):
+            producer.produce(settings.topic("incidents.classified"), to_json(record),
+                             record.division_chain[3][:9].encode())
+        producer.flush(10)
+        cases = {}
+        for record in (late, prompt):
+            found = watcher.until("the case", lambda r, rec=record: r["topic"] == "cases" and
+                                  rec.incident_id in r["value"]["incident_ids"])
+            cases[record.incident_id] = found["value"]
+        prompt_case = cases[prompt.incident_id]
+        accept = StatusUpdate(case_id=prompt_case["case_id"], department=prompt_case["lead"],
+                              action="accepted", at=datetime.now(UTC))
+        producer.produce(settings.topic("assignments.status"),
+                         accept.model_dump_json(by_alias=True).encode(),
+                         prompt_case["partition_key"].encode())
+        producer.flush(10)
+        late_id = cases[late.incident_id]["case_id"]
+        watcher.until("the warning", lambda r: r["topic"] == "escalations"
+                      and r["value"]["case_id"] == late_id, timeout=30)
+        # Redis loses every timer (as a flush would): the workers rebuild from Kafka.
+        for key in client.scan_iter(f"{settings.topic_prefix}gd:*"):
+            client.delete(key)
+        watcher.until("the last ladder step", lambda r: r["topic"] == "escalations"
+                      and r["value"]["case_id"] == late_id
+                      and r["value"]["step"] == "level2", timeout=45)
+        watcher.until("the county desk's copy", lambda r: r["topic"].startswith(
+            "escalations.330110.zhzx") and r["value"]["step"] == "level2", timeout=10)
+        watcher.until("the accept of the prompt case", lambda r: r["topic"] == "cases"
+                      and r["value"]["case_id"] == prompt_case["case_id"]
+                      and r["value"]["state"] == "accepted")
+        wait_for(lambda: client.exists(f"{settings.topic_prefix}gd:{{meta}}:built") == 1, 20,
+                 "the rebuilt index")
+    steps = [(e["limit"], e["step"]) for e in escalations(watcher, late_id)]
+    accept_steps = [s for s in steps if s[0] == "accept"]
+    assert accept_steps == [("accept", "warning"), ("accept", "breach"), ("accept", "level1"),
+                            ("accept", "level2")], steps
+    ids = Counter(e["escalation_id"] for e in escalations(watcher, late_id))
+    assert max(ids.values()) == 1, f"an escalation fired twice: {ids}"
+    ladder = {e["step"]: e["recipient"] for e in escalations(watcher, late_id)}
+    assert ladder["breach"] == cases[late.incident_id]["lead"]
+    assert ladder["level2"] == "330110.zhzx"
+    assert escalations(watcher, prompt_case["case_id"]) == [], "accepted in time: no escalation"
+    first = json.dumps(escalations(watcher, late_id)[0], ensure_ascii=False)
+    assert '"schema": "griddispatch.escalation/1"' in first

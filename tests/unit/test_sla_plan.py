@@ -1,0 +1,201 @@
+"""SLA policies, deadlines and timer plans as pure functions of the case record."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from functools import cache
+from pathlib import Path
+
+import pytest
+
+from engine.cases.dispatch import on_classified, on_status
+from engine.cases.merge import CaseStore
+from engine.cases.records import CaseRecord, StatusAction, StatusUpdate
+from engine.classify import classify_data
+from engine.contracts import Classified
+from engine.rules import RuleSet
+from engine.sla.plan import deadline_after
+from engine.sla.policy import limit_span
+from engine.sla.timers import case_timers
+from engine.yamlfile import FileProblems
+
+RULES = Path(__file__).resolve().parents[2] / "rules"
+YUHANG = "330110000000"
+
+
+def at(text: str) -> datetime:
+    return datetime.fromisoformat(text + "+08:00")
+
+
+@cache
+def ruleset() -> RuleSet:
+    return RuleSet.load(RULES)
+
+
+WUCHANG = {"lat": 30.2905, "lon": 120.0302}
+
+
+def classified(description: str, address: str, reported: str) -> Classified:
+    data = {"channel": "hotline", "channel_id": f"{description}{reported}",
+            "reported_at": reported + "+08:00", "description": description, "address": address}
+    if address == "五常街道":
+        data["location"] = WUCHANG
+    record = classify_data(ruleset(), data, at(reported))
+    assert isinstance(record, Classified)
+    return record
+
+
+def open_at(description: str, address: str, when: str) -> tuple[CaseStore, CaseRecord]:
+    store = CaseStore()
+    result = on_classified(ruleset(), store, classified(description, address, when), at(when))
+    assert result.outcome == "assigned" and result.case is not None
+    return store, result.case
+
+
+def answer(store: CaseStore, case: CaseRecord, action: StatusAction, when: str,
+           department: str | None = None, **extra: object) -> CaseRecord:
+    update = StatusUpdate(case_id=case.case_id, department=department or case.lead,
+                          action=action, at=at(when), **extra)  # type: ignore[arg-type]
+    result = on_status(ruleset(), store, update.model_dump_json(by_alias=True).encode(),
+                       at(when))
+    assert result.case is not None, result.outputs
+    return result.case
+
+
+def test_policy_terms_take_limits_from_the_catalogue_and_overrides() -> None:
+    table = ruleset().sla_for(YUHANG)
+    noise = ruleset().matters.by_code["010101"]
+    normal = table.terms("default", noise, "normal", "r1")
+    assert (normal.accept, normal.resolve, normal.unit) == ("1h", "7d", "working")
+    urgent = table.terms("default", noise, "urgent", "r1")
+    assert (urgent.accept, urgent.resolve, urgent.unit) == ("15m", "24h", "natural")
+    # Yuhang's overlay replaces the provincial urgent ladder: the county hears at once.
+    assert [s.to for s in table.terms("urgent", noise, "urgent", "r1").ladder] == [
+        "supervisor", "county.zhzx", "county.zhzx"]
+    assert table.terms("no-such-policy", noise, "normal", "r1").policy == "default"
+
+
+def test_working_days_are_seven_working_hours_and_the_summer_hours_apply() -> None:
+    terms = ruleset().sla_for(YUHANG).terms("services", ruleset().matters.by_code["010101"],
+                                            "normal", "r1")
+    hours = terms.hours.hours()
+    assert limit_span("5d", "working", hours) == timedelta(hours=35)
+    # Yuhang keeps summer afternoons 14:30-18:00 (July to September).
+    assert deadline_after(at("2026-07-15T13:00"), timedelta(hours=1), terms) == at(
+        "2026-07-15T15:30")
+    assert deadline_after(at("2026-11-16T13:00"), timedelta(hours=1), terms) == at(
+        "2026-11-16T15:00")
+
+
+def test_a_pause_moves_the_deadline_by_the_working_time_it_held() -> None:
+    terms = ruleset().sla_for(YUHANG).terms("services", ruleset().matters.by_code["010101"],
+                                            "normal", "r1")
+    start = at("2026-11-24T09:00")
+    plain = deadline_after(start, timedelta(hours=2), terms)
+    assert plain == at("2026-11-24T11:00")
+    paused = deadline_after(start, timedelta(hours=2), terms,
+                            [(at("2026-11-24T10:00"), at("2026-11-24T15:00"))])
+    # 1 h counted before the pause; the pause held 2 h + 1 h of office time; 1 h after it.
+    assert paused == at("2026-11-24T16:00")
+
+
+def test_a_new_case_carries_frozen_terms_deadlines_and_ordered_timers() -> None:
+    _, case = open_at("楼道里一股煤气味", "五常街道", "2026-11-24T10:00:00")
+    assert case.sla is not None
+    assert (case.sla.terms.policy, case.sla.terms.unit) == ("urgent", "natural")
+    assert case.sla.terms.rules_revision == ruleset().revision
+    assert case.sla.accept_by == at("2026-11-24T10:15:00")
+    assert case.sla.resolve_by == at("2026-11-25T10:00:00")
+    accept = [(t.step, t.percent, t.due, t.recipient) for t in case.sla.timers
+              if t.limit == "accept"]
+    assert accept == [
+        ("warning", 50, at("2026-11-24T10:07:30"), "330110.xf"),
+        ("warning", 80, at("2026-11-24T10:12:00"), "330110.xf"),
+        ("breach", None, at("2026-11-24T10:15:00"), "330110.xf"),
+        ("level1", None, at("2026-11-24T10:15:00"), "330110.zhzx"),   # the lead's supervisor
+        ("level2", None, at("2026-11-24T10:15:00"), "330110.zhzx"),   # the county desk
+        ("level3", None, at("2026-11-24T10:45:00"), "330110.zhzx")]
+    dues = [t.due for t in case.sla.timers]
+    assert dues == sorted(dues)
+
+
+def test_working_time_policy_skips_the_night() -> None:
+    _, case = open_at("小区门口有人占道摆摊卖水果", "仓前街道太炎社区", "2026-11-24T17:00:00")
+    assert case.sla is not None and case.sla.terms.unit == "working"
+    assert case.sla.accept_by == at("2026-11-25T09:00:00")  # 30 min tonight, 30 tomorrow
+
+
+def test_acceptance_stops_the_accept_clock_and_keeps_its_deadline() -> None:
+    store, case = open_at("楼道里一股煤气味", "五常街道", "2026-11-24T10:00:00")
+    accepted = answer(store, case, "accepted", "2026-11-24T10:05:00")
+    assert accepted.sla is not None
+    assert {t.limit for t in accepted.sla.timers} == {"resolve"}
+    assert accepted.sla.accept_by == at("2026-11-24T10:15:00")
+    resolved = answer(store, accepted, "resolved", "2026-11-24T12:00:00", note="已处置")
+    assert resolved.sla is not None and resolved.sla.timers == []
+
+
+def test_pause_holds_every_timer_and_resume_moves_the_deadlines() -> None:
+    store, case = open_at("楼道里一股煤气味", "五常街道", "2026-11-24T10:00:00")
+    paused = answer(store, case, "paused", "2026-11-24T10:05:00", note="等待报告人补充位置")
+    assert paused.sla is not None and paused.sla.timers == []
+    resumed = answer(store, paused, "resumed", "2026-11-24T11:05:00")
+    assert resumed.sla is not None and resumed.sla.accept_by == at("2026-11-24T11:15:00")
+    assert resumed.sla.pauses == [(at("2026-11-24T10:05:00"), at("2026-11-24T11:05:00"))]
+
+
+def test_only_the_lead_pauses_and_only_a_paused_case_resumes() -> None:
+    store, case = open_at("楼道里一股煤气味", "五常街道", "2026-11-24T10:00:00")
+    update = StatusUpdate(case_id=case.case_id, department=case.lead, action="resumed",
+                          at=at("2026-11-24T10:01:00"))
+    refused = on_status(ruleset(), store, update.model_dump_json(by_alias=True).encode(),
+                        at("2026-11-24T10:01:00"))
+    assert refused.outcome == "rejected"
+    assert "not paused" in refused.outputs[0].value.model_dump()["detail"]
+    by_assist = StatusUpdate(case_id=case.case_id, department=case.assist[0], action="paused",
+                             at=at("2026-11-24T10:01:00"))
+    refused = on_status(ruleset(), store, by_assist.model_dump_json(by_alias=True).encode(),
+                        at("2026-11-24T10:01:00"))
+    assert refused.outputs[0].value.model_dump()["reason"] == "not_assigned"
+
+
+def test_a_merged_report_keeps_the_escalation_ids() -> None:
+    store, case = open_at("楼道里一股煤气味", "五常街道", "2026-11-24T10:00:00")
+    again = classified("楼道里一股煤气味，很浓", "五常街道", "2026-11-24T10:03:00")
+    merged = on_classified(ruleset(), store, again, at("2026-11-24T10:03:00"))
+    assert merged.outcome == "merged" and merged.case is not None
+    assert case.sla is not None and merged.case.sla is not None
+    assert [t.escalation_id for t in merged.case.sla.timers] == [
+        t.escalation_id for t in case.sla.timers]
+
+
+def test_a_return_restarts_acceptance_for_the_new_lead() -> None:
+    store, case = open_at("小区门口有人占道摆摊卖水果", "仓前街道太炎社区", "2026-11-24T09:00:00")
+    moved = answer(store, case, "returned", "2026-11-24T10:00:00", note="不属于本单位")
+    assert moved.lead != case.lead and moved.sla is not None
+    assert moved.sla.accept_from == at("2026-11-24T10:00:00")
+    assert {t.recipient for t in moved.sla.timers if t.step == "breach"} == {moved.lead}
+
+
+def test_the_timer_view_reads_what_the_route_worker_wrote() -> None:
+    _, case = open_at("楼道里一股煤气味", "五常街道", "2026-11-24T10:00:00")
+    view = case_timers(case.model_dump_json(by_alias=True).encode())
+    assert view is not None and case.sla is not None
+    assert (view.case_id, view.version, view.timers) == (case.case_id, 1, case.sla.timers)
+    assert view.summary["lead"] == case.lead and view.summary["policy"] == "urgent"
+    assert case_timers(b"not json") is None
+    assert case_timers(b'{"schema": "griddispatch.status/1"}') is None
+
+
+def test_rules_check_names_a_route_to_an_unknown_policy(tmp_path: Path) -> None:
+    import shutil
+
+    rules = tmp_path / "rules"
+    shutil.copytree(RULES, rules)
+    county = rules / "layers" / "330110-yuhang.yaml"
+    county.write_text(county.read_text(encoding="utf-8").replace(
+        "    sla: urgent\n", "    sla: hill-flood\n", 1), encoding="utf-8")
+    with pytest.raises(FileProblems) as caught:
+        RuleSet.load(rules)
+    message = str(caught.value.problems[0])
+    assert "330110-yuhang.yaml" in message and "'hill-flood'" in message
