@@ -8,9 +8,11 @@ Besides the record's own fields, a case's ``expect`` may give the routing decisi
 (``engine.routing.decide.route``) of a classified report: ``lead`` (a department code),
 ``assist`` (department codes, any order), ``sla``, ``route_priority`` and ``route_rules`` (the
 ids of the route rules that applied, in order, including ``default_route`` and
-``locality-fallback``). Routing depends on when the report arrived (``time: working |
-off_hours``), so a case may set ``received_at`` (default ``2026-11-24T10:00:05+08:00``, a
-working Tuesday morning).
+``locality-fallback``), and the deadlines of the case it would open then, ``accept_by`` and
+``resolve_by`` (ISO 8601, +08:00), which test the SLA policies and the calendar. Routing and
+deadlines depend on when the report arrived (``time: working | off_hours``, holidays), so a
+case may set ``received_at`` (default ``2026-11-24T10:00:05+08:00``, a working Tuesday
+morning).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from typing import Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
+from engine.calendar import SHANGHAI
 from engine.classify import classify_data
 from engine.contracts import Classified, Outcome, Rejected, Triage
 from engine.routing.decide import RouteDecision, route
@@ -110,7 +113,8 @@ def _got(outcome: Outcome) -> str:
 
 
 # expect keys checked against the routing decision rather than the record
-ROUTING_KEYS = ("lead", "assist", "sla", "route_priority", "route_rules")
+ROUTING_KEYS = ("lead", "assist", "sla", "route_priority", "route_rules", "accept_by",
+                "resolve_by")
 
 
 def compare(expect: dict[str, Any], outcome: Outcome,
@@ -139,7 +143,8 @@ def compare(expect: dict[str, Any], outcome: Outcome,
         if ruleset is None:
             mismatches.append("routing keys need the rule set to route with")
         else:
-            mismatches.extend(_compare_route(routing, route(ruleset, outcome)))
+            mismatches.extend(_compare_route(routing, route(ruleset, outcome),
+                                             _deadlines(ruleset, outcome, routing)))
     data = outcome.model_dump(mode="json")
     for key, want in expect.items():
         if key in ("rejected", "triage") or key in ROUTING_KEYS:
@@ -159,11 +164,30 @@ def _describe(decision: RouteDecision) -> str:
     return f"routed to {decision.lead} (assist {assist}) by {rules}"
 
 
-def _compare_route(expect: dict[str, Any], decision: RouteDecision) -> list[str]:
+def _deadlines(ruleset: RuleSet, outcome: Classified,
+               expect: dict[str, Any]) -> dict[str, str | None]:
+    """accept_by / resolve_by of the case this report would open when it is received."""
+    if "accept_by" not in expect and "resolve_by" not in expect:
+        return {}
+    from engine.cases.dispatch import on_classified
+    from engine.cases.merge import CaseStore
+
+    case = on_classified(ruleset, CaseStore(), outcome, outcome.received_at).case
+    sla = case.sla if case else None
+
+    def iso(at: datetime | None) -> str | None:
+        return at.astimezone(SHANGHAI).isoformat() if at else None
+
+    return {"accept_by": iso(sla.accept_by if sla else None),
+            "resolve_by": iso(sla.resolve_by if sla else None)}
+
+
+def _compare_route(expect: dict[str, Any], decision: RouteDecision,
+                   deadlines: dict[str, str | None]) -> list[str]:
     got: dict[str, Any] = {
         "lead": decision.lead, "assist": list(decision.assist), "sla": decision.sla,
         "route_priority": decision.priority,
-        "route_rules": [m.rule for m in decision.matched]}
+        "route_rules": [m.rule for m in decision.matched], **deadlines}
     mismatches = []
     for key, want in expect.items():
         if key in ("assist", "route_rules") and not (
