@@ -17,12 +17,20 @@ Outcomes, one dict per non-blank line, in input order:
 - ``duplicate``: the same ``channel`` + ``channel_id`` was seen before (a re-sent report: the
   intake is idempotent on that pair, so nothing happens);
 - ``triage``: no rule decided (``reason`` says what was missing): a person decides;
-- ``rejected``: the line cannot be an incident (``reason``: malformed_json, unknown_field, ...).
+- ``rejected``: the line cannot be an incident (``reason``: malformed_json, unknown_field, ...);
+- ``status``: a line that is a department's status update (``"schema":
+  "griddispatch.status/1"``, as on ``assignments.status``), applied at its own ``at``;
+  ``result`` says what it did (updated, rerouted, rejected);
+- ``escalated`` (with ``escalations=True``): an SLA timer of a case fell due on the simulated
+  clock before the next line's time: ``case_id``, ``limit`` (accept, resolve), ``step``
+  (warning, breach, level1, ...), ``recipient``, ``deadline`` and ``at`` (when it fired).
+  After the last line the clock runs on to ``until`` (default: until no timer is left), so
+  history without department answers shows every step each policy would take.
 
-No department answers in a simulation, so no case would ever close and every report would be
-compared with every case of its township: quadratic in the history's length (80,000 reports
-took minutes). Cases that no later report can merge with any more are therefore retired from
-the live set (their incident ids stay known for duplicates). A case retires once the newest
+Without department answers no case would ever close and every report would be compared with
+every case of its township: quadratic in the history's length (80,000 reports took minutes).
+Cases that no later report can merge with any more are therefore retired from duplicate search
+(they stay live for status updates and timers). A case retires once the newest
 ``reported_at`` seen is past its last report by its county's longest merge window plus
 ``RETIRE_SLACK``: exact for history in time order or out of order by less than that slack.
 """
@@ -36,16 +44,20 @@ from typing import Any
 
 from pydantic import AwareDatetime, TypeAdapter, ValidationError
 
-from engine.cases.dispatch import on_classified
+from engine.calendar import SHANGHAI
+from engine.cases.dispatch import on_classified, on_status
 from engine.cases.merge import CaseStore
-from engine.cases.records import CaseRecord
+from engine.cases.records import CaseRecord, StatusRejected, StatusUpdate
 from engine.classify import classify_data, classify_raw
 from engine.contracts import MAX_REPORT_BYTES, Classified, Outcome, Rejected, Triage
 from engine.rules import RuleSet
+from engine.sla.timers import TimerBook, timers_of_case
 
 # The time given to a line whose reported_at is unreadable (it is rejected regardless).
 FALLBACK_TIME = datetime(1970, 1, 1, tzinfo=UTC)
-OUTCOMES = ("assigned", "merged", "duplicate", "triage", "rejected")
+REPORT_OUTCOMES = ("assigned", "merged", "duplicate", "triage", "rejected")
+OUTCOMES = (*REPORT_OUTCOMES, "status", "escalated")
+STATUS_SCHEMA = b'"griddispatch.status/1"'
 # How far out of time order a history may be without missing a merge (see above), and how
 # often (in reports) the live cases are swept for ones to retire.
 RETIRE_SLACK = timedelta(days=1)
@@ -103,27 +115,69 @@ class _Retirement:
         self.seen += 1
         if self.seen % SWEEP_EVERY:
             return
-        for case in store.cases():
+        for case in store.open_cases():
             if self.newest - case.last_report_at > self.horizon(case):
-                # The store's own way to leave the live set: incident ids stay known.
-                store.put(case.model_copy(update={"state": "closed"}))
+                store.stop_merging(case)
 
 
-def simulate(ruleset: RuleSet, lines: Iterable[bytes]) -> Iterator[dict[str, Any]]:
-    """One outcome dict per non-blank line, in order; the case store lives for the call."""
+def _escalated(book: TimerBook, until: datetime | None) -> Iterator[dict[str, Any]]:
+    for case_id, _version, timer, _summary in book.due(until):
+        out: dict[str, Any] = {"outcome": "escalated", "case_id": case_id, "limit": timer.limit,
+                               "step": timer.step, "recipient": timer.recipient,
+                               "deadline": timer.deadline.astimezone(SHANGHAI).isoformat(),
+                               "at": timer.due.astimezone(SHANGHAI).isoformat()}
+        if timer.percent is not None:
+            out["percent"] = timer.percent
+        yield out
+
+
+def _status(ruleset: RuleSet, store: CaseStore, number: int, raw: bytes,
+            book: TimerBook | None) -> Iterator[dict[str, Any]]:
+    """A department's answer, applied at its own ``at`` (after the timers due by then)."""
+    try:
+        update = StatusUpdate.model_validate_json(raw)
+    except ValidationError:
+        at = None
+    else:
+        at = update.at
+        if book is not None:
+            yield from _escalated(book, at)
+    step = on_status(ruleset, store, raw, at or FALLBACK_TIME)
+    if book is not None and step.case is not None:
+        book.schedule(timers_of_case(step.case))
+    rejected = step.outputs[0].value if step.outcome == "rejected" else None
+    out: dict[str, Any] = {"line": number, "outcome": "status", "result": step.outcome,
+                           "case_id": step.case.case_id if step.case else None}
+    if isinstance(rejected, StatusRejected):
+        out.update(case_id=rejected.case_id, reason=rejected.reason, detail=rejected.detail)
+    yield out
+
+
+def simulate(ruleset: RuleSet, lines: Iterable[bytes], escalations: bool = False,
+             until: datetime | None = None) -> Iterator[dict[str, Any]]:
+    """One outcome dict per non-blank line, in order, and with ``escalations`` the SLA steps
+    that fall due between lines; the case store lives for the call."""
     store = CaseStore()
     retirement = _Retirement(ruleset)
+    book = TimerBook() if escalations else None
     for number, line in enumerate(lines, 1):
         raw = line.rstrip(b"\r\n")
         if not raw.strip():
             continue
+        if STATUS_SCHEMA in raw:
+            yield from _status(ruleset, store, number, raw, book)
+            continue
         outcome = classify_line(ruleset, raw)
+        if book is not None and isinstance(outcome, Classified):
+            yield from _escalated(book, outcome.received_at)
         out: dict[str, Any] = {"line": number, "incident_id": outcome.incident_id,
                                "channel": outcome.channel, "channel_id": outcome.channel_id}
         if isinstance(outcome, Classified):
             step = on_classified(ruleset, store, outcome, outcome.received_at)
             out["outcome"] = step.outcome
             case = step.case
+            if book is not None and case is not None:
+                book.schedule(timers_of_case(case))
             if step.outcome == "duplicate":  # the case may be retired: ask the incident map
                 out["case_id"] = store.case_of_incident[outcome.incident_id]
             elif case is not None:
@@ -140,6 +194,8 @@ def simulate(ruleset: RuleSet, lines: Iterable[bytes]) -> Iterator[dict[str, Any
         elif isinstance(outcome, Rejected):
             out.update(outcome="rejected", reason=outcome.reason, detail=outcome.detail)
         yield out
+    if book is not None:
+        yield from _escalated(book, until)
 
 
 def destination(out: dict[str, Any]) -> tuple[object, ...]:
@@ -171,5 +227,5 @@ def label(out: dict[str, Any]) -> str:
     return str(out["incident_id"]) if out.get("incident_id") else f"line {out['line']}"
 
 
-__all__ = ["FALLBACK_TIME", "OUTCOMES", "classify_line", "describe", "destination", "label",
-           "reported_time", "simulate"]
+__all__ = ["FALLBACK_TIME", "OUTCOMES", "REPORT_OUTCOMES", "classify_line", "describe",
+           "destination", "label", "reported_time", "simulate"]

@@ -70,6 +70,15 @@ class CaseStore:
         else:
             open_bucket.pop(case.case_id, None)
 
+    def open_cases(self) -> list[CaseRecord]:
+        """Cases a new report could still be merged into."""
+        return [c for bucket in self._open.values() for c in bucket.values()]
+
+    def stop_merging(self, case: CaseRecord) -> None:
+        """No later report may join ``case`` (``simulate``'s retirement); it stays live for
+        status updates and timers."""
+        self._open[(case.partition_key, case.matter_code[:2])].pop(case.case_id, None)
+
     def cases(self) -> list[CaseRecord]:
         return [c for bucket in self._by_key.values() for c in bucket.values()]
 

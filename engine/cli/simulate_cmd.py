@@ -15,6 +15,7 @@ import sys
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import ExitStack
+from datetime import datetime
 from pathlib import Path
 from typing import IO
 
@@ -29,13 +30,32 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         description="Classify and route intake reports (one JSON object per line) in one "
                     "process, without Kafka or Redis, each at its own reported_at. Prints one "
                     "JSON line per report: assigned, merged, duplicate (the same channel and "
-                    "channel_id again), triage or rejected.")
+                    "channel_id again), triage or rejected; lines that are department status "
+                    "updates (schema griddispatch.status/1) apply at their own 'at'; SLA "
+                    "warnings, breaches and ladder steps come out as 'escalated' lines when "
+                    "the simulated clock passes them.")
     sim.add_argument("file", type=Path, help="intake reports, one per line ('-' for standard "
                                              "input)")
     sim.add_argument("--rules-dir", type=Path, help="rules folder (default: rules)")
     sim.add_argument("--out", type=Path, help="write the outcomes here instead of standard "
                                               "output")
+    sim.add_argument("--until", type=_instant, metavar="ISO8601",
+                     help="run the clock on to this instant after the last line (default: "
+                          "until every pending SLA step has fired)")
+    sim.add_argument("--no-sla", action="store_true",
+                     help="leave out SLA escalations (only what happens to each report)")
     sim.set_defaults(handler=simulate_file)
+
+
+def _instant(text: str) -> datetime:
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"'{text}' is not ISO 8601, e.g. "
+                                         "2026-11-30T18:00:00+08:00") from exc
+    if value.tzinfo is None:
+        raise argparse.ArgumentTypeError("give an offset, e.g. +08:00")
+    return value
 
 
 def open_lines(path: Path, stack: ExitStack) -> Iterator[bytes]:
@@ -58,7 +78,8 @@ def simulate_file(args: argparse.Namespace, settings: Settings) -> int:
             print(f"error: {exc.filename}: {exc.strerror}", file=sys.stderr)
             return 2
         try:
-            for outcome in simulate(ruleset, lines):
+            for outcome in simulate(ruleset, lines, escalations=not args.no_sla,
+                                    until=args.until):
                 counts[outcome["outcome"]] += 1
                 out.write(json.dumps(outcome, ensure_ascii=False) + "\n")
         except BrokenPipeError:  # the reader (head, less) had enough: not a failure
@@ -70,7 +91,8 @@ def simulate_file(args: argparse.Namespace, settings: Settings) -> int:
 
 def summary(counts: Counter[str], revision: str) -> str:
     parts = ", ".join(f"{counts[o]} {o}" for o in OUTCOMES)
-    return f"simulate: {sum(counts.values())} reports: {parts} (rules revision {revision})"
+    lines = sum(counts[o] for o in OUTCOMES if o != "escalated")
+    return f"simulate: {lines} lines: {parts} (rules revision {revision})"
 
 
 __all__ = ["register"]

@@ -7,6 +7,7 @@ it, validated, in a transaction): a rebuild reads every open case, and a million
 
 from __future__ import annotations
 
+import heapq
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -14,8 +15,10 @@ from typing import Any
 from pydantic import TypeAdapter
 from pydantic_core import from_json
 
+from engine.cases.records import CaseRecord
 from engine.reference.departments import DepartmentRegistry
 from engine.sla.model import Escalation, SlaTimer
+from engine.sla.plan import case_version
 
 _TIMERS = TypeAdapter(list[SlaTimer])
 SUMMARY_FIELDS = ("partition_key", "matter_code", "platform", "priority", "grid_code", "lead",
@@ -48,6 +51,14 @@ def case_timers(value: bytes) -> CaseTimers | None:
                       summary=summary)
 
 
+def timers_of_case(case: CaseRecord) -> CaseTimers:
+    """The same view as ``case_timers``, from a record in hand (no JSON round trip)."""
+    summary: dict[str, Any] = {key: getattr(case, key) for key in SUMMARY_FIELDS}
+    summary["policy"] = case.sla.terms.policy if case.sla else ""
+    return CaseTimers(case.case_id, case_version(case), case.state,
+                      list(case.sla.timers) if case.sla else [], summary)
+
+
 def escalation_for(case_id: str, version: int, timer: SlaTimer, summary: dict[str, Any],
                    departments: DepartmentRegistry, now: datetime) -> Escalation:
     recipient = departments.by_code.get(timer.recipient)
@@ -71,3 +82,41 @@ def fired_ids(value: bytes) -> tuple[str, str] | None:
     if not isinstance(record, dict) or record.get("schema") != "griddispatch.escalation/1":
         return None
     return str(record["case_id"]), str(record["escalation_id"])
+
+
+class TimerBook:
+    """The timer index in memory, with the Redis store's rules: the newest plan of a case
+    replaces the older one (older entries are fenced off by version, as in Redis), and an
+    escalation id fires once. For ``simulate``, where the clock is the history's own."""
+
+    def __init__(self) -> None:
+        self._plans: dict[str, tuple[int, list[SlaTimer], dict[str, Any]]] = {}
+        self._heap: list[tuple[datetime, str, int, int]] = []
+        self._fired: set[str] = set()
+
+    def schedule(self, case: CaseTimers) -> None:
+        known = self._plans.get(case.case_id)
+        if known is not None and known[0] > case.version:
+            return
+        if not case.timers:
+            self._plans.pop(case.case_id, None)
+            return
+        self._plans[case.case_id] = (case.version, case.timers, case.summary)
+        for index, timer in enumerate(case.timers):
+            if timer.escalation_id not in self._fired:
+                heapq.heappush(self._heap, (timer.due, case.case_id, case.version, index))
+
+    def due(self, until: datetime | None) -> list[tuple[str, int, SlaTimer, dict[str, Any]]]:
+        """Every current, unfired timer due by ``until`` (None: all), in due order."""
+        out = []
+        while self._heap and (until is None or self._heap[0][0] <= until):
+            _, case_id, version, index = heapq.heappop(self._heap)
+            plan = self._plans.get(case_id)
+            if plan is None or plan[0] != version:
+                continue  # fenced off: the case changed since
+            timer = plan[1][index]
+            if timer.escalation_id in self._fired:
+                continue
+            self._fired.add(timer.escalation_id)
+            out.append((case_id, version, timer, plan[2]))
+        return out

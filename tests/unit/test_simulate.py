@@ -19,7 +19,7 @@ import pytest
 import engine.simulate as simulate_module
 from engine.cli import main
 from engine.rules import RuleSet
-from engine.simulate import FALLBACK_TIME, OUTCOMES, destination, simulate
+from engine.simulate import FALLBACK_TIME, REPORT_OUTCOMES, destination, simulate
 
 REPO = Path(__file__).resolve().parents[2]
 HISTORY = REPO / "tests" / "data" / "history.jsonl"
@@ -49,7 +49,7 @@ def report(channel_id: str, at: str, description: str, **extra: Any) -> bytes:
 
 def test_every_outcome_occurs_in_the_sample(outcomes: list[dict[str, Any]]) -> None:
     counts = Counter(o["outcome"] for o in outcomes)
-    assert set(counts) == set(OUTCOMES)
+    assert set(counts) == set(REPORT_OUTCOMES)
     non_blank = [ln for ln in HISTORY.read_bytes().splitlines() if ln.strip()]
     assert len(outcomes) == len(non_blank)  # one outcome per report, blank lines skipped
 
@@ -146,8 +146,11 @@ def test_cli_writes_json_lines_and_counts(tmp_path: Path,
     rows = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
     assert Counter(r["outcome"] for r in rows)["merged"] == 4
     err = capsys.readouterr().err
-    assert err.startswith(f"simulate: {len(rows)} reports: ")
-    assert "4 merged, 1 duplicate, 3 triage, 4 rejected" in err
+    lines = [r for r in rows if r["outcome"] != "escalated"]
+    assert len(lines) == 38 and len(rows) > len(lines)
+    assert err.startswith(f"simulate: {len(lines)} lines: ")
+    assert "4 merged, 1 duplicate, 3 triage, 4 rejected, 0 status" in err
+    assert f"{len(rows) - len(lines)} escalated" in err
 
 
 def test_cli_stdout_keeps_chinese(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -226,3 +229,49 @@ def test_retiring_old_cases_changes_no_outcome(ruleset: RuleSet, outcomes: list[
     opened, later, again = simulate(ruleset, lines)
     assert later["outcome"] == "assigned" and later["case_id"] != opened["case_id"]
     assert again["outcome"] == "duplicate" and again["case_id"] == opened["case_id"]
+
+
+GAS = {"description": "楼道里一股煤气味", "address": "五常街道"}
+
+
+def status_line(case_id: str, department: str, action: str, at: str) -> bytes:
+    return line_of({"schema": "griddispatch.status/1", "case_id": case_id,
+                    "department": department, "action": action, "at": at})
+
+
+def test_escalations_follow_the_policy_on_the_simulated_clock(ruleset: RuleSet) -> None:
+    first = list(simulate(ruleset, [report("G-1", "2026-11-24T10:00:00+08:00", **GAS)],
+                          escalations=True))
+    case_id = first[0]["case_id"]
+    steps = [(o["limit"], o["step"], o.get("percent"), o["recipient"], o["at"])
+             for o in first if o["outcome"] == "escalated"]
+    assert steps[:6] == [
+        ("accept", "warning", 50, "330110.xf", "2026-11-24T10:07:30+08:00"),
+        ("accept", "warning", 80, "330110.xf", "2026-11-24T10:12:00+08:00"),
+        ("accept", "breach", None, "330110.xf", "2026-11-24T10:15:00+08:00"),
+        ("accept", "level1", None, "330110.zhzx", "2026-11-24T10:15:00+08:00"),
+        ("accept", "level2", None, "330110.zhzx", "2026-11-24T10:15:00+08:00"),
+        ("accept", "level3", None, "330110.zhzx", "2026-11-24T10:45:00+08:00")]
+    assert {o["deadline"] for o in first if o.get("limit") == "resolve"} == {
+        "2026-11-25T10:00:00+08:00"}
+    # The lead accepts at 10:05 and resolves at 11:00: no accept step, and none for resolve.
+    answered = list(simulate(ruleset, [
+        report("G-1", "2026-11-24T10:00:00+08:00", **GAS),
+        status_line(case_id, "330110.xf", "accepted", "2026-11-24T10:05:00+08:00"),
+        status_line(case_id, "330110.xf", "resolved", "2026-11-24T11:00:00+08:00")],
+        escalations=True))
+    assert [o["outcome"] for o in answered] == ["assigned", "status", "status"]
+    assert [o["result"] for o in answered[1:]] == ["updated", "updated"]
+
+
+def test_until_stops_the_clock_and_bad_status_lines_are_recorded(ruleset: RuleSet) -> None:
+    from datetime import datetime
+
+    out = list(simulate(ruleset, [
+        report("G-2", "2026-11-24T10:00:00+08:00", **GAS),
+        status_line("330110005-000000000000", "330110.xf", "accepted",
+                    "2026-11-24T10:01:00+08:00")],
+        escalations=True, until=datetime.fromisoformat("2026-11-24T10:10:00+08:00")))
+    assert [o["outcome"] for o in out] == ["assigned", "status", "escalated"]
+    assert (out[1]["result"], out[1]["reason"]) == ("rejected", "unknown_case")
+    assert out[2]["percent"] == 50
