@@ -31,6 +31,7 @@ class WorkerSpec:
 WORKERS: tuple[WorkerSpec, ...] = (
     WorkerSpec("classify", ("worker", "classify", "--metrics-port", "9101"), 9101),
     WorkerSpec("route", ("worker", "route", "--metrics-port", "9102"), 9102),
+    WorkerSpec("timers", ("worker", "timers", "--metrics-port", "9103"), 9103),
 )
 
 
