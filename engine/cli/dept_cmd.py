@@ -1,4 +1,4 @@
-"""``griddispatch dept watch|accept|return|progress|resolve|verify``: the department client.
+"""``griddispatch dept watch|accept|return|progress|pause|resume|resolve|verify``: departments.
 
 A department reads its own topic ``assignments.<code>`` and answers on ``assignments.status``.
 Both carry plain JSON values, string keys and a ``schema`` header, so a department's own
@@ -41,6 +41,8 @@ VERBS: dict[str, tuple[StatusAction, str]] = {
     "accept": ("accepted", "accept (签收) a case you lead"),
     "return": ("returned", "return (回退) a case outside your remit, with --note giving why"),
     "progress": ("progress", "report progress on a case you lead or assist"),
+    "pause": ("paused", "stop the SLA clocks while waiting on the reporter (待补充), with --note"),
+    "resume": ("resumed", "restart the SLA clocks of a paused case"),
     "resolve": ("resolved", "report a case resolved (办结), with --note giving the result"),
     "verify": ("verified", "record the verification (核查/回访) of a resolved case"),
 }
@@ -53,7 +55,8 @@ FLUSH_SECONDS = 20.0
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     dept = commands.add_parser("dept", help="the department client: watch and answer assignments",
                                description="Watch a department's assignments and answer them "
-                                           "(accept, return, progress, resolve, verify).")
+                                           "(accept, return, progress, pause, resume, "
+                                           "resolve, verify).")
     verbs = dept.add_subparsers(dest="verb", metavar="VERB", required=True)
     watch = verbs.add_parser("watch", help="print a department's new assignments as they arrive",
                              description="Print a department's new assignments as they arrive "
