@@ -57,6 +57,7 @@ class WorkingHours:
 WORKING_HOURS = WorkingHours(((time(8, 30), time(12, 0)), (time(14, 0), time(17, 30))))
 
 
+@lru_cache(maxsize=64)
 def calendar_revision(hours: WorkingHours) -> str:
     """Names the holiday data and the hours a deadline was computed with, for the case."""
     digest = hashlib.sha1(repr(hours).encode(), usedforsecurity=False).hexdigest()[:8]

@@ -64,7 +64,7 @@ def on_classified(ruleset: RuleSet, store: CaseStore, record: Classified,
     rule = table.merge_rule(record.matter_code)
     existing = store.find_duplicate(key, record, rule) if rule else None
     if existing is not None:
-        case = replan(merge_report(existing, record, now), ruleset.departments)
+        case = replan(merge_report(existing, record, now), ruleset.departments, existing)
         store.put(case)
         decision = route(ruleset, record)  # for the update's trace; recipients stay the case's
         outs = [Output(f"assignments.{a.department}", case.case_id, a)
@@ -112,6 +112,6 @@ def on_status(ruleset: RuleSet, store: CaseStore, raw: bytes, now: datetime) -> 
                 for a in assignments(moved, record, decision, "reassigned",
                                      ruleset.departments, now)]
         return StepResult("rerouted", [*outs, _case_out(moved)], moved)
-    case = replan(result, ruleset.departments)
+    case = replan(result, ruleset.departments, before=case)
     store.put(case)
     return StepResult("updated", [_case_out(case)], case)

@@ -13,7 +13,7 @@ import hashlib
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
-from engine.calendar import add_working_time, working_time_between
+from engine.calendar import WorkingHours, add_working_time, working_time_between
 from engine.cases.records import CaseRecord
 from engine.reference.departments import DepartmentRegistry
 from engine.sla.model import CaseSla, LimitName, SlaTerms, SlaTimer
@@ -25,9 +25,9 @@ RESOLVE_STATES = frozenset({"dispatched", "accepted", "reopened"})
 
 
 def deadline_after(start: datetime, span: timedelta, terms: SlaTerms,
-                   pauses: Sequence[Pause] = ()) -> datetime:
+                   pauses: Sequence[Pause] = (), hours: WorkingHours | None = None) -> datetime:
     """When ``span`` of counted time has run since ``start``, not counting the pauses."""
-    hours = terms.hours.hours()
+    hours = hours or terms.hours.hours()
 
     def add(at: datetime, amount: timedelta) -> datetime:
         return add_working_time(at, amount, hours) if terms.unit == "working" else at + amount
@@ -104,7 +104,8 @@ def _ladder(case: CaseRecord, terms: SlaTerms,
 
 
 def _clock_timers(case: CaseRecord, limit: LimitName, start: datetime, span: timedelta,
-                  deadline: datetime, ladder: list[tuple[str, timedelta, str]]) -> list[SlaTimer]:
+                  deadline: datetime, ladder: list[tuple[str, timedelta, str]],
+                  hours: WorkingHours) -> list[SlaTimer]:
     sla = case.sla
     assert sla is not None
     terms = sla.terms
@@ -115,18 +116,35 @@ def _clock_timers(case: CaseRecord, limit: LimitName, start: datetime, span: tim
                         limit=limit, step=step, percent=percent, due=due, deadline=deadline,
                         recipient=recipient)
 
-    timers = [timer("warning", deadline_after(start, span * p / 100, terms, sla.pauses),
+    timers = [timer("warning", deadline_after(start, span * p / 100, terms, sla.pauses, hours),
                     case.lead, p) for p in terms.warn_at]
     timers.append(timer("breach", deadline, case.lead))
     for step, delay, recipient in ladder:  # after a breach, pauses no longer stop the ladder
-        timers.append(timer(step, deadline_after(deadline, delay, terms), recipient))
+        timers.append(timer(step, deadline_after(deadline, delay, terms, (), hours), recipient))
     return timers
 
 
-def replan(case: CaseRecord, departments: DepartmentRegistry) -> CaseRecord:
-    """The case with its deadlines and timer plan brought up to date with its state."""
+def clock_state(case: CaseRecord) -> tuple[object, ...]:
+    """What the deadlines and the plan depend on: unchanged means no need to re-plan."""
     sla = case.sla
     if sla is None:
+        return ()
+    return (case.state, case.lead, sla.accept_from, sla.resolve_from, sla.paused_since,
+            len(sla.pauses))
+
+
+def replan(case: CaseRecord, departments: DepartmentRegistry,
+           before: CaseRecord | None = None) -> CaseRecord:
+    """The case with its deadlines and timer plan brought up to date with its state.
+
+    With ``before`` (the case as it was), a change that touches no clock (a merged report,
+    progress) keeps the plan as it is: re-planning is the route worker's main SLA cost.
+    """
+    sla = case.sla
+    if sla is None:
+        return case
+    if before is not None and before.sla is not None and sla.timers is before.sla.timers \
+            and clock_state(before) == clock_state(case):
         return case
     terms = sla.terms
     hours = terms.hours.hours()
@@ -136,11 +154,13 @@ def replan(case: CaseRecord, departments: DepartmentRegistry) -> CaseRecord:
         ladder = _ladder(case, terms, departments)
         if case.state in ACCEPT_STATES and terms.accept and sla.accept_from is not None:
             span = limit_span(terms.accept, terms.unit, hours)
-            accept_by = deadline_after(sla.accept_from, span, terms, sla.pauses)
-            timers += _clock_timers(case, "accept", sla.accept_from, span, accept_by, ladder)
+            accept_by = deadline_after(sla.accept_from, span, terms, sla.pauses, hours)
+            timers += _clock_timers(case, "accept", sla.accept_from, span, accept_by, ladder,
+                                    hours)
         span = limit_span(terms.resolve, terms.unit, hours)
-        resolve_by = deadline_after(sla.resolve_from, span, terms, sla.pauses)
-        timers += _clock_timers(case, "resolve", sla.resolve_from, span, resolve_by, ladder)
+        resolve_by = deadline_after(sla.resolve_from, span, terms, sla.pauses, hours)
+        timers += _clock_timers(case, "resolve", sla.resolve_from, span, resolve_by, ladder,
+                                hours)
     timers.sort(key=lambda t: t.due)
     new = sla.model_copy(update={"accept_by": accept_by, "resolve_by": resolve_by,
                                  "timers": timers})

@@ -13,7 +13,7 @@ and thresholds across three files are too hard to read at 3 a.m.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import time, timedelta
 from typing import TYPE_CHECKING, Annotated, Literal
 
@@ -193,10 +193,20 @@ class SlaTable:
 
     policies: dict[str, PolicySource]
     hours: WorkingHours
+    _terms: dict[tuple[str, str, str, str], SlaTerms] = field(
+        default_factory=dict, compare=False, repr=False)
 
     def terms(self, policy_name: str, matter: Matter, priority: Priority,
               revision: str) -> SlaTerms:
         """Freeze the limits that apply to one case; unknown names fall back to default."""
+        key = (policy_name, matter.code, priority, revision)
+        found = self._terms.get(key)
+        if found is None:
+            found = self._terms[key] = self._resolve(policy_name, matter, priority, revision)
+        return found
+
+    def _resolve(self, policy_name: str, matter: Matter, priority: Priority,
+                 revision: str) -> SlaTerms:
         source = self.policies.get(policy_name) or self.policies["default"]
         policy = source.policy
         accept, resolve, unit = policy.accept, policy.resolve, policy.unit
