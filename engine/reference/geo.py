@@ -34,6 +34,7 @@ class GridIndex:
         self._boxes = [(min(x for x, _ in r), min(y for _, y in r),
                         max(x for x, _ in r), max(y for _, y in r)) for r in self._rings]
         self._buckets: dict[tuple[int, int], list[int]] = defaultdict(list)
+        self._entries: dict[tuple[int, int], tuple[_Entry, ...]] = {}
         if not polygons:
             self._cell = 1.0
             return
@@ -45,6 +46,11 @@ class GridIndex:
             for bx in range(self._key(x0), self._key(x1) + 1):
                 for by in range(self._key(y0), self._key(y1) + 1):
                     self._buckets[(bx, by)].append(i)
+        # What a lookup reads, packed per bucket: one tuple per candidate, and whether its
+        # ring is an axis-aligned rectangle (the box test is then the whole answer).
+        self._entries = {key: tuple((*self._boxes[i], self._codes[i], self._rings[i],
+                                     _is_rectangle(self._rings[i])) for i in members)
+                         for key, members in self._buckets.items()}
 
     def _key(self, value: float) -> int:
         return math.floor(value / self._cell)
@@ -53,8 +59,25 @@ class GridIndex:
         """Codes of the polygons that contain the point (normally one: grids tile)."""
         cell = self._cell
         found = []
-        for i in self._buckets.get((math.floor(lon / cell), math.floor(lat / cell)), ()):
-            x0, y0, x1, y1 = self._boxes[i]
-            if x0 <= lon <= x1 and y0 <= lat <= y1 and point_in_ring(lon, lat, self._rings[i]):
-                found.append(self._codes[i])
+        for x0, y0, x1, y1, code, ring, rectangle in self._entries.get(
+                (math.floor(lon / cell), math.floor(lat / cell)), ()):
+            # A rectangle needs no ray casting: its west and south edges are inside, as
+            # point_in_ring decides for them.
+            if rectangle:
+                if x0 <= lon < x1 and y0 <= lat < y1:
+                    found.append(code)
+            elif x0 <= lon <= x1 and y0 <= lat <= y1 and point_in_ring(lon, lat, ring):
+                found.append(code)
         return found
+
+
+_Entry = tuple[float, float, float, float, str, Ring, bool]
+
+
+def _is_rectangle(ring: Ring) -> bool:
+    """An axis-aligned rectangle: four corners (the closing point repeated or not)."""
+    points = list(ring[:-1]) if len(ring) > 1 and ring[0] == ring[-1] else list(ring)
+    if len(points) != 4:
+        return False
+    xs, ys = {x for x, _ in points}, {y for _, y in points}
+    return len(xs) == 2 and len(ys) == 2 and len(set(points)) == 4

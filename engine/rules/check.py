@@ -146,25 +146,28 @@ def _sla_problems(ruleset: RuleSet) -> list[FileProblem]:
                             layer.doc.file, layer.line("sla", name, "overrides", i),
                             f"SLA policy '{name}' override names matter prefix '{prefix}', "
                             "which matches no catalogue item"))
+    missing: dict[tuple[str, int, str, str], list[str]] = {}
     for code, division in ruleset.jurisdiction.divisions.items():
         if division.level not in ("province", "county"):
             continue
         county = code if division.level == "county" else None
         policies = ruleset.sla_for(county).policies
         table = ruleset.routing_for(county)
-        if "default" not in policies:
-            first = ruleset.layers[0].doc.file if ruleset.layers else "rules/layers"
-            problems.append(FileProblem(first, 0, f"no SLA policy 'default' applies to {code}: "
-                                                  "add one to the province layer's sla:"))
         named = [(r.sla, r.file, r.line, f"route rule '{r.id}'") for r in table.rules if r.sla]
         if table.default is not None:
             named.append((table.default.sla, table.default.file, table.default.line,
                           "default_route"))
+        if "default" not in policies:
+            first = ruleset.layers[0].doc.file if ruleset.layers else "rules/layers"
+            named.append(("default", first, 0, "the fallback"))
         for sla, file, line, what in named:
             if sla is not None and sla not in policies:
-                problems.append(FileProblem(file, line, f"{what} names SLA policy '{sla}', "
-                                                         f"which no layer for {code} defines "
-                                                         f"(known: {', '.join(policies)})"))
+                missing.setdefault((file, line, what, sla), []).append(code)
+    for (file, line, what, sla), codes in missing.items():
+        where = codes[0] if len(codes) == 1 else f"{len(codes)} divisions ({codes[0]}, ...)"
+        problems.append(FileProblem(file, line, f"{what} names SLA policy '{sla}', which no "
+                                                f"layer defines for {where}: add it under "
+                                                "'sla:' in a layer that covers them"))
     return sorted(set(problems), key=lambda p: (p.file, p.line, p.message))
 
 

@@ -350,8 +350,9 @@ def _write_layers(root: Path, scale: int, rng: random.Random, vocab: Vocabulary,
             lines.append(f"disable: {_flow_list(disable)}")
         lines += ["classify:", *classify] if classify else []
         lines += ["priority:", *priority] if priority else []
-        if level == "province":  # rules check requires a default route for every county
+        if level == "province":  # rules check requires a default route and its SLA policy
             lines.append("default_route: {lead: matter, sla: default}")
+            lines.append("sla: {default: {accept: matter, resolve: matter, unit: matter}}")
         (root / "layers" / name).write_text("\n".join(lines) + "\n", "utf-8")
 
     province_ids = [f"p-{i:05d}" for i in range(PROVINCE_CLASSIFY_PER_K * scale)]
