@@ -9,7 +9,7 @@ own townships, and only at the few open cases there.
 from __future__ import annotations
 
 import math
-from collections import defaultdict
+from collections import Counter, defaultdict
 
 from engine.cases.records import CaseRecord
 from engine.contracts import Classified
@@ -55,15 +55,21 @@ class CaseStore:
         # Open cases by (partition key, matter class): duplicate search looks at one class.
         self._open: dict[tuple[str, str], dict[str, CaseRecord]] = defaultdict(dict)
         self.case_of_incident: dict[str, str] = {}
+        # Live cases by state, kept as cases move: the gauge must not walk the store.
+        self.states: Counter[str] = Counter()
 
     def put(self, case: CaseRecord) -> None:
         bucket = self._by_key[case.partition_key]
         for incident in case.incident_ids:
             self.case_of_incident[incident] = case.case_id
+        old = bucket.get(case.case_id)
+        if old is not None:
+            self.states[old.state] -= 1
         if case.state == "closed":
             bucket.pop(case.case_id, None)
         else:
             bucket[case.case_id] = case
+            self.states[case.state] += 1
         open_bucket = self._open[(case.partition_key, case.matter_code[:2])]
         if case.state in OPEN_STATES:
             open_bucket[case.case_id] = case

@@ -145,8 +145,7 @@ def headers_for(value: BaseModel, serving_revision: str) -> list[Header]:
 
 def state_counts(store: CaseStore) -> dict[str, int]:
     counts = dict.fromkeys(LIVE_STATES, 0)
-    for case in store.cases():
-        counts[case.state] = counts.get(case.state, 0) + 1
+    counts.update(store.states)
     return counts
 
 
