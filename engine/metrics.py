@@ -80,6 +80,13 @@ WORKER_ERRORS = Counter(
     "worker and stage.",
     ["worker", "stage"],
 )
+CONSUMER_LAG = Gauge(
+    "griddispatch_consumer_lag",
+    "Records on a topic that a worker's consumer group has not committed yet (sum over "
+    "partitions; last stable offset minus committed offset), sampled every 15 s by each "
+    "member of the group: take max by (group, topic), not sum.",
+    ["group", "topic"],
+)
 
 # --- route -----------------------------------------------------------------------------------
 
@@ -152,6 +159,48 @@ SLA_CASES = Gauge(
     "accepted, reopened), as of a timer worker's last audit of the cases topic (every worker "
     "reads all of it: aggregate with max, not sum).",
     ["department", "state"],
+)
+
+# --- intake (griddispatch intake: Open311, JSON API, channel adapters) ---------------------------
+
+INTAKE_REQUESTS = Counter(
+    "griddispatch_intake_requests",
+    "Reports offered to the intake server, by channel (open311, hotline, gridapp, api, ...) and "
+    "result (accepted, duplicate, invalid, unauthorized, rate_limited, too_large, unavailable).",
+    ["channel", "result"],
+)
+INTAKE_SECONDS = Histogram(
+    "griddispatch_intake_seconds",
+    "Time from an intake request's arrival to the broker's acknowledgement of its report(s).",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
+)
+
+# --- connectors (MQTT sensors, department Kafka bridges, replay) and webhooks -------------------
+
+CONNECTOR_MESSAGES = Counter(
+    "griddispatch_connector_messages",
+    "Messages a bridge took from its source, by connector (mqtt, kafka, replay) and result "
+    "(accepted, duplicate, deadletter, invalid).",
+    ["connector", "result"],
+)
+CONNECTOR_CONNECTED = Gauge(
+    "griddispatch_connector_connected",
+    "1 while a bridge is connected to its source and subscribed (mqtt: SUBACK received; kafka: "
+    "partitions assigned), else 0, by connector.",
+    ["connector"],
+)
+DEAD_LETTERS = Counter(
+    "griddispatch_dead_letters",
+    "Records parked on a dead-letter topic for a person to look at, by topic (intake.deadletter, "
+    "webhooks.deadletter) and reason (intake: malformed_json, unknown_device, invalid_payload, "
+    "unmappable, internal_error; webhooks: gave_up, refused, not_configured).",
+    ["topic", "reason"],
+)
+WEBHOOK_DELIVERIES = Counter(
+    "griddispatch_webhook_deliveries",
+    "Webhook POST outcomes, by department and result (delivered; retried: an attempt failed "
+    "and another follows; parked: given up and put on webhooks.deadletter).",
+    ["department", "result"],
 )
 
 

@@ -75,6 +75,23 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         process.stop(layout.pid_file)
 
 
+@pytest.fixture(scope="session")
+def mqtt_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """An MQTT broker: $MQTT_URL, else our own Mosquitto on a free port (no persistence)."""
+    if os.environ.get("MQTT_URL"):
+        yield os.environ["MQTT_URL"]
+        return
+    from engine.stack import mosquitto
+
+    layout = mosquitto.MosquittoLayout(tmp_path_factory.mktemp("mqtt"))
+    port = process.free_port()
+    mosquitto.start(layout, port, persistent=False)
+    try:
+        yield f"mqtt://127.0.0.1:{port}"
+    finally:
+        process.stop(layout.pid_file)
+
+
 @pytest.fixture
 def topic_prefix() -> str:
     return f"t{uuid.uuid4().hex[:10]}."

@@ -12,13 +12,18 @@ from collections.abc import Sequence
 
 from engine import __version__
 from engine.cli import (
+    connect_cmd,
     dept_cmd,
+    intake_cmd,
+    replay_cmd,
+    report_cmd,
     rules_cmd,
     run_cmd,
     simulate_cmd,
     stack_cmd,
     timers_cmd,
     topics_cmd,
+    webhooks_cmd,
     worker_cmd,
 )
 from engine.kafka import KafkaUnavailable
@@ -44,7 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
                              "(default: $GRIDDISPATCH_TOPIC_PREFIX or none)")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for module in (run_cmd, stack_cmd, topics_cmd, rules_cmd, worker_cmd, simulate_cmd,
-                   dept_cmd, timers_cmd):
+                   dept_cmd, timers_cmd, intake_cmd, connect_cmd, replay_cmd, webhooks_cmd,
+                   report_cmd):
         module.register(commands)
     return parser
 

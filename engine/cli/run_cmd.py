@@ -1,21 +1,33 @@
 """``griddispatch up``: the whole engine on this machine, in the foreground, until Ctrl-C.
 
-It starts the local stack, applies the topics, starts each worker as a child process and
-watches them; Ctrl-C stops the workers and then the stack, so nothing is left running.
+It starts the local stack, applies the topics, starts each worker and the intake server as
+child processes and watches them; Ctrl-C stops them and then the stack, so nothing is left
+running. With ``--demo`` (what ``make run`` does) a feed sends realistic reports into every
+channel, simulated departments answer (some late, some never), the SLA policies are the
+demo's short ones, and a one-screen summary of the workers' metrics refreshes every few
+seconds: within about two minutes there are assignments, merges, triage and escalations.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
+import secrets
 import signal
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from engine.cli.stack_cmd import add_stack_options, start_stack
 from engine.cli.topics_cmd import apply_topics
 from engine.settings import Settings
+from engine.stack import LocalStack
+
+SUMMARY_EVERY = 5.0
 
 
 @dataclass(frozen=True)
@@ -25,24 +37,60 @@ class WorkerSpec:
     name: str
     argv: tuple[str, ...]
     metrics_port: int | None = None
+    metrics_path: str = "/metrics"
 
 
-# Workers join this list as they are written (classify, route, timers, intake).
-WORKERS: tuple[WorkerSpec, ...] = (
-    WorkerSpec("classify", ("worker", "classify", "--metrics-port", "9101"), 9101),
-    WorkerSpec("route", ("worker", "route", "--metrics-port", "9102"), 9102),
-    WorkerSpec("timers", ("worker", "timers", "--metrics-port", "9103"), 9103),
-)
+def workers(base: int, intake_port: int, mqtt_url: str,
+            rules_dir: Path | None, keys: Path | None) -> tuple[WorkerSpec, ...]:
+    """Every process of the engine: classify, route, timers, the intake and the MQTT bridge."""
+    rules = ("--rules-dir", str(rules_dir)) if rules_dir else ()
+    return (
+        WorkerSpec("classify", ("worker", "classify", *rules, "--metrics-port", str(base)), base),
+        WorkerSpec("route", ("worker", "route", *rules, "--metrics-port", str(base + 1)),
+                   base + 1),
+        WorkerSpec("timers", ("worker", "timers", *rules, "--metrics-port", str(base + 2)),
+                   base + 2),
+        WorkerSpec("intake", ("intake", "--port", str(intake_port), *rules,
+                              *(("--keys", str(keys)) if keys else ())), intake_port),
+        WorkerSpec("mqtt", ("connect", "mqtt", "--url", mqtt_url, *rules,
+                            "--metrics-port", str(base + 4)), base + 4),
+    )
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    up = commands.add_parser("up", help="run the local stack, topics and all workers until Ctrl-C",
-                             description="Run the local stack, topics and all workers until "
-                                         "Ctrl-C.")
+    up = commands.add_parser("up", help="run the local stack, topics, every worker and the "
+                                        "intake until Ctrl-C",
+                             description="Run the local stack (Kafka, Redis, Mosquitto; "
+                                         "Prometheus with --prometheus), apply the topics and "
+                                         "run every worker and the intake server until Ctrl-C.")
     add_stack_options(up)
     up.add_argument("--keep-stack", action="store_true",
-                    help="leave Kafka and Redis running after Ctrl-C")
+                    help="leave the stack's servers running after Ctrl-C")
+    up.add_argument("--metrics-base", type=int, default=9101, metavar="PORT",
+                    help="/metrics ports: classify PORT, route +1, timers +2, mqtt bridge +4 "
+                         "(default 9101, as ops/prometheus/prometheus.yml scrapes)")
+    up.add_argument("--intake-port", type=int, default=8080,
+                    help="intake server port (Open311, JSON API, /metrics; default 8080)")
+    up.add_argument("--demo", action="store_true",
+                    help="feed demo reports into every channel, let simulated departments "
+                         "answer, use short demo time limits, and show a live summary")
+    up.add_argument("--demo-rate", type=float, default=1.0, metavar="PER_S",
+                    help="demo reports per second (default 1)")
     up.set_defaults(handler=run_up)
+
+
+def demo_keys(home: Path) -> tuple[Path, str]:
+    """A key file for the demo: a fresh key for every channel, and the dev Open311 key."""
+    key = "demo-" + secrets.token_urlsafe(24)
+    path = home / "demo-keys.yaml"
+    digest = hashlib.sha256(key.encode()).hexdigest()
+    dev = hashlib.sha256(b"dev-open311").hexdigest()
+    path.write_text("# written by griddispatch up --demo; thrown away with the stack\n"
+                    f"keys:\n  - {{name: demo-feed, sha256: {digest}, channels: ['*'], "
+                    "rate_per_minute: 100000}\n"
+                    f"  - {{name: dev-open311, sha256: {dev}, channels: [open311]}}\n",
+                    encoding="utf-8")
+    return path, key
 
 
 def run_up(args: argparse.Namespace, settings: Settings) -> int:
@@ -50,25 +98,39 @@ def run_up(args: argparse.Namespace, settings: Settings) -> int:
     stack = start_stack(args)
     settings = settings.with_(kafka_bootstrap=stack.bootstrap, redis_url=stack.redis_url)
     children: list[tuple[WorkerSpec, subprocess.Popen[bytes]]] = []
+    stop = threading.Event()
     try:
         if apply_topics(settings, verbose=False) != 0:
             return 1
+        rules_dir = keys = None
+        api_key = ""
+        if args.demo:
+            from engine.demo.behaviour import demo_rules
+
+            rules_dir = demo_rules(settings.rules_dir, stack.home / "demo-rules")
+            keys, api_key = demo_keys(stack.home)
+        specs = workers(args.metrics_base, args.intake_port, stack.mqtt_url, rules_dir, keys)
         base = [sys.executable, "-m", "engine", "--bootstrap", settings.kafka_bootstrap,
                 "--redis", settings.redis_url, "--topic-prefix", settings.topic_prefix]
-        for worker in WORKERS:
-            children.append((worker, subprocess.Popen([*base, *worker.argv])))
-        print(f"griddispatch is up in {time.monotonic() - started:.1f}s")
-        print(f"  kafka   {settings.kafka_bootstrap}")
-        print(f"  redis   {settings.redis_url}")
-        for worker, proc in children:
-            metrics = (f"  metrics http://127.0.0.1:{worker.metrics_port}/metrics"
-                       if worker.metrics_port else "")
-            print(f"  {worker.name:<9} pid {proc.pid}{metrics}")
-        print("Ctrl-C stops everything" + ("" if not args.keep_stack else " but the stack"),
-              flush=True)
-        _wait_for_interrupt(children)
+        logs = stack.home / "logs"
+        logs.mkdir(exist_ok=True)
+        for spec in specs:
+            with (logs / f"{spec.name}.log").open("ab") as log:
+                children.append((spec, subprocess.Popen([*base, *spec.argv], stdout=log,
+                                                        stderr=subprocess.STDOUT)))
+        if args.prometheus:
+            from engine.stack import prometheus
+
+            prometheus.retarget(stack.prometheus, stack.ports.prometheus, {
+                f"griddispatch-{spec.name}": f"127.0.0.1:{spec.metrics_port}" for spec in specs})
+        _print_urls(args, stack, children, logs, time.monotonic() - started)
+        if args.demo:
+            _run_demo(args, settings, stack, children, rules_dir, api_key, stop)
+        else:
+            _wait_for_interrupt(children)
         return 0
     finally:
+        stop.set()
         for _, proc in children:
             proc.send_signal(signal.SIGTERM)
         for _, proc in children:
@@ -80,7 +142,75 @@ def run_up(args: argparse.Namespace, settings: Settings) -> int:
             print("stopped: " + ", ".join(stack.down()), flush=True)
 
 
-def _wait_for_interrupt(children: list[tuple[WorkerSpec, subprocess.Popen[bytes]]]) -> None:
+def _print_urls(args: argparse.Namespace, stack: LocalStack,
+                children: list[tuple[WorkerSpec, subprocess.Popen[bytes]]], logs: Path,
+                seconds: float) -> None:
+    intake = f"http://127.0.0.1:{args.intake_port}"
+    print(f"griddispatch is up in {seconds:.1f}s")
+    print(f"  kafka       {stack.bootstrap}")
+    print(f"  redis       {stack.redis_url}")
+    print(f"  mqtt        {stack.mqtt_url}   (sensors: griddispatch/sensors/<device>/alarm)")
+    print(f"  intake      {intake}/api/v1/incidents")
+    print(f"  open311     {intake}/open311/discovery.json   (dev key: dev-open311)")
+    if args.prometheus:
+        print(f"  prometheus  http://127.0.0.1:{stack.ports.prometheus}")
+    for spec, proc in children:
+        print(f"  {spec.name:<11} pid {proc.pid:<7} http://127.0.0.1:{spec.metrics_port}"
+              f"{spec.metrics_path}")
+    print(f"  logs        {logs}/")
+    print("Ctrl-C stops everything" + ("" if not args.keep_stack else " but the stack"),
+          flush=True)
+
+
+def _run_demo(args: argparse.Namespace, settings: Settings, stack: LocalStack,
+              children: list[tuple[WorkerSpec, subprocess.Popen[bytes]]],
+              rules_dir: Path | None, api_key: str, stop: threading.Event) -> None:
+    import yaml
+
+    from engine.demo.runner import Departments, Feed
+    from engine.demo.scenario import DemoFeed
+    from engine.demo.summary import parse, render, scrape
+    from engine.rules import RuleSet
+
+    ruleset = RuleSet.load(rules_dir or settings.rules_dir)
+    devices = yaml.safe_load((ruleset.root / "reference" / "devices.yaml").read_text(
+        encoding="utf-8"))["devices"]
+    _wait_until_ready(f"http://127.0.0.1:{args.intake_port}/readyz", children, 60)
+    feed = Feed(DemoFeed(ruleset, devices), f"http://127.0.0.1:{args.intake_port}", api_key,
+                stack.mqtt_url, 1.0 / max(args.demo_rate, 0.01), stop)
+    departments = Departments(settings, ruleset.departments, stop)
+    feed.start()
+    departments.start()
+    print("demo: reports into every channel; accept limit 60 s, resolve 4 min "
+          f"(demo rules in {rules_dir})", flush=True)
+    started = time.monotonic()
+    tty = sys.stdout.isatty()
+    interval = SUMMARY_EVERY if tty else 3 * SUMMARY_EVERY
+
+    def tick() -> None:
+        texts = {spec.name: scrape(f"http://127.0.0.1:{spec.metrics_port}{spec.metrics_path}")
+                 for spec, _ in children}
+        screen = render(parse(texts), {name: text is not None for name, text in texts.items()},
+                        feed.sent, departments.answered, time.monotonic() - started)
+        print(("\x1b[H\x1b[2J" if tty else "\n") + screen, flush=True)
+
+    _wait_for_interrupt(children, tick, interval)
+
+
+def _wait_until_ready(url: str, children: list[tuple[WorkerSpec, subprocess.Popen[bytes]]],
+                      timeout: float) -> None:
+    from engine.demo.summary import scrape
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and scrape(url) is None:
+        if any(proc.poll() is not None for _, proc in children):
+            return  # _wait_for_interrupt reports which one exited
+        time.sleep(0.5)
+
+
+def _wait_for_interrupt(children: list[tuple[WorkerSpec, subprocess.Popen[bytes]]],
+                        tick: Callable[[], None] | None = None,
+                        interval: float = SUMMARY_EVERY) -> None:
     stop = False
 
     def on_term(signum: int, frame: object) -> None:
@@ -88,13 +218,17 @@ def _wait_for_interrupt(children: list[tuple[WorkerSpec, subprocess.Popen[bytes]
         stop = True
 
     signal.signal(signal.SIGTERM, on_term)
+    next_tick = time.monotonic()
     try:
         while not stop:
             for worker, proc in children:
                 if proc.poll() is not None:
-                    print(f"worker {worker.name} exited with code {proc.returncode}; stopping",
-                          file=sys.stderr, flush=True)
+                    print(f"worker {worker.name} exited with code {proc.returncode}; stopping "
+                          "(its log is in the stack's logs/ folder)", file=sys.stderr, flush=True)
                     return
+            if tick is not None and time.monotonic() >= next_tick:
+                tick()
+                next_tick = time.monotonic() + interval
             time.sleep(0.5)
     except KeyboardInterrupt:
         print("\nCtrl-C: stopping", flush=True)

@@ -1,4 +1,4 @@
-"""``griddispatch stack up|down|status``: the local Kafka + Redis that the project starts."""
+"""``griddispatch stack up|down|status``: the local Kafka, Redis and MQTT broker we start."""
 
 from __future__ import annotations
 
@@ -9,22 +9,28 @@ from pathlib import Path
 from engine.settings import Settings
 from engine.stack import LocalStack, ServerStatus, StackPorts
 from engine.stack.kafka_broker import DEFAULT_PORT as KAFKA_PORT
+from engine.stack.mosquitto import DEFAULT_PORT as MQTT_PORT
 from engine.stack.process import StackError
+from engine.stack.prometheus import DEFAULT_PORT as PROMETHEUS_PORT
 from engine.stack.redis_server import DEFAULT_PORT as REDIS_PORT
 
 DEFAULT_HOME = Path(os.environ.get("GRIDDISPATCH_STACK_DIR", ".stack"))
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    stack = commands.add_parser("stack", help="start, stop or inspect the local Kafka + Redis",
-                                description="Start, stop or inspect the local Kafka + Redis.")
+    stack = commands.add_parser("stack", help="start, stop or inspect the local Kafka, Redis, "
+                                              "MQTT",
+                                description="Start, stop or inspect the local Kafka, Redis and "
+                                            "Mosquitto (MQTT).")
     verbs = stack.add_subparsers(dest="verb", metavar="VERB", required=True)
-    up = verbs.add_parser("up", help="start Kafka (KRaft) and Redis, if not running",
-                          description="Start Kafka (KRaft) and Redis, if not running.")
+    up = verbs.add_parser("up", help="start Kafka (KRaft), Redis and Mosquitto, if not running",
+                          description="Start Kafka (KRaft), Redis and Mosquitto, if not "
+                                      "running.")
     add_stack_options(up)
     up.set_defaults(handler=stack_up)
-    for name, handler, text in (("down", stack_down, "stop Kafka and Redis started by 'up'"),
-                                ("status", stack_status, "show Kafka and Redis, ports and pids")):
+    for name, handler, text in (("down", stack_down, "stop the servers started by 'up'"),
+                                ("status", stack_status, "show Kafka, Redis and MQTT, ports "
+                                                         "and pids")):
         verb = verbs.add_parser(name, help=text, description=text[0].upper() + text[1:] + ".")
         verb.add_argument("--dir", type=Path, default=DEFAULT_HOME,
                           help="stack folder (default: $GRIDDISPATCH_STACK_DIR or .stack)")
@@ -39,23 +45,32 @@ def add_stack_options(parser: argparse.ArgumentParser) -> None:
                              f"(default {KAFKA_PORT})")
     parser.add_argument("--redis-port", type=int, default=REDIS_PORT,
                         help=f"Redis port (default {REDIS_PORT})")
+    parser.add_argument("--mqtt-port", type=int, default=MQTT_PORT,
+                        help=f"Mosquitto (MQTT) port (default {MQTT_PORT})")
+    parser.add_argument("--prometheus", action="store_true",
+                        help="also run Prometheus (Debian's package) scraping the workers and "
+                             "evaluating ops/prometheus/alerts.yml")
+    parser.add_argument("--prometheus-port", type=int, default=PROMETHEUS_PORT,
+                        help=f"Prometheus port, with --prometheus (default {PROMETHEUS_PORT})")
 
 
 def start_stack(args: argparse.Namespace) -> LocalStack:
     stack = LocalStack(args.dir)
     ports = StackPorts(kafka=args.kafka_port, kafka_controller=args.kafka_port + 1,
-                       redis=args.redis_port)
-    statuses = stack.up(ports)
+                       redis=args.redis_port, mqtt=args.mqtt_port,
+                       prometheus=args.prometheus_port)
+    statuses = stack.up(ports, with_prometheus=args.prometheus)
     for status in statuses:
         print(describe(status))
-    print(f"logs: {stack.kafka.log}  {stack.redis.log}")
+    prometheus_log = f"  {stack.prometheus.log}" if args.prometheus else ""
+    print(f"logs: {stack.kafka.log}  {stack.redis.log}  {stack.mqtt.log}{prometheus_log}")
     return stack
 
 
 def describe(status: ServerStatus) -> str:
     state = ("running" if status.answering else "not answering") if status.running else "stopped"
     pid = f"pid {status.pid}" if status.pid else "no pid"
-    return f"{status.name:<6} {state:<14} 127.0.0.1:{status.port:<6} {pid}"
+    return f"{status.name:<10} {state:<14} 127.0.0.1:{status.port:<6} {pid}"
 
 
 def stack_up(args: argparse.Namespace, settings: Settings) -> int:

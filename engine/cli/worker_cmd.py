@@ -15,7 +15,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from engine.cli import timers_cmd
+from engine.cli import timers_cmd, webhooks_cmd
 from engine.settings import Settings
 
 DEFAULT_METRICS_PORT = 9101
@@ -49,6 +49,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
                             "give each instance running at once its own")
     route.set_defaults(handler=run_route)
     timers_cmd.add_worker_parser(kinds)
+    webhooks_cmd.add_worker_parser(kinds)
 
 
 def _instance_id(text: str) -> str:

@@ -8,10 +8,41 @@ vocabulary is mapped once here instead of inside each connector.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from engine.yamlfile import FileProblem, FileProblems, LoadedYaml, load_yaml, validate
+
+
+class AttributeValue(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    key: str = Field(min_length=1)
+    name: str = Field(min_length=1)
+
+
+class ServiceAttribute(BaseModel):
+    """An Open311 service attribute (GeoReport v2 service definition): a question the
+    channel asks besides the description; answers travel in the report's ``attributes``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    code: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    description: str = Field(min_length=1)
+    datatype: Literal["string", "number", "datetime", "text", "singlevaluelist",
+                      "multivaluelist"] = "string"
+    required: bool = False
+    datatype_description: str | None = None
+    values: list[AttributeValue] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _values_for_lists(self) -> ServiceAttribute:
+        if self.datatype.endswith("valuelist") and not self.values:
+            raise ValueError(f"a {self.datatype} attribute needs values (key and name)")
+        if not self.datatype.endswith("valuelist") and self.values:
+            raise ValueError(f"values are only for list attributes, not {self.datatype}")
+        return self
 
 
 class CategoryMapping(BaseModel):
@@ -22,6 +53,9 @@ class CategoryMapping(BaseModel):
     name: str | None = None
     group: str | None = None
     description: str | None = None
+    # Open311 only: shown to the reporter after a request is created, and extra questions.
+    notice: str | None = None
+    attributes: list[ServiceAttribute] = Field(default_factory=list)
 
 
 class ChannelMapFile(BaseModel):

@@ -1,4 +1,4 @@
-"""The local stack: a real Kafka broker and a real Redis, started and stopped by us.
+"""The local stack: a real Kafka broker, Redis and Mosquitto (MQTT), started and stopped by us.
 
 ``up`` is idempotent (a running stack is left as it is), ``down`` leaves no process of ours
 behind, and ``status`` reads the pid files and asks each server whether it answers.
@@ -10,7 +10,7 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from engine.stack import kafka_broker, process, redis_server
+from engine.stack import kafka_broker, mosquitto, process, prometheus, redis_server
 from engine.stack.process import StackError
 
 __all__ = ["LocalStack", "ServerStatus", "StackError"]
@@ -33,15 +33,19 @@ class StackPorts:
     kafka: int = kafka_broker.DEFAULT_PORT
     kafka_controller: int = kafka_broker.DEFAULT_PORT + 1
     redis: int = redis_server.DEFAULT_PORT
+    mqtt: int = mosquitto.DEFAULT_PORT
+    prometheus: int = prometheus.DEFAULT_PORT  # only with up(..., with_prometheus=True)
 
 
 class LocalStack:
-    """One stack's folder: config, data, logs and pid files of its broker and Redis."""
+    """One stack's folder: config, data, logs and pid files of its broker, Redis, MQTT."""
 
     def __init__(self, home: Path):
         self.home = home
         self.kafka = kafka_broker.BrokerLayout(home / "kafka")
         self.redis = redis_server.RedisLayout(home)
+        self.mqtt = mosquitto.MosquittoLayout(home)
+        self.prometheus = prometheus.PrometheusLayout(home)
         self._ports_file = home / "ports.json"
 
     @property
@@ -59,12 +63,21 @@ class LocalStack:
     def redis_url(self) -> str:
         return f"redis://127.0.0.1:{self.ports.redis}/0"
 
-    def up(self, ports: StackPorts, persistent_redis: bool = True) -> list[ServerStatus]:
-        """Start whatever is not running yet; a server that already runs is kept as it is."""
+    @property
+    def mqtt_url(self) -> str:
+        return f"mqtt://127.0.0.1:{self.ports.mqtt}"
+
+    def up(self, ports: StackPorts, persistent_redis: bool = True,
+           with_prometheus: bool = False) -> list[ServerStatus]:
+        """Start whatever is not running yet; a server that already runs is kept as it is.
+
+        Prometheus is optional (``with_prometheus``): it scrapes the workers' /metrics and
+        evaluates ops/prometheus/alerts.yml.
+        """
         self.home.mkdir(parents=True, exist_ok=True)
         running = self.ports
-        if process.read_pid(self.kafka.pid_file) is None and process.read_pid(
-                self.redis.pid_file) is None:
+        if all(process.read_pid(pid_file) is None for pid_file in (
+                self.kafka.pid_file, self.redis.pid_file, self.mqtt.pid_file)):
             running = ports
             self._ports_file.write_text(json.dumps(asdict(ports)) + "\n")
         if process.read_pid(self.kafka.pid_file) is None:
@@ -75,22 +88,50 @@ class LocalStack:
             except StackError:
                 self.down()
                 raise
+        if process.read_pid(self.mqtt.pid_file) is None:
+            try:
+                mosquitto.start(self.mqtt, running.mqtt, persistent=persistent_redis)
+            except StackError:
+                self.down()
+                raise
+        if with_prometheus and process.read_pid(self.prometheus.pid_file) is None:
+            try:
+                prometheus.start(self.prometheus, running.prometheus)
+            except StackError:
+                self.down()
+                raise
         return self.status()
 
     def status(self) -> list[ServerStatus]:
         ports = self.ports
         kafka_pid = process.read_pid(self.kafka.pid_file)
         redis_pid = process.read_pid(self.redis.pid_file)
+        mqtt_pid = process.read_pid(self.mqtt.pid_file)
         return [
             ServerStatus("kafka", ports.kafka, kafka_pid,
                          kafka_pid is not None and kafka_broker.answers(ports.kafka)),
             ServerStatus("redis", ports.redis, redis_pid,
                          redis_pid is not None and redis_server.answers(ports.redis)),
+            ServerStatus("mqtt", ports.mqtt, mqtt_pid,
+                         mqtt_pid is not None and mosquitto.answers(ports.mqtt)),
+            *self._prometheus_status(ports),
         ]
 
+    def _prometheus_status(self, ports: StackPorts) -> list[ServerStatus]:
+        """Optional, so listed only while it runs (``stack status`` needs all listed up)."""
+        pid = process.read_pid(self.prometheus.pid_file)
+        if pid is None:
+            return []
+        return [ServerStatus("prometheus", ports.prometheus, pid,
+                             prometheus.answers(ports.prometheus))]
+
     def down(self) -> list[str]:
-        """Stop both servers; returns the names of those that were running."""
+        """Stop every server; returns the names of those that were running."""
         stopped = []
+        if process.stop(self.prometheus.pid_file, timeout=10):
+            stopped.append("prometheus")
+        if process.stop(self.mqtt.pid_file, timeout=10):
+            stopped.append("mqtt")
         if process.stop(self.redis.pid_file, timeout=10):
             stopped.append("redis")
         if process.stop(self.kafka.pid_file, timeout=30):

@@ -36,7 +36,7 @@ from typing import Any
 
 import faust
 
-from engine import metrics
+from engine import lag, metrics
 from engine.cases.lifecycle import partition_key
 from engine.classify import classify_raw
 from engine.contracts import Classified, Outcome, Rejected, Triage, to_json
@@ -178,6 +178,8 @@ def build_app(settings: Settings, rules_dir: Path, metrics_port: int | None, *,
         # and /metrics must answer (and a taken port must fail) before Kafka is reachable.
         metrics.serve_metrics(metrics_port)
         log.info("metrics on http://127.0.0.1:%d/metrics", metrics_port)
+        # Faust's consumer group is the app id (engine.lag: the group's own lag).
+        lag.start_sampler(settings, "griddispatch-classify", [SOURCE_TOPIC], WORKER)
     app.agent(source, name=WORKER)(classify)
     app.timer(RELOAD_POLL_SECONDS)(poll_rules)
     _reload_on_sighup(app.loop, holder)

@@ -49,7 +49,7 @@ from confluent_kafka import (
 )
 from pydantic import ValidationError
 
-from engine import kafka, metrics
+from engine import kafka, lag, metrics
 from engine.cases.dispatch import StepResult, on_classified, on_status
 from engine.cases.merge import CaseStore
 from engine.contracts import Classified, to_json
@@ -67,7 +67,7 @@ from engine.workers.route_state import (
     state_counts,
 )
 
-WORKER = "route"
+WORKER, GROUP = "route", "griddispatch-route"
 CLASSIFIED, STATUS = "incidents.classified", "assignments.status"
 # A short poll: consume() waits the whole timeout when fewer than BATCH records are queued,
 # and that wait is latency for every record in a trickle (measured: 0.5 s cost ~400 ms p50).
@@ -91,7 +91,7 @@ class RouteWorker:
         # range: partition p of both inputs goes to one member (cooperative-sticky would not).
         self.producer, self.consumer = clients or (
             kafka.transactional_producer(settings, member, logger=kafka_log),
-            kafka.consumer(settings, "griddispatch-route", logger=kafka_log, **{
+            kafka.consumer(settings, GROUP, logger=kafka_log, **{
                 "group.instance.id": member, "partition.assignment.strategy": "range"}))
 
     # --- life cycle ----------------------------------------------------------------------
@@ -312,6 +312,7 @@ def run(settings: Settings, instance: str, metrics_port: int | None) -> int:
     if metrics_port is not None:
         metrics.serve_metrics(metrics_port)
         log.info("metrics on http://127.0.0.1:%d/metrics", metrics_port)
+        lag.start_sampler(settings, GROUP, (CLASSIFIED, STATUS), WORKER)
     worker = RouteWorker(settings, holder, instance)
     signal.signal(signal.SIGTERM, worker.stop)
     signal.signal(signal.SIGINT, worker.stop)

@@ -14,14 +14,15 @@ pytestmark = pytest.mark.integration
 
 def _ports() -> StackPorts:
     return StackPorts(kafka=process.free_port(), kafka_controller=process.free_port(),
-                      redis=process.free_port())
+                      redis=process.free_port(), mqtt=process.free_port())
 
 
 def test_up_status_down_leaves_no_process_behind(tmp_path: Path) -> None:
     stack = LocalStack(tmp_path / "stack")
     statuses = stack.up(_ports(), persistent_redis=True)
     try:
-        assert [(s.name, s.answering) for s in statuses] == [("kafka", True), ("redis", True)]
+        assert [(s.name, s.answering) for s in statuses] == [("kafka", True), ("redis", True),
+                                                             ("mqtt", True)]
         pids = [s.pid for s in statuses]
         assert all(pids)
         again = stack.up(_ports())  # a second up keeps what runs
@@ -29,9 +30,9 @@ def test_up_status_down_leaves_no_process_behind(tmp_path: Path) -> None:
         assert (stack.home / "redis" / "appendonlydir").exists()
     finally:
         stopped = stack.down()
-    assert stopped == ["redis", "kafka"]
+    assert stopped == ["mqtt", "redis", "kafka"]
     assert not any(process.pid_alive(pid) for pid in pids if pid)
-    assert [s.running for s in stack.status()] == [False, False]
+    assert [s.running for s in stack.status()] == [False, False, False]
     assert stack.down() == []
 
 
@@ -41,8 +42,8 @@ def test_taken_port_gives_a_clear_error_not_a_hang(tmp_path: Path) -> None:
         holder.listen()
         taken = holder.getsockname()[1]
         ports = StackPorts(kafka=taken, kafka_controller=process.free_port(),
-                           redis=process.free_port())
+                           redis=process.free_port(), mqtt=process.free_port())
         stack = LocalStack(tmp_path / "stack")
         with pytest.raises(StackError, match=f"port {taken} on 127.0.0.1 is already in use"):
             stack.up(ports)
-    assert [s.running for s in stack.status()] == [False, False]
+    assert [s.running for s in stack.status()] == [False, False, False]

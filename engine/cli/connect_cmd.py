@@ -1,0 +1,137 @@
+"""``griddispatch connect mqtt|kafka``: run a channel bridge in the foreground until a signal.
+
+Reference files (device registry, mapping) are loaded and checked before any connection,
+so a typo fails at once with its file and line (exit 1).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+from engine.settings import Settings
+
+DEFAULT_MQTT_URL = "mqtt://127.0.0.1:1883"
+DEFAULT_MQTT_METRICS_PORT = 9105
+DEFAULT_KAFKA_METRICS_PORT = 9106
+
+
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    connect = commands.add_parser("connect", help="run a channel bridge (mqtt, kafka)",
+                                  description="Run a channel bridge onto incidents.reported.")
+    kinds = connect.add_subparsers(dest="kind", metavar="KIND", required=True)
+    mqtt = kinds.add_parser(
+        "mqtt", help="sensor alarms from MQTT (griddispatch/sensors/+/alarm)",
+        description="Subscribe griddispatch/sensors/<device id>/alarm (QoS 1, persistent "
+                    "session), map each alarm with the device registry, submit it; what "
+                    "cannot be mapped goes to intake.deadletter.")
+    mqtt.add_argument("--url", default=os.environ.get("MQTT_URL", DEFAULT_MQTT_URL),
+                      help="broker: mqtt://[user:password@]host[:port] or mqtts://… "
+                           f"(default: $MQTT_URL or {DEFAULT_MQTT_URL})")
+    mqtt.add_argument("--devices", type=Path, metavar="FILE",
+                      help="device registry (default: <rules>/reference/devices.yaml)")
+    mqtt.add_argument("--rules-dir", type=Path,
+                      help="rules folder (default: $GRIDDISPATCH_RULES or rules)")
+    mqtt.add_argument("--client-id", default="griddispatch-mqtt-bridge",
+                      help="MQTT client id; keep it stable: the broker keeps this id's "
+                           "session and queued alarms (the topic prefix is prepended)")
+    mqtt.add_argument("--share", metavar="GROUP",
+                      help="subscribe as a shared subscription ($share/GROUP/…) so several "
+                           "bridges (each with its own --client-id) split the alarms")
+    _metrics_option(mqtt, DEFAULT_MQTT_METRICS_PORT)
+    mqtt.set_defaults(handler=run_mqtt)
+
+    kafka = kinds.add_parser(
+        "kafka", help="a department system's Kafka topic, mapped by a YAML file",
+        description="Consume a department system's topic, map each record with the mapping "
+                    "file, submit it; commit the source offset only after that. Unmappable "
+                    "records go to intake.deadletter.")
+    kafka.add_argument("--source", required=True, metavar="TOPIC",
+                       help="the department system's topic (used as given, not prefixed)")
+    kafka.add_argument("--mapping", required=True, type=Path, metavar="FILE",
+                       help="mapping YAML (see rules/bridges/)")
+    kafka.add_argument("--group", metavar="G",
+                       help="consumer group (default: bridge.<mapping name>; the topic prefix "
+                            "is prepended)")
+    _metrics_option(kafka, DEFAULT_KAFKA_METRICS_PORT)
+    kafka.set_defaults(handler=run_kafka)
+
+
+def _metrics_option(parser: argparse.ArgumentParser, default: int) -> None:
+    parser.add_argument("--metrics-port", type=int, default=default,
+                        help=f"port of /metrics on 127.0.0.1 (default: {default}; 0 turns it "
+                             "off)")
+
+
+def _serve(run: Callable[[], int], stop: threading.Event, metrics_port: int) -> int:
+    from engine import metrics
+
+    logging.basicConfig(level=logging.INFO, format="[%(asctime)s] [%(levelname)s] %(message)s")
+    if metrics_port:
+        try:
+            metrics.serve_metrics(metrics_port)
+        except OSError as exc:
+            print(f"error: cannot serve metrics on 127.0.0.1:{metrics_port} ({exc.strerror}); "
+                  "choose another --metrics-port", file=sys.stderr)
+            return 1
+
+    def on_signal(signum: int, frame: object) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    return run()
+
+
+def run_mqtt(args: argparse.Namespace, settings: Settings) -> int:
+    import redis
+
+    from connectors.deadletter import IntakeDeadLetters
+    from connectors.mqtt_bridge import MqttBridge, MqttTarget
+    from connectors.publish import IntakePublisher
+    from connectors.sensors import DeviceRegistry
+    from engine.reference.channels import ChannelMaps
+
+    settings = settings.with_(rules_dir=args.rules_dir)
+    try:
+        target = MqttTarget.parse(args.url)
+    except ValueError as exc:
+        print(f"error: --url: {exc}", file=sys.stderr)
+        return 2
+    reference = settings.rules_dir / "reference"
+    registry = DeviceRegistry.load(args.devices or reference / "devices.yaml",
+                                   ChannelMaps.load(reference / "channels.yaml"))
+    publisher = IntakePublisher(settings, redis.Redis.from_url(settings.redis_url))
+    dead_letters = IntakeDeadLetters(settings)
+    bridge = MqttBridge(target, settings.topic(args.client_id), registry, publisher,
+                        dead_letters, share_group=args.share)
+    try:
+        return _serve(bridge.run, bridge.stop, args.metrics_port)
+    finally:
+        publisher.close()
+        dead_letters.close()
+
+
+def run_kafka(args: argparse.Namespace, settings: Settings) -> int:
+    import redis
+
+    from connectors.bridge_mapping import BridgeMapping
+    from connectors.deadletter import IntakeDeadLetters
+    from connectors.kafka_bridge import KafkaBridge
+    from connectors.publish import IntakePublisher
+
+    mapping = BridgeMapping.load(args.mapping)
+    publisher = IntakePublisher(settings, redis.Redis.from_url(settings.redis_url))
+    dead_letters = IntakeDeadLetters(settings)
+    bridge = KafkaBridge(settings, args.source, mapping, publisher, dead_letters, args.group)
+    try:
+        return _serve(bridge.run, bridge.stop, args.metrics_port)
+    finally:
+        publisher.close()
+        dead_letters.close()

@@ -1,0 +1,87 @@
+"""``griddispatch worker webhooks`` and ``griddispatch webhooks retry``: thin glue to
+``connectors.webhooks`` (the configuration is checked completely before anything starts)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from engine.settings import Settings
+
+DEFAULT_METRICS_PORT = 9107
+
+
+def add_worker_parser(kinds: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``worker webhooks``: called by ``worker_cmd.register`` beside classify and route."""
+    parser = kinds.add_parser(
+        "webhooks", help="assignments.<dept> + escalations.<dept> → departments' HTTPS endpoints",
+        description="POST each configured department's assignment and escalation records to "
+                    "its URL, signed (HMAC-SHA256), with retries; parks what keeps failing on "
+                    "webhooks.deadletter.")
+    _config_option(parser)
+    parser.add_argument("--metrics-port", type=int, default=DEFAULT_METRICS_PORT,
+                        help=f"port of /metrics on 127.0.0.1 (default: {DEFAULT_METRICS_PORT}; "
+                             "0 turns it off)")
+    parser.set_defaults(handler=run_worker)
+
+
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    webhooks = commands.add_parser("webhooks", help="re-drive parked webhook deliveries",
+                                   description="Manage webhook deliveries.")
+    verbs = webhooks.add_subparsers(dest="verb", metavar="VERB", required=True)
+    retry = verbs.add_parser(
+        "retry", help="re-post the deliveries parked on webhooks.deadletter",
+        description="Re-post the deliveries parked on webhooks.deadletter since the last "
+                    "retry run (same body, same delivery id); re-park what still fails. "
+                    "Exit 1 when any record was parked again.")
+    _config_option(retry)
+    retry.add_argument("--department", metavar="CODE",
+                       help="only this department's parked deliveries")
+    retry.add_argument("--attempts", type=int, default=3,
+                       help="POSTs per record in this run before re-parking it (default 3)")
+    retry.set_defaults(handler=run_retry)
+
+
+def _config_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", type=Path, metavar="FILE",
+                        help="webhook configuration YAML (default: $GRIDDISPATCH_WEBHOOKS)")
+    parser.add_argument("--rules-dir", type=Path,
+                        help="rules folder, for the department registry (default: "
+                             "$GRIDDISPATCH_RULES or rules)")
+
+
+def run_worker(args: argparse.Namespace, settings: Settings) -> int:
+    from connectors.webhooks.config import config_path
+    from connectors.webhooks.worker import run
+
+    settings = settings.with_(rules_dir=args.rules_dir)
+    logging.basicConfig(level=logging.INFO, format="[%(asctime)s] [%(levelname)s] %(message)s")
+    try:
+        return run(settings, config_path(args.config), args.metrics_port or None)
+    except OSError as exc:
+        print(f"error: cannot serve metrics on 127.0.0.1:{args.metrics_port} "
+              f"({exc.strerror}); choose another --metrics-port", file=sys.stderr)
+        return 1
+
+
+def run_retry(args: argparse.Namespace, settings: Settings) -> int:
+    from connectors.webhooks.config import config_path, load_config
+    from connectors.webhooks.retry import redrive
+    from engine.reference.departments import DepartmentRegistry
+
+    settings = settings.with_(rules_dir=args.rules_dir)
+    logging.basicConfig(level=logging.WARNING, format="[%(levelname)s] %(message)s")
+    if args.attempts < 1:
+        print("error: --attempts must be at least 1", file=sys.stderr)
+        return 2
+    registry = DepartmentRegistry.load(settings.rules_dir / "reference" / "departments.yaml")
+    targets = load_config(config_path(args.config), registry)
+    if args.department is not None and args.department not in targets:
+        print(f"error: department '{args.department}' is not in the webhook configuration "
+              f"(configured: {', '.join(targets)})", file=sys.stderr)
+        return 2
+    summary = redrive(settings, targets, args.department, args.attempts)
+    print(summary)
+    return 1 if summary.parked else 0

@@ -1,0 +1,95 @@
+"""Helpers for the connector and webhook tests: run a ``griddispatch`` command as its own
+process, a small HTTP receiver that can be told to fail, and a plain producer."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+from connectors.webhooks.delivery import verify
+from engine import kafka
+from engine.settings import Settings
+from engine.stack.process import free_port
+from tests.integration.workers import REPO, scrape, stop, tail, wait_for
+
+
+@contextmanager
+def griddispatch(settings: Settings, redis_url: str, log: Path,
+                 *argv: str) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
+    """``griddispatch ARGV --metrics-port P`` until the block ends; waits for /metrics."""
+    port = free_port()
+    command = [sys.executable, "-m", "engine", "--bootstrap", settings.kafka_bootstrap,
+               "--redis", redis_url, "--topic-prefix", settings.topic_prefix, *argv,
+               "--metrics-port", str(port)]
+    with log.open("ab") as out:
+        proc = subprocess.Popen(command, cwd=REPO, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        wait_for(lambda: scrape(port) is not None or proc.poll() is not None, 60,
+                 f"/metrics of {' '.join(argv[:2])}")
+        assert proc.poll() is None, f"{argv} exited {proc.returncode}:\n{tail(log)}"
+        yield proc, port
+    finally:
+        stop(proc, log)
+
+
+def produce(settings: Settings, topic: str, values: list[bytes], key: str = "k") -> None:
+    """Plain records onto a (prefixed) topic, acknowledged."""
+    producer = kafka.producer(settings)
+    for value in values:
+        producer.produce(settings.topic(topic), key=key.encode(), value=value)
+    assert producer.flush(10) == 0
+
+
+class Receiver:
+    """A department's webhook endpoint on 127.0.0.1: answers ``fail_status`` to the first
+    ``fail_first`` POSTs (all of them while ``always_fail``), 200 afterwards, and applies each
+    delivery's effect once (keyed by X-Griddispatch-Delivery), as receivers should."""
+
+    def __init__(self, secret: bytes, fail_first: int = 0, fail_status: int = 500) -> None:
+        self.secret = secret
+        self.fail_first = fail_first
+        self.fail_status = fail_status
+        self.always_fail = False
+        self.posts: list[dict[str, str]] = []  # every POST: path, delivery, topic, signature ok
+        self.effects: dict[str, bytes] = {}  # delivery id -> body, applied once
+        self.lock = threading.Lock()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                delivery = self.headers.get("X-Griddispatch-Delivery", "")
+                with receiver.lock:
+                    receiver.posts.append({
+                        "path": self.path, "delivery": delivery,
+                        "topic": self.headers.get("X-Griddispatch-Topic", ""),
+                        "signed": str(verify(receiver.secret, body,
+                                             self.headers.get("X-Griddispatch-Signature")))})
+                    failing = receiver.always_fail or receiver.fail_first > 0
+                    if failing:
+                        receiver.fail_first -= 1
+                    else:
+                        receiver.effects.setdefault(delivery, body)
+                self.send_response(receiver.fail_status if failing else 200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> Receiver:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()

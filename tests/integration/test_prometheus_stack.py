@@ -1,0 +1,103 @@
+"""The stack's optional Prometheus: started and stopped with the stack, loading our alert rules,
+scraping /metrics and evaluating the rules against what it scraped.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.parse
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from prometheus_client import start_http_server
+
+from engine import metrics
+from engine.stack import LocalStack, StackPorts, process, prometheus
+from tests.integration.workers import wait_for
+from tests.unit.test_ops import dashboard_expressions
+
+pytestmark = pytest.mark.integration
+
+ALERTS = Path(prometheus.OPS_DIR) / "alerts.yml"
+
+
+def api(port: int, path: str, **params: str) -> Any:
+    query = f"?{urllib.parse.urlencode(params)}" if params else ""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/{path}{query}",
+                                timeout=5) as answer:
+        body = json.loads(answer.read())
+    assert body["status"] == "success", body
+    return body["data"]
+
+
+def alert_names() -> set[str]:
+    groups = yaml.safe_load(ALERTS.read_text(encoding="utf-8"))["groups"]
+    return {rule["alert"] for group in groups for rule in group["rules"]}
+
+
+def test_stack_runs_prometheus_only_when_asked_and_stops_it(tmp_path: Path) -> None:
+    ports = StackPorts(kafka=process.free_port(), kafka_controller=process.free_port(),
+                       redis=process.free_port(), mqtt=process.free_port(),
+                       prometheus=process.free_port())
+    stack = LocalStack(tmp_path / "stack")
+    try:
+        statuses = stack.up(ports, persistent_redis=False, with_prometheus=True)
+        assert [(s.name, s.answering) for s in statuses][-1] == ("prometheus", True)
+        pid = statuses[-1].pid
+        assert pid is not None
+        rules = api(ports.prometheus, "rules")["groups"]
+        assert {r["name"] for g in rules for r in g["rules"]} == alert_names()
+        assert (stack.home / "prometheus" / "data").is_dir()
+        again = stack.up(ports)  # without the flag: a running Prometheus is left alone
+        assert again[-1].pid == pid
+    finally:
+        stopped = stack.down()
+    assert stopped[0] == "prometheus"
+    assert not process.pid_alive(pid)
+    assert [s.name for s in stack.status()] == ["kafka", "redis", "mqtt"]
+
+
+def test_prometheus_scrapes_worker_metrics_and_evaluates_the_alerts(tmp_path: Path) -> None:
+    """A /metrics of this process as the route job, a port with nothing as the timers job."""
+    served, dead = process.free_port(), process.free_port()
+    server, thread = start_http_server(served, addr="127.0.0.1")
+    config = yaml.safe_load((prometheus.OPS_DIR / "prometheus.yml").read_text(encoding="utf-8"))
+    config["global"].update(scrape_interval="1s", evaluation_interval="1s", scrape_timeout="1s")
+    config["rule_files"] = [str(ALERTS)]
+    config["scrape_configs"] = [
+        {"job_name": job, "static_configs": [{"targets": [f"127.0.0.1:{target}"]}]}
+        for job, target in (("griddispatch-route", served), ("griddispatch-timers", dead))]
+    source = tmp_path / "prometheus.yml"
+    source.write_text(yaml.safe_dump(config), encoding="utf-8")
+    layout = prometheus.PrometheusLayout(tmp_path / "home")
+    port = process.free_port()
+    group = "it-lag.griddispatch-route"
+    metrics.CONSUMER_LAG.labels(group=group, topic="it-lag.incidents.classified").set(1234)
+    try:
+        prometheus.start(layout, port, source=source)
+
+        def value(query: str) -> list[dict[str, Any]]:
+            return list(api(port, "query", query=query)["result"])
+
+        lag = f'max by (group, topic) (griddispatch_consumer_lag{{group="{group}"}})'
+        wait_for(lambda: bool(value(lag)), 30, "the lag series in Prometheus")
+        found = value(lag)
+        assert found[0]["value"][1] == "1234"
+        # the timers job is down: the alert rule sees it (pending: it needs 2 minutes to fire)
+        wait_for(lambda: bool(value('ALERTS{alertname="GriddispatchWorkerDown", '
+                                    'job="griddispatch-timers"}')), 30, "WorkerDown pending")
+        pending = value('ALERTS{alertname="GriddispatchWorkerDown"}')
+        assert [(a["metric"]["job"], a["metric"]["alertstate"]) for a in pending] == [
+            ("griddispatch-timers", "pending")]
+        # every dashboard query is PromQL this Prometheus accepts (Grafana's variables filled)
+        for expr in dashboard_expressions():
+            if not expr.startswith("label_values("):  # a Grafana variable query, not PromQL
+                value(expr.replace("$__rate_interval", "1m").replace("$department", ".*"))
+    finally:
+        process.stop(layout.pid_file)
+        metrics.CONSUMER_LAG.remove(group, "it-lag.incidents.classified")
+        server.shutdown()
+        thread.join(5)
