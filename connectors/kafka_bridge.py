@@ -71,13 +71,7 @@ class KafkaBridge:
                  self.settings.topic("incidents.reported"), self.mapping.name,
                  self.mapping.channel, self.settings.topic(self.group))
         try:
-            while not self.stop.is_set():
-                message = consumer.poll(0.5)
-                if message is None:
-                    continue
-                if message.error():
-                    log.warning("source %s: %s", self.source, message.error())
-                    continue
+            for message in kafka.records(consumer, self.stop, f"source {self.source}"):
                 if not self.handle(message):
                     break  # stopping before Kafka took it: left uncommitted, read again
                 try:

@@ -8,8 +8,9 @@ once (the habit Quix Streams keeps in its ``kafka/`` package).
 from __future__ import annotations
 
 import logging
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from confluent_kafka import (
@@ -17,6 +18,7 @@ from confluent_kafka import (
     Consumer,
     IsolationLevel,
     KafkaException,
+    Message,
     Producer,
     TopicPartition,
 )
@@ -125,6 +127,24 @@ def transactional_producer(settings: Settings, transactional_id: str, **override
     return producer(settings, **{"transactional.id": transactional_id,
                                  "transaction.timeout.ms": 30000, "retry.backoff.ms": 10,
                                  **overrides})
+
+
+def records(consumer: Consumer, stop: threading.Event, what: str,
+            timeout: float = 0.5) -> Iterator[Message]:
+    """A subscribed consumer's records until ``stop`` is set, one at a time.
+
+    For bridges that hand each record on before the next (and commit it themselves). Errors
+    the client reports (broker away, a partition moving) are logged under ``what`` and
+    skipped: librdkafka retries them itself, and a bridge must outlive them.
+    """
+    while not stop.is_set():
+        message = consumer.poll(timeout)
+        if message is None:
+            continue
+        if message.error():
+            log.warning("%s: %s", what, message.error())
+            continue
+        yield message
 
 
 def read_to_end(settings: Settings, topic: str, add: Callable[[bytes | None, bytes | None], None],

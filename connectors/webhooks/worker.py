@@ -154,13 +154,7 @@ class Lane(threading.Thread):
         consumer.subscribe([self.settings.topic(f"{kind}.{target.department}")
                             for kind in target.topics])
         try:
-            while not self.stop.is_set():
-                message = consumer.poll(0.5)
-                if message is None:
-                    continue
-                if message.error():
-                    log.warning("%s: %s", target.department, message.error())
-                    continue
+            for message in kafka.records(consumer, self.stop, target.department):
                 if not self._handle(message):
                     return  # stopping mid-record: it stays uncommitted, sent again next start
                 try:

@@ -7,7 +7,6 @@ so a typo fails at once with its file and line (exit 1).
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import signal
 import sys
@@ -15,6 +14,7 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
+from engine.cli.long_running import add_metrics_port, port_taken, start_logging
 from engine.settings import Settings
 
 DEFAULT_MQTT_URL = "mqtt://127.0.0.1:1883"
@@ -44,7 +44,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     mqtt.add_argument("--share", metavar="GROUP",
                       help="subscribe as a shared subscription ($share/GROUP/…) so several "
                            "bridges (each with its own --client-id) split the alarms")
-    _metrics_option(mqtt, DEFAULT_MQTT_METRICS_PORT)
+    add_metrics_port(mqtt, DEFAULT_MQTT_METRICS_PORT)
     mqtt.set_defaults(handler=run_mqtt)
 
     kafka = kinds.add_parser(
@@ -59,27 +59,19 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     kafka.add_argument("--group", metavar="G",
                        help="consumer group (default: bridge.<mapping name>; the topic prefix "
                             "is prepended)")
-    _metrics_option(kafka, DEFAULT_KAFKA_METRICS_PORT)
+    add_metrics_port(kafka, DEFAULT_KAFKA_METRICS_PORT)
     kafka.set_defaults(handler=run_kafka)
-
-
-def _metrics_option(parser: argparse.ArgumentParser, default: int) -> None:
-    parser.add_argument("--metrics-port", type=int, default=default,
-                        help=f"port of /metrics on 127.0.0.1 (default: {default}; 0 turns it "
-                             "off)")
 
 
 def _serve(run: Callable[[], int], stop: threading.Event, metrics_port: int) -> int:
     from engine import metrics
 
-    logging.basicConfig(level=logging.INFO, format="[%(asctime)s] [%(levelname)s] %(message)s")
+    start_logging()
     if metrics_port:
         try:
             metrics.serve_metrics(metrics_port)
         except OSError as exc:
-            print(f"error: cannot serve metrics on 127.0.0.1:{metrics_port} ({exc.strerror}); "
-                  "choose another --metrics-port", file=sys.stderr)
-            return 1
+            return port_taken(metrics_port, exc)
 
     def on_signal(signum: int, frame: object) -> None:
         stop.set()

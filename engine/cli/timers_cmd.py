@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from pathlib import Path
 
+from engine.cli.long_running import add_metrics_port, run_logged
 from engine.settings import Settings
 
 DEFAULT_TIMERS_METRICS_PORT = 9103
@@ -21,9 +21,7 @@ def add_worker_parser(kinds: argparse._SubParsersAction[argparse.ArgumentParser]
     timers.add_argument("--rules-dir", type=Path,
                         help="rules folder, for department names (default: "
                              "$GRIDDISPATCH_RULES or rules)")
-    timers.add_argument("--metrics-port", type=int, default=DEFAULT_TIMERS_METRICS_PORT,
-                        help=f"port of /metrics on 127.0.0.1 (default: "
-                             f"{DEFAULT_TIMERS_METRICS_PORT}; 0 turns it off)")
+    add_metrics_port(timers, DEFAULT_TIMERS_METRICS_PORT)
     timers.add_argument("--audit-every", type=float, default=300.0, metavar="SECONDS",
                         help="how often to check every open case has its timers (default 300)")
     timers.set_defaults(handler=run_worker)
@@ -48,13 +46,8 @@ def run_worker(args: argparse.Namespace, settings: Settings) -> int:
     from engine.workers.timers import run
 
     settings = settings.with_(rules_dir=args.rules_dir)
-    logging.basicConfig(level=logging.INFO, format="[%(asctime)s] [%(levelname)s] %(message)s")
-    try:
-        return run(settings, args.metrics_port or None, args.audit_every)
-    except OSError as exc:
-        print(f"error: cannot serve metrics on 127.0.0.1:{args.metrics_port} "
-              f"({exc.strerror}); choose another --metrics-port", file=sys.stderr)
-        return 1
+    return run_logged(lambda: run(settings, args.metrics_port or None, args.audit_every),
+                      args.metrics_port)
 
 
 def run_rebuild(args: argparse.Namespace, settings: Settings) -> int:

@@ -8,6 +8,7 @@ import logging
 import sys
 from pathlib import Path
 
+from engine.cli.long_running import add_metrics_port, run_logged
 from engine.settings import Settings
 
 DEFAULT_METRICS_PORT = 9107
@@ -21,9 +22,7 @@ def add_worker_parser(kinds: argparse._SubParsersAction[argparse.ArgumentParser]
                     "its URL, signed (HMAC-SHA256), with retries; parks what keeps failing on "
                     "webhooks.deadletter.")
     _config_option(parser)
-    parser.add_argument("--metrics-port", type=int, default=DEFAULT_METRICS_PORT,
-                        help=f"port of /metrics on 127.0.0.1 (default: {DEFAULT_METRICS_PORT}; "
-                             "0 turns it off)")
+    add_metrics_port(parser, DEFAULT_METRICS_PORT)
     parser.set_defaults(handler=run_worker)
 
 
@@ -57,13 +56,8 @@ def run_worker(args: argparse.Namespace, settings: Settings) -> int:
     from connectors.webhooks.worker import run
 
     settings = settings.with_(rules_dir=args.rules_dir)
-    logging.basicConfig(level=logging.INFO, format="[%(asctime)s] [%(levelname)s] %(message)s")
-    try:
-        return run(settings, config_path(args.config), args.metrics_port or None)
-    except OSError as exc:
-        print(f"error: cannot serve metrics on 127.0.0.1:{args.metrics_port} "
-              f"({exc.strerror}); choose another --metrics-port", file=sys.stderr)
-        return 1
+    return run_logged(lambda: run(settings, config_path(args.config), args.metrics_port or None),
+                      args.metrics_port)
 
 
 def run_retry(args: argparse.Namespace, settings: Settings) -> int:

@@ -9,13 +9,12 @@ connection, so a broken rules folder fails at once with every problem listed (ex
 from __future__ import annotations
 
 import argparse
-import logging
 import re
-import sys
 import tempfile
 from pathlib import Path
 
 from engine.cli import timers_cmd, webhooks_cmd
+from engine.cli.long_running import add_metrics_port, port_taken, run_logged, start_logging
 from engine.settings import Settings
 
 DEFAULT_METRICS_PORT = 9101
@@ -31,9 +30,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         description="Classify intake reports with the rules; SIGHUP reloads the rules.")
     classify.add_argument("--rules-dir", type=Path,
                           help="rules folder (default: $GRIDDISPATCH_RULES or rules)")
-    classify.add_argument("--metrics-port", type=int, default=DEFAULT_METRICS_PORT,
-                          help=f"port of /metrics on 127.0.0.1 (default: "
-                               f"{DEFAULT_METRICS_PORT}; 0 turns it off)")
+    add_metrics_port(classify, DEFAULT_METRICS_PORT)
     classify.set_defaults(handler=run_classify)
     route = kinds.add_parser(
         "route", help="incidents.classified + assignments.status → assignments.<dept>, cases",
@@ -41,9 +38,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
                     "SIGHUP reloads the rules.")
     route.add_argument("--rules-dir", type=Path,
                        help="rules folder (default: $GRIDDISPATCH_RULES or rules)")
-    route.add_argument("--metrics-port", type=int, default=DEFAULT_ROUTE_METRICS_PORT,
-                       help=f"port of /metrics on 127.0.0.1 (default: "
-                            f"{DEFAULT_ROUTE_METRICS_PORT}; 0 turns it off)")
+    add_metrics_port(route, DEFAULT_ROUTE_METRICS_PORT)
     route.add_argument("--instance", default="0", type=_instance_id,
                        help="this instance's stable id (default 0): keep it across restarts, "
                             "give each instance running at once its own")
@@ -65,15 +60,13 @@ def run_classify(args: argparse.Namespace, settings: Settings) -> int:
 
     settings = settings.with_(rules_dir=args.rules_dir)
     # The rules' own log lines (reload results) must show even before Faust sets up logging.
-    logging.basicConfig(level=logging.INFO, format="[%(asctime)s] [%(levelname)s] %(message)s")
+    start_logging()
     with tempfile.TemporaryDirectory(prefix="griddispatch-classify-") as datadir:
         try:
             app = build_app(settings, settings.rules_dir, args.metrics_port or None,
                             datadir=Path(datadir))
         except OSError as exc:
-            print(f"error: cannot serve metrics on 127.0.0.1:{args.metrics_port} "
-                  f"({exc.strerror}); choose another --metrics-port", file=sys.stderr)
-            return 1
+            return port_taken(args.metrics_port, exc)
         worker = faust.Worker(app, loglevel="INFO", redirect_stdouts=False)
         try:
             worker.execute_from_commandline()
@@ -86,10 +79,5 @@ def run_route(args: argparse.Namespace, settings: Settings) -> int:
     from engine.workers.route import run
 
     settings = settings.with_(rules_dir=args.rules_dir)
-    logging.basicConfig(level=logging.INFO, format="[%(asctime)s] [%(levelname)s] %(message)s")
-    try:
-        return run(settings, args.instance, args.metrics_port or None)
-    except OSError as exc:
-        print(f"error: cannot serve metrics on 127.0.0.1:{args.metrics_port} "
-              f"({exc.strerror}); choose another --metrics-port", file=sys.stderr)
-        return 1
+    return run_logged(lambda: run(settings, args.instance, args.metrics_port or None),
+                      args.metrics_port)

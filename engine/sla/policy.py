@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import time, timedelta
 from typing import TYPE_CHECKING, Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from engine.calendar import (
     WORKING_HOURS,
@@ -47,28 +47,26 @@ def _limit_text(value: str | None) -> str | None:
     return value
 
 
+def _ascending(values: list[int]) -> list[int]:
+    if values != sorted(set(values)):
+        raise ValueError("warn_at must be ascending percentages without repeats")
+    return values
+
+
+LimitText = Annotated[str | None, AfterValidator(_limit_text)]
+Percents = Annotated[list[Annotated[int, Field(gt=0, lt=100)]], AfterValidator(_ascending)]
+
+
 class LimitsFile(BaseModel):
     """Limits and thresholds; each field left out keeps the policy's (or the catalogue's)."""
 
     model_config = ConfigDict(extra="forbid")
 
-    accept: str | None = Field(default=None, description="duration, or 'matter'")
-    resolve: str | None = Field(default=None, description="duration, or 'matter'")
+    accept: LimitText = Field(default=None, description="duration, or 'matter'")
+    resolve: LimitText = Field(default=None, description="duration, or 'matter'")
     unit: Literal["working", "natural", "matter"] | None = None
-    warn_at: list[Annotated[int, Field(gt=0, lt=100)]] | None = Field(
+    warn_at: Percents | None = Field(
         default=None, description="percentages of the limit, ascending, e.g. [50, 80]")
-
-    @field_validator("accept", "resolve")
-    @classmethod
-    def _durations(cls, value: str | None) -> str | None:
-        return _limit_text(value)
-
-    @field_validator("warn_at")
-    @classmethod
-    def _ascending(cls, values: list[int] | None) -> list[int] | None:
-        if values is not None and values != sorted(set(values)):
-            raise ValueError("warn_at must be ascending percentages without repeats")
-        return values
 
 
 class OverrideFile(LimitsFile):
@@ -104,25 +102,14 @@ class PolicyFile(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     description: str | None = None
-    accept: str | None = Field(default="matter", description="duration, 'matter', or null "
-                                                            "for no acceptance limit")
-    resolve: str = Field(default="matter", description="duration or 'matter'")
+    accept: LimitText = Field(default="matter", description="duration, 'matter', or null "
+                                                           "for no acceptance limit")
+    resolve: Annotated[str, AfterValidator(_limit_text)] = Field(
+        default="matter", description="duration or 'matter'")
     unit: Literal["working", "natural", "matter"] = "matter"
-    warn_at: list[Annotated[int, Field(gt=0, lt=100)]] = Field(default_factory=lambda: [50, 80])
+    warn_at: Percents = Field(default_factory=lambda: [50, 80])
     ladder: list[LadderStepFile] = Field(default_factory=list, max_length=8)
     overrides: list[OverrideFile] = Field(default_factory=list)
-
-    @field_validator("accept", "resolve")
-    @classmethod
-    def _durations(cls, value: str | None) -> str | None:
-        return _limit_text(value)
-
-    @field_validator("warn_at")
-    @classmethod
-    def _ascending(cls, values: list[int]) -> list[int]:
-        if values != sorted(set(values)):
-            raise ValueError("warn_at must be ascending percentages without repeats")
-        return values
 
 
 def _clock(value: str) -> time:

@@ -21,7 +21,7 @@ from engine.contracts import MAX_REPORT_BYTES, IntakeReport, incident_id
 from engine.settings import Settings
 from engine.stack.process import free_port
 from tests.integration.intake_helpers import RunningIntake, form, http, records
-from tests.integration.workers import REPO, apply_topics
+from tests.integration.workers import REPO
 
 pytestmark = pytest.mark.integration
 
@@ -30,13 +30,6 @@ ALL, HOTLINE, SLOW = "key-all", "key-hotline", "key-slow"
 KEYS = Keys({hash_key(ALL): Client("all", frozenset({"*"}), 1000),
              hash_key(HOTLINE): Client("hotline-centre", frozenset({"hotline"}), 1000),
              hash_key(SLOW): Client("slow", frozenset({"*"}), 3)})
-
-
-@pytest.fixture
-def intake_settings(kafka_settings: Settings, redis_url: str) -> Settings:
-    settings = kafka_settings.with_(redis_url=redis_url)
-    apply_topics(settings)
-    return settings
 
 
 @pytest.fixture

@@ -27,7 +27,7 @@ from connectors.server import Intake
 from engine import kafka
 from engine.settings import Settings
 from tests.integration.intake_helpers import RunningIntake, form, http, records
-from tests.integration.workers import REPO, apply_topics, running, wait_for
+from tests.integration.workers import REPO, running, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -37,13 +37,6 @@ CATALOG = Catalog.load(REPO / "rules")
 
 def _keys() -> Keys:
     return Keys({hash_key(KEY): Client("conformance", frozenset({"open311"}), 1000)})
-
-
-@pytest.fixture
-def intake_settings(kafka_settings: Settings, redis_url: str) -> Settings:
-    settings = kafka_settings.with_(redis_url=redis_url)
-    apply_topics(settings)
-    return settings
 
 
 @pytest.fixture

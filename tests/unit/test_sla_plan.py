@@ -199,3 +199,21 @@ def test_rules_check_names_a_route_to_an_unknown_policy(tmp_path: Path) -> None:
         RuleSet.load(rules)
     message = str(caught.value.problems[0])
     assert "330110-yuhang.yaml" in message and "'hill-flood'" in message
+
+
+def test_a_malformed_policy_is_refused_with_its_file_and_line(tmp_path: Path) -> None:
+    import shutil
+
+    rules = tmp_path / "rules"
+    shutil.copytree(RULES, rules)
+    county = rules / "layers" / "330110-yuhang.yaml"
+    text = county.read_text(encoding="utf-8")
+    county.write_text(text.replace("    accept: 15m\n", "    accept: 15 minutes\n", 1),
+                      encoding="utf-8")
+    with pytest.raises(FileProblems) as caught:
+        RuleSet.load(rules)
+    problem = caught.value.problems[0]
+    line = next(n for n, row in enumerate(county.read_text(encoding="utf-8").splitlines(), 1)
+                if "15 minutes" in row)
+    assert problem.file.endswith("330110-yuhang.yaml") and problem.line == line
+    assert "not a duration" in problem.message
