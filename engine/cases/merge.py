@@ -10,12 +10,17 @@ from __future__ import annotations
 
 import math
 from collections import Counter, defaultdict
+from collections.abc import Sequence
+from datetime import datetime, timedelta
 
 from engine.cases.records import CaseRecord
 from engine.contracts import Classified
 from engine.routing.table import MergeRule
 
 EARTH_RADIUS_M = 6_371_000.0
+# How long a closed case's incident ids stay known. A channel re-sending a report later than
+# this opens a new case; the intake's own memory of (channel, channel id) is 30 days.
+DUPLICATE_MEMORY = timedelta(days=90)
 OPEN_STATES = frozenset({"dispatched", "accepted", "reopened"})
 
 
@@ -47,7 +52,8 @@ class CaseStore:
 
     The route worker keeps one for the partitions it owns and rebuilds it from the ``cases``
     topic at start; closed cases leave the live set, but their incident ids stay known so a
-    replayed report is never dispatched twice.
+    replayed report is never dispatched twice, for ``DUPLICATE_MEMORY`` after the case
+    closed: a worker that ran for years must not hold every incident id it ever saw.
     """
 
     def __init__(self) -> None:
@@ -57,6 +63,24 @@ class CaseStore:
         self.case_of_incident: dict[str, str] = {}
         # Live cases by state, kept as cases move: the gauge must not walk the store.
         self.states: Counter[str] = Counter()
+        # Closed cases: when they closed and their incidents, to forget them in time.
+        self._closed: dict[str, tuple[datetime, tuple[str, ...]]] = {}
+
+    def remember_closed(self, case_id: str, incident_ids: Sequence[str],
+                        closed_at: datetime) -> None:
+        """A closed case known only by its incidents (a rebuild need not parse it whole)."""
+        for incident in incident_ids:
+            self.case_of_incident[incident] = case_id
+        self._closed[case_id] = (closed_at, tuple(incident_ids))
+
+    def forget_closed(self, before: datetime) -> int:
+        """Drop what is kept of cases closed before ``before``; returns how many."""
+        old = [case_id for case_id, (closed_at, _) in self._closed.items() if closed_at < before]
+        for case_id in old:
+            for incident in self._closed.pop(case_id)[1]:
+                if self.case_of_incident.get(incident) == case_id:
+                    del self.case_of_incident[incident]
+        return len(old)
 
     def put(self, case: CaseRecord) -> None:
         bucket = self._by_key[case.partition_key]
@@ -67,7 +91,9 @@ class CaseStore:
             self.states[old.state] -= 1
         if case.state == "closed":
             bucket.pop(case.case_id, None)
+            self._closed[case.case_id] = (case.updated_at, tuple(case.incident_ids))
         else:
+            self._closed.pop(case.case_id, None)
             bucket[case.case_id] = case
             self.states[case.state] += 1
         open_bucket = self._open[(case.partition_key, case.matter_code[:2])]

@@ -17,13 +17,14 @@ import logging
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 
 from pydantic import BaseModel, ValidationError
+from pydantic_core import from_json
 
 from engine import kafka
 from engine.cases.dispatch import StepResult
-from engine.cases.merge import CaseStore
+from engine.cases.merge import DUPLICATE_MEMORY, CaseStore
 from engine.cases.records import Assignment, CaseRecord
 from engine.settings import Settings
 
@@ -110,14 +111,35 @@ class CaseLoader:
         self.bad += 1
         log.error("skipped an unreadable record on the cases topic: %s", str(exc)[:300])
 
-    def store(self) -> CaseStore:
+    def store(self, now: datetime | None = None) -> CaseStore:
+        """The store: live cases whole; closed ones only by their incidents, and only those
+        closed within ``DUPLICATE_MEMORY`` (full validation is for what can still change)."""
         store = CaseStore()
+        cutoff = (now or datetime.now(UTC)) - DUPLICATE_MEMORY
         for value in self.raw.values():
+            closed = _closed_view(value)
+            if closed is not None:
+                case_id, incidents, closed_at = closed
+                if closed_at >= cutoff:
+                    store.remember_closed(case_id, incidents, closed_at)
+                continue
             try:
                 store.put(CaseRecord.model_validate_json(value))
             except ValidationError as exc:
                 self._bad(exc)
         return store
+
+
+def _closed_view(value: bytes) -> tuple[str, list[str], datetime] | None:
+    """(case id, incident ids, closed at) of a closed case record, else None."""
+    try:
+        data = from_json(value)
+        if data.get("state") != "closed":
+            return None
+        return (str(data["case_id"]), [str(i) for i in data["incident_ids"]],
+                datetime.fromisoformat(data["updated_at"]))
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None  # let full validation say what is wrong with it
 
 
 def next_offsets(messages: Iterable[tuple[str, int, int]]) -> dict[tuple[str, int], int]:

@@ -13,7 +13,7 @@ from confluent_kafka import OFFSET_BEGINNING, KafkaError, KafkaException, TopicP
 
 from engine import metrics
 from engine.cases.dispatch import on_classified, on_status
-from engine.cases.merge import CaseStore
+from engine.cases.merge import DUPLICATE_MEMORY, CaseStore
 from engine.cases.records import CaseRecord, StatusRejected, StatusUpdate
 from engine.classify import classify_data
 from engine.contracts import Classified, to_json
@@ -105,11 +105,17 @@ def test_closed_cases_leave_the_live_set_but_their_incidents_stay_known(
     loader = CaseLoader(None, 6)
     loader.add(case.case_id.encode(), to_json(case))
     loader.add(case.case_id.encode(), to_json(closed))
-    rebuilt = loader.store()
+    rebuilt = loader.store(now=NOW)
     assert len(rebuilt) == 0
     assert rebuilt.case_of_incident == {case.incident_ids[0]: case.case_id}
     again = on_classified(ruleset, rebuilt, classified(ruleset, "C-1"), NOW)
     assert again.outcome == "duplicate" and again.outputs == []
+    # ...for DUPLICATE_MEMORY after closing, in a rebuild and in a running worker alike
+    later = NOW + DUPLICATE_MEMORY + timedelta(days=1)
+    assert loader.store(now=later).case_of_incident == {}
+    store.put(closed)
+    assert store.forget_closed(NOW) == 0 and case.incident_ids[0] in store.case_of_incident
+    assert store.forget_closed(later) == 1 and store.case_of_incident == {}
 
     tombstoned = CaseLoader(None, 6)
     tombstoned.add(case.case_id.encode(), to_json(case))
