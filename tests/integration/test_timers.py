@@ -100,6 +100,32 @@ def test_a_claim_whose_worker_died_comes_back_after_its_lease(store: TimerStore)
     assert [c.case_id for c in again] == ["c1"]
 
 
+def test_a_fired_timer_gives_back_its_plan_and_summary_whatever_bytes_the_plan_packs_to(
+        store: TimerStore) -> None:
+    past = NOW - timedelta(seconds=1)
+    summary = {"partition_key": "330110005", "lead": "330110005.sqb", "grid_code": None,
+               "matter_code": "030201", "platform": "governance", "policy": "默认"}
+    plans = {f"330110005-{n:012x}": [timer(n * 10 + k, past - timedelta(seconds=k))
+                                      for k in range(4)] for n in range(30)}
+    pipe = store.pipeline()
+    for case_id, timers in plans.items():
+        store.schedule(case_id, 1, timers, summary, (), pipe)
+    pipe.execute()
+    packed = [store.redis.get(store._case(c)) or b"" for c in plans]
+    assert any(b"\n" in raw.split(b"\n", 2)[2] for raw in packed)  # the plan is binary
+    firing, stale = store.resolve(store.claim(NOW))
+    assert stale == [] and len(firing) == 120
+    for item in firing:
+        assert item.timer == plans[item.claimed.case_id][item.claimed.index]
+        assert item.summary == summary
+        store.ack(item.claimed, item.timer.escalation_id)
+    for n, (case_id, timers) in enumerate(plans.items()):  # re-planned with one more step
+        store.schedule(case_id, 2, [*timers, timer(1000 + n, past)], summary)
+    firing, _ = store.resolve(store.claim(NOW))
+    assert sorted(f.timer.escalation_id for f in firing) == sorted(f"e{1000 + n}"
+                                                                    for n in range(30))
+
+
 # --- end to end ------------------------------------------------------------------------------
 
 FAST_POLICY = """

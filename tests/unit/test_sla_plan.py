@@ -14,9 +14,10 @@ from engine.cases.records import CaseRecord, StatusAction, StatusUpdate
 from engine.classify import classify_data
 from engine.contracts import Classified
 from engine.rules import RuleSet
+from engine.sla.model import SlaTimer
 from engine.sla.plan import deadline_after
 from engine.sla.policy import limit_span
-from engine.sla.timers import case_timers
+from engine.sla.timers import case_plan, case_timers
 from engine.yamlfile import FileProblems
 
 RULES = Path(__file__).resolve().parents[2] / "rules"
@@ -185,6 +186,26 @@ def test_the_timer_view_reads_what_the_route_worker_wrote() -> None:
     assert view.summary["lead"] == case.lead and view.summary["policy"] == "urgent"
     assert case_timers(b"not json") is None
     assert case_timers(b'{"schema": "griddispatch.status/1"}') is None
+
+
+def test_the_rebuild_view_agrees_with_the_timer_view_without_building_models() -> None:
+    store, case = open_at("楼道里一股煤气味", "五常街道", "2026-11-24T10:00:00")
+    accepted = answer(store, case, "accepted", "2026-11-24T10:05:00")
+    counts = []
+    for record in (case, accepted):
+        raw = record.model_dump_json(by_alias=True).encode()
+        full, plan = case_timers(raw), case_plan(raw)
+        assert full is not None and plan is not None
+        assert (plan.case_id, plan.version, plan.state, plan.summary) == (
+            full.case_id, full.version, full.state, full.summary)
+        assert [SlaTimer.model_validate(t) for t in plan.timers] == full.timers
+        assert plan.dues_ms == [int(t.due.timestamp() * 1000) for t in full.timers]
+        counts.append(len(plan.timers))
+    assert counts[1] < counts[0]  # accepted: the acceptance clock's timers are gone
+    assert case_plan(b"not json") is None
+    assert case_plan(b'{"schema": "griddispatch.status/1"}') is None
+    first_due = b'"due":"' + raw.split(b'"due":"', 1)[1].split(b'"', 1)[0] + b'"'
+    assert case_plan(raw.replace(first_due, b'"due":"soon"')) is None  # unparseable time
 
 
 def test_rules_check_names_a_route_to_an_unknown_policy(tmp_path: Path) -> None:
