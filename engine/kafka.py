@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from typing import Any
 
 from confluent_kafka import (
@@ -148,8 +148,10 @@ def records(consumer: Consumer, stop: threading.Event, what: str,
 
 
 def read_to_end(settings: Settings, topic: str, add: Callable[[bytes | None, bytes | None], None],
-                reader_name: str, timeout: float) -> None:
-    """Feed ``add`` every committed record of ``topic`` up to the end offsets of now.
+                reader_name: str, timeout: float,
+                partitions: Collection[int] | None = None) -> None:
+    """Feed ``add`` every committed record of ``topic`` (of ``partitions``: all by default)
+    up to the end offsets of now.
 
     For rebuilding state from a compacted topic. The end is the high watermark
     (read_uncommitted), not the last stable offset: other workers write into the same
@@ -161,7 +163,8 @@ def read_to_end(settings: Settings, topic: str, add: Callable[[bytes | None, byt
     """
     deadline = time.monotonic() + timeout
     ends = end_offsets(settings, topic, deadline)
-    pending = {p for p, end in ends.items() if end > 0}
+    pending = {p for p, end in ends.items()
+               if end > 0 and (partitions is None or p in partitions)}
     if not pending:
         return
     reader = consumer(settings, reader_name,

@@ -145,7 +145,8 @@ TIMER_LATENESS = Histogram(
 )
 TIMERS_PENDING = Gauge(
     "griddispatch_timers_pending",
-    "Timers waiting in Redis, as last counted by this timer worker.",
+    "Open cases waiting in the Redis timer index (one entry each, due at its next timer), "
+    "as last counted by a timer worker; every worker counts all shards: aggregate with max.",
 )
 TIMERS_REPAIRED = Counter(
     "griddispatch_timers_repaired",

@@ -15,11 +15,15 @@ thread parses the next.
 from __future__ import annotations
 
 import logging
+import multiprocessing
+import os
 import queue
 import threading
 import time
 from collections import Counter, defaultdict
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
 import redis
 
@@ -30,6 +34,7 @@ from engine.sla.timers import case_plan, fired_ids
 
 log = logging.getLogger("griddispatch.timers")
 BATCH = 2000
+_REDIS_ADDRESS = ("host", "port", "db", "username", "password", "path")
 
 
 @dataclass(frozen=True)
@@ -41,8 +46,13 @@ class RestoreReport:
 
 
 def rebuild(settings: Settings, store: TimerStore, timeout: float = 600.0,
-            force: bool = False) -> RestoreReport | None:
-    """Restore every open case's timers; None when another worker rebuilt meanwhile."""
+            force: bool = False, processes: int | None = None) -> RestoreReport | None:
+    """Restore every open case's timers; None when another worker rebuilt meanwhile.
+
+    The ``cases`` partitions are shared among ``processes`` reader processes (default: one
+    per CPU, at most one per partition): parsing a million records is the rebuild's cost, and
+    a case always lies in one partition, so the readers never meet.
+    """
     started = time.monotonic()
     lock = store.lock_rebuild(ttl_s=timeout)
     try:
@@ -60,42 +70,71 @@ def rebuild(settings: Settings, store: TimerStore, timeout: float = 600.0,
 
         kafka.read_to_end(settings, settings.topic("escalations"), add_fired,
                           "griddispatch-timers-rebuild", timeout)
-        records = 0
-        open_cases: set[str] = set()
-        pipe = store.pipeline()
-        sender = _Sender()
-
-        def add_case(key: bytes | None, value: bytes | None) -> None:
-            nonlocal records, pipe
-            if value is None:  # a tombstone: the case is gone
-                if key is not None:
-                    store.forget(key.decode(), pipe)
-                return
-            case = case_plan(value)
-            if case is None:
-                return
-            records += 1
-            store.schedule_wire(case.case_id, case.version, case.timers, case.dues_ms,
-                                case.summary, fired.get(case.case_id, ()), pipe)
-            if case.timers:
-                open_cases.add(case.case_id)
-            else:
-                open_cases.discard(case.case_id)
-            if len(pipe) >= BATCH:
-                sender.send(pipe)
-                pipe = store.pipeline()
-
-        try:
-            kafka.read_to_end(settings, settings.topic("cases"), add_case,
-                              "griddispatch-timers-rebuild", timeout)
-            sender.send(pipe)
-        finally:
-            sender.close()
-        report = RestoreReport(records, len(open_cases), count, time.monotonic() - started)
+        topic = settings.topic("cases")
+        partitions = sorted(kafka.end_offsets(settings, topic, time.monotonic() + timeout))
+        n = max(1, min(processes or os.cpu_count() or 1, len(partitions)))
+        groups = [partitions[i::n] for i in range(n)]
+        # How to reach the same Redis from another process: the address and credentials
+        # (the pool's other settings hold locks and helpers that do not cross processes).
+        redis_kwargs = {k: v for k, v in store.redis.connection_pool.connection_kwargs.items()
+                        if k in _REDIS_ADDRESS}
+        if n == 1:
+            results = [_rebuild_partitions(settings, redis_kwargs, store.prefix, groups[0],
+                                           dict(fired), timeout)]
+        else:
+            spawn = multiprocessing.get_context("spawn")  # no fork of librdkafka's threads
+            with ProcessPoolExecutor(n, mp_context=spawn) as pool:
+                results = list(pool.map(_rebuild_partitions, [settings] * n,
+                                        [redis_kwargs] * n, [store.prefix] * n, groups,
+                                        [dict(fired)] * n, [timeout] * n))
+        report = RestoreReport(sum(r[0] for r in results), sum(r[1] for r in results), count,
+                               time.monotonic() - started)
         store.mark_built(f"{report.open_cases} open cases at {time.time():.0f}")
         return report
     finally:
         lock.release()
+
+
+def _rebuild_partitions(settings: Settings, redis_kwargs: dict[str, Any], prefix: str,
+                        partitions: list[int], fired: dict[str, list[str]],
+                        timeout: float) -> tuple[int, int]:
+    """One reader: (records read, open cases) of ``partitions`` of ``cases``, into Redis."""
+    if "path" in redis_kwargs:  # a unix socket
+        redis_kwargs = dict(redis_kwargs)
+        redis_kwargs["unix_socket_path"] = redis_kwargs.pop("path")
+    store = TimerStore(redis.Redis(**redis_kwargs), prefix)
+    records = 0
+    open_cases: set[str] = set()
+    pipe = store.pipeline()
+    sender = _Sender()
+
+    def add_case(key: bytes | None, value: bytes | None) -> None:
+        nonlocal records, pipe
+        if value is None:  # a tombstone: the case is gone
+            if key is not None:
+                store.forget(key.decode(), pipe)
+            return
+        case = case_plan(value)
+        if case is None:
+            return
+        records += 1
+        store.schedule_wire(case.case_id, case.version, case.timers, case.dues_ms,
+                            case.summary, fired.get(case.case_id, ()), pipe)
+        if case.timers:
+            open_cases.add(case.case_id)
+        else:
+            open_cases.discard(case.case_id)
+        if len(pipe) >= BATCH:
+            sender.send(pipe)
+            pipe = store.pipeline()
+
+    try:
+        kafka.read_to_end(settings, settings.topic("cases"), add_case,
+                          "griddispatch-timers-rebuild", timeout, partitions)
+        sender.send(pipe)
+    finally:
+        sender.close()
+    return records, len(open_cases)
 
 
 class _Sender:

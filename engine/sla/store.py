@@ -1,26 +1,31 @@
-"""Timers in Redis: a sorted set by due time per shard, the plan in one small value per case.
+"""Timers in Redis: one sorted-set member per case, due at its next timer; the plan in one
+small value per case.
 
 Why this shape:
+- **One member per case.** A case has up to a dozen timers (warnings, breach, ladder, for
+  two clocks); indexing each would cost a sorted-set member (~120 bytes, and a random
+  skiplist insert) per timer. The member ``<case>|<version>`` is scored by the case's next
+  unfired due time instead; a claim takes the case, fires every timer of it that is due,
+  and puts the member back at the next one. A rebuild of a million cases then inserts a
+  million members, not ten million (issue #5's benchmark: ``python -m tests.bench --only
+  timers``).
 - **Atomic claim.** A Lua script moves due members from ``due`` to ``inflight`` (with a lease)
-  in one step, so two timer workers never claim the same timer. What a worker claimed and
-  did not acknowledge (it died) goes back to ``due`` when the lease runs out.
-- **Fencing.** A member names the case version it was planned on (``<case>|<version>|<k>``);
-  the case value holds the current version. A timer planned on an older version (the case was
-  accepted, paused, re-dispatched since) is dropped at claim time, never fired.
+  in one step, so two timer workers never claim the same case at once. What a worker claimed
+  and did not acknowledge (it died) goes back to ``due`` when the lease runs out.
+- **Fencing.** The member names the case version it was planned on; the case value holds the
+  current version. A member planned on an older version (the case was accepted, paused,
+  re-dispatched since) is dropped at claim time, never fired, and never put back.
 - **Fired once.** The case value keeps the ids of escalations already published; re-planning
   after any change skips them, and a rebuild restores them from the ``escalations`` topic.
+  An acknowledgement records what it published even when the case was re-planned meanwhile.
 - **Cluster-ready.** Every key of a case sits in its shard's hash slot (``{t<n>}``), so the
   scripts touch one slot, and shards spread over a Redis Cluster.
-- **Small.** A million pending timers should fit in a quarter of a gigabyte (issue #5; the
-  benchmark is ``python -m tests.bench --only timers``). The sorted-set member is the floor
-  (about 120 bytes: skiplist node, dict entry, member string); the rest of a case lives in ONE
-  string, not a hash: a hash whose plan field passes 64 bytes leaves Redis's compact listpack
-  encoding and costs a dict, an entry and a string per field (1,128 bytes for a 5-timer case
-  against 287 now). The value is ``<version> <count>\\n<fired ids>\\n<plan>``: the scripts
-  read and write the first two lines; the plan (the timers in their wire form and the case
-  summary an escalation quotes) is only read back in Python when a timer fires, so it is
-  stored deflated with a preset dictionary of the words every plan repeats (5 timers: 200
-  bytes instead of 1,229 of JSON).
+- **Small.** The case value is one string, not a hash (a hash whose field passes 64 bytes
+  leaves Redis's compact encoding): ``<version> <count>\\n<fired ids>\\n<dues>\\n<plan>``.
+  The scripts read the first three lines (``<dues>`` is ``<due ms> <escalation id>`` per
+  timer, in plan order); the plan (the timers in their wire form and the case summary an
+  escalation quotes) is only read back in Python when a timer fires, so it is stored
+  deflated with a preset dictionary of the words every plan repeats.
 
 The layout of the case value and ``_ZDICT`` are a storage format: a value written with one
 cannot be read with another. Change either together with ``CASE_KEY``, so old values are
@@ -45,7 +50,7 @@ from redis.lock import Lock
 from engine.sla.model import SlaTimer
 
 SHARDS = 16
-CASE_KEY = "case"  # the infix of case keys; see the module docstring before changing it
+CASE_KEY = "cs"  # the infix of case keys; see the module docstring before changing it
 
 _WIRE = TypeAdapter(list[SlaTimer])
 
@@ -78,11 +83,11 @@ _WBITS, _MEMLEVEL, _LEVEL = -12, 4, 3
 # order), fired ids to add (space-separated; a rebuild passes what ``escalations`` holds).
 _SCHEDULE = r"""
 local due, case, version = KEYS[1], KEYS[2], tonumber(ARGV[1])
-local old, count, fired = -1, 0, ''
+local old, fired = -1, ''
 local raw = redis.call('GET', case)
 if raw then
-  local v, c, f = string.match(raw, '^(%d+) (%d+)\n([^\n]*)\n')
-  old, count, fired = tonumber(v), tonumber(c), f
+  local v, f = string.match(raw, '^(%d+) %d+\n([^\n]*)\n')
+  old, fired = tonumber(v), f
 end
 if old > version then return 0 end
 for id in string.gmatch(ARGV[5], '%S+') do
@@ -90,16 +95,12 @@ for id in string.gmatch(ARGV[5], '%S+') do
     fired = fired == '' and id or (fired .. ' ' .. id)
   end
 end
-if count > 0 then
-  local gone = {}
-  for k = 0, count - 1 do gone[k + 1] = ARGV[2] .. '|' .. old .. '|' .. k end
-  redis.call('ZREM', due, unpack(gone))
-end
-local add, spaced, n = {}, ' ' .. fired .. ' ', 0
+if old >= 0 then redis.call('ZREM', due, ARGV[2] .. '|' .. old) end
+local spaced, n, next = ' ' .. fired .. ' ', 0, nil
 for score, id in string.gmatch(ARGV[4], '(%d+) (%S+)') do
   if fired == '' or string.find(spaced, ' ' .. id .. ' ', 1, true) == nil then
-    add[#add + 1] = score
-    add[#add + 1] = ARGV[2] .. '|' .. version .. '|' .. n
+    local s = tonumber(score)
+    if next == nil or s < next then next = s end
   end
   n = n + 1
 end
@@ -107,8 +108,8 @@ if n == 0 then
   redis.call('DEL', case)
   return 1
 end
-redis.call('SET', case, version .. ' ' .. n .. '\n' .. fired .. '\n' .. ARGV[3])
-if #add > 0 then redis.call('ZADD', due, unpack(add)) end
+redis.call('SET', case, version .. ' ' .. n .. '\n' .. fired .. '\n' .. ARGV[4] .. '\n' .. ARGV[3])
+if next ~= nil then redis.call('ZADD', due, next, ARGV[2] .. '|' .. version) end
 return 1
 """
 
@@ -131,18 +132,22 @@ end
 return #members
 """
 
-# The plan after the second newline may hold any byte: cut by position, not by pattern.
+# ARGV: member, fired ids (space-separated), next due ms ('' for none), version.
+# The plan after the third newline may hold any byte: cut by position, not by pattern.
 _ACK = r"""
-redis.call('ZREM', KEYS[1], ARGV[1])
+redis.call('ZREM', KEYS[2], ARGV[1])
+local raw = redis.call('GET', KEYS[3])
+if not raw then return 0 end
+local a = string.find(raw, '\n', 1, true)
+local b = string.find(raw, '\n', a + 1, true)
 if ARGV[2] ~= '' then
-  local raw = redis.call('GET', KEYS[2])
-  if raw then
-    local a = string.find(raw, '\n', 1, true)
-    local b = string.find(raw, '\n', a + 1, true)
-    local fired = string.sub(raw, a + 1, b - 1)
-    fired = fired == '' and ARGV[2] or (fired .. ' ' .. ARGV[2])
-    redis.call('SET', KEYS[2], string.sub(raw, 1, a) .. fired .. string.sub(raw, b))
-  end
+  local fired = string.sub(raw, a + 1, b - 1)
+  fired = fired == '' and ARGV[2] or (fired .. ' ' .. ARGV[2])
+  redis.call('SET', KEYS[3], string.sub(raw, 1, a) .. fired .. string.sub(raw, b))
+end
+local version = tonumber(string.match(raw, '^(%d+) '))
+if ARGV[3] ~= '' and version == tonumber(ARGV[4]) then
+  redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
 end
 return 1
 """
@@ -174,22 +179,35 @@ def _unpack(plan: bytes) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class Claimed:
-    """A due timer this worker now owns until it acknowledges it (or its lease runs out)."""
+    """A case with a due timer that this worker owns until it acknowledges it (or the lease
+    runs out)."""
 
     member: str
     case_id: str
     version: int
-    index: int
     due_ms: int
 
 
 @dataclass(frozen=True)
-class Firing:
-    """A claimed timer that is still current: what to publish."""
+class DueCase:
+    """A claimed case: its timers due now, not fired yet, in due order (none: stale)."""
 
     claimed: Claimed
-    timer: SlaTimer
+    timers: list[SlaTimer]
     summary: dict[str, object]
+    later_ms: int | None  # the case's next unfired timer after these
+
+    @property
+    def stale(self) -> bool:
+        return not self.timers
+
+    def next_ms(self, fired: Iterable[str]) -> int | None:
+        """When to come back: a timer not published now is due again at once."""
+        done = set(fired)
+        left = [_ms(t.due) for t in self.timers if t.escalation_id not in done]
+        if self.later_ms is not None:
+            left.append(self.later_ms)
+        return min(left, default=None)
 
 
 class TimerStore:
@@ -255,7 +273,7 @@ class TimerStore:
     # --- firing -------------------------------------------------------------------------
 
     def claim(self, now: datetime, lease_s: float = 30.0, batch: int = 500) -> list[Claimed]:
-        """Due timers of every shard, up to ``batch`` per shard; one round trip for all."""
+        """Cases with a due timer, up to ``batch`` per shard; one round trip for all shards."""
         now_ms = _ms(now)
         pipe = self.pipeline()
         for shard in range(SHARDS):
@@ -267,48 +285,60 @@ class TimerStore:
         for raw in pipe.execute()[1::2]:
             for i in range(0, len(raw), 2):
                 member = raw[i].decode()
-                case_id, version, index = member.rsplit("|", 2)
-                out.append(Claimed(member, case_id, int(version), int(index), int(raw[i + 1])))
+                case_id, version = member.rsplit("|", 1)
+                out.append(Claimed(member, case_id, int(version), int(raw[i + 1])))
         return out
 
-    def resolve(self, claimed: Sequence[Claimed]) -> tuple[list[Firing], list[Claimed]]:
-        """Split claimed timers into those to fire and stale ones (fenced off or fired)."""
+    def resolve(self, claimed: Sequence[Claimed], now: datetime) -> list[DueCase]:
+        """What each claimed case has due by ``now``; fenced-off or fired-out cases are
+        stale (acknowledge them with nothing fired)."""
+        now_ms = _ms(now)
         pipe = self.pipeline()
         for c in claimed:
             pipe.get(self._case(c.case_id))
-        firing, stale = [], []
-        plans: dict[bytes, dict[str, Any]] = {}
+        out = []
         for c, raw in zip(claimed, pipe.execute(), strict=True):
             if raw is None:
-                stale.append(c)
+                out.append(DueCase(c, [], {}, None))
                 continue
-            head, fired, packed = raw.split(b"\n", 2)
+            head, fired_raw, dues, packed = raw.split(b"\n", 3)
             if int(head.split(b" ", 1)[0]) != c.version:
-                stale.append(c)
+                out.append(DueCase(c, [], {}, None))
                 continue
-            plan = plans.get(packed)
-            if plan is None:
-                plan = plans[packed] = _unpack(packed)
-            timers = plan["timers"]
-            if c.index >= len(timers):
-                stale.append(c)
+            fired = set(fired_raw.decode().split())
+            pairs = dues.split()
+            due_now, later = [], None
+            for index in range(0, len(pairs), 2):
+                due_ms, eid = int(pairs[index]), pairs[index + 1].decode()
+                if eid in fired:
+                    continue
+                if due_ms <= now_ms:
+                    due_now.append(index // 2)
+                elif later is None or due_ms < later:
+                    later = due_ms
+            if not due_now:
+                out.append(DueCase(c, [], {}, later))
                 continue
-            timer = SlaTimer.model_validate(timers[c.index])
-            if timer.escalation_id in fired.decode().split():
-                stale.append(c)
-                continue
-            firing.append(Firing(c, timer, plan["summary"]))
-        return firing, stale
+            plan = _unpack(packed)
+            timers = sorted((SlaTimer.model_validate(plan["timers"][i]) for i in due_now),
+                            key=lambda t: t.due)
+            out.append(DueCase(c, timers, plan["summary"], later))
+        return out
 
-    def ack(self, claimed: Claimed, fired_id: str = "") -> None:
-        """Done with a claimed timer; ``fired_id`` marks its escalation as published."""
+    def ack(self, due: DueCase, fired: Sequence[str] = ()) -> None:
+        """Done with a claimed case: ``fired`` are the escalations now published; the case
+        goes back in the index at its next unfired timer (unless it changed meanwhile)."""
+        claimed = due.claimed
         shard = shard_of(claimed.case_id)
-        self._ack(keys=[self._inflight(shard), self._case(claimed.case_id)],
-                  args=[claimed.member, fired_id])
+        next_ms = due.next_ms(fired) if not due.stale or due.later_ms is not None else None
+        self._ack(keys=[self._due(shard), self._inflight(shard), self._case(claimed.case_id)],
+                  args=[claimed.member, " ".join(fired),
+                        "" if next_ms is None else next_ms, claimed.version])
 
     # --- inspection ---------------------------------------------------------------------
 
     def pending(self) -> int:
+        """Cases waiting for a timer (one index entry each)."""
         pipe = self.pipeline()
         for shard in range(SHARDS):
             pipe.zcard(self._due(shard))

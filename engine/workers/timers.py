@@ -22,11 +22,12 @@ from datetime import UTC, datetime
 import redis
 from confluent_kafka import KafkaError, KafkaException, Message
 
-from engine import kafka, metrics
+from engine import kafka, lag, metrics
 from engine.reference.departments import DepartmentRegistry
 from engine.settings import Settings
+from engine.sla.model import SlaTimer
 from engine.sla.restore import audit, rebuild
-from engine.sla.store import Firing, TimerStore
+from engine.sla.store import DueCase, TimerStore
 from engine.sla.timers import case_timers, escalation_for
 from engine.workers.reload import RulesHolder
 
@@ -35,6 +36,7 @@ GROUP = "griddispatch-timers"
 WORKER = "timers"
 CASES, ESCALATIONS = "cases", "escalations"
 BATCH, POLL_SECONDS = 500, 0.2
+COUNT_EVERY_SECONDS = 15.0  # the pending gauge: 16 ZCARDs
 
 
 class TimerWorker:
@@ -52,12 +54,16 @@ class TimerWorker:
     def run(self) -> int:
         self.consumer.subscribe([self.settings.topic(CASES)])
         next_audit = time.monotonic() + self.audit_every
+        next_count = time.monotonic()
         try:
             while not self.stopping:
                 if not self.store.is_built():
                     self._rebuild()
                 self._mirror(self.consumer.consume(BATCH, POLL_SECONDS))
                 self._fire()
+                if time.monotonic() >= next_count:
+                    metrics.TIMERS_PENDING.set(self.store.pending())
+                    next_count = time.monotonic() + COUNT_EVERY_SECONDS
                 if time.monotonic() >= next_audit:
                     self._audit()
                     next_audit = time.monotonic() + self.audit_every
@@ -119,34 +125,39 @@ class TimerWorker:
         claimed = self.store.claim(now)
         if not claimed:
             return
-        firing, stale = self.store.resolve(claimed)
-        for old in stale:
-            self.store.ack(old)
-            metrics.TIMER_FIRES.labels("stale").inc()
+        cases = self.store.resolve(claimed, now)
         failed: dict[str, str] = {}
         departments = self.holder.current.departments
-        for item in firing:
-            self._publish(item, departments, now, failed)
+        for case in cases:
+            for timer in case.timers:
+                self._publish(case, timer, departments, now, failed)
         self.producer.flush(30)
-        for item in firing:
-            eid = item.timer.escalation_id
-            if eid in failed:  # the claim's lease runs out and the timer comes back
-                log.warning("escalation %s of case %s not published (%s): will retry", eid,
-                            item.claimed.case_id, failed[eid])
+        for case in cases:
+            if case.stale:
+                self.store.ack(case)
+                metrics.TIMER_FIRES.labels("stale").inc()
                 continue
-            self.store.ack(item.claimed, eid)
-            metrics.TIMER_FIRES.labels("fired").inc()
-            metrics.TIMER_LATENESS.observe(max(0.0, (now - item.timer.due).total_seconds()))
-            metrics.SLA_ESCALATIONS.labels(item.summary.get("lead") or "-", item.timer.limit,
-                                           item.timer.step).inc()
+            published = []
+            for timer in case.timers:
+                eid = timer.escalation_id
+                if eid in failed:  # back in the index at once: fired on a later pass
+                    log.warning("escalation %s of case %s not published (%s): will retry",
+                                eid, case.claimed.case_id, failed[eid])
+                    continue
+                published.append(eid)
+                metrics.TIMER_FIRES.labels("fired").inc()
+                metrics.TIMER_LATENESS.observe(max(0.0, (now - timer.due).total_seconds()))
+                metrics.SLA_ESCALATIONS.labels(str(case.summary.get("lead") or "-"),
+                                               timer.limit, timer.step).inc()
+            self.store.ack(case, published)
 
-    def _publish(self, item: Firing, departments: DepartmentRegistry, now: datetime,
-                 failed: dict[str, str]) -> None:
-        record = escalation_for(item.claimed.case_id, item.claimed.version, item.timer,
-                                item.summary, departments, now)
+    def _publish(self, case: DueCase, timer: SlaTimer, departments: DepartmentRegistry,
+                 now: datetime, failed: dict[str, str]) -> None:
+        record = escalation_for(case.claimed.case_id, case.claimed.version, timer,
+                                case.summary, departments, now)
         value = record.model_dump_json(by_alias=True).encode()
-        key = item.claimed.case_id.encode()
-        eid = item.timer.escalation_id
+        key = case.claimed.case_id.encode()
+        eid = timer.escalation_id
 
         def delivered(err: KafkaError | None, _msg: Message) -> None:
             if err is not None:
@@ -154,7 +165,7 @@ class TimerWorker:
 
         headers: list[tuple[str, str | bytes | None]] = [
             ("schema", b"griddispatch.escalation/1")]
-        for topic in (ESCALATIONS, f"{ESCALATIONS}.{item.timer.recipient}"):
+        for topic in (ESCALATIONS, f"{ESCALATIONS}.{timer.recipient}"):
             self.producer.produce(self.settings.topic(topic), value, key, headers=headers,
                                   on_delivery=delivered)
 
@@ -167,6 +178,7 @@ def run(settings: Settings, metrics_port: int | None, audit_every: float) -> int
     if metrics_port is not None:
         metrics.serve_metrics(metrics_port)
         log.info("metrics on http://127.0.0.1:%d/metrics", metrics_port)
+        lag.start_sampler(settings, GROUP, (CASES,), WORKER)
     worker = TimerWorker(settings, holder, store, audit_every)
     signal.signal(signal.SIGTERM, worker.stop)
     signal.signal(signal.SIGINT, worker.stop)

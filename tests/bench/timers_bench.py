@@ -191,8 +191,8 @@ def measure_memory(client: redis.Redis[bytes], store: TimerStore, templates: Tem
     seconds = time.monotonic() - started
     store_bytes = used_memory(client) - before
     pending = store.pending()
-    if pending != timers:
-        raise RuntimeError(f"{pending:,} timers pending after scheduling {timers:,}")
+    if pending != cases:  # one index entry per case (engine/sla/store.py)
+        raise RuntimeError(f"{pending:,} cases pending after scheduling {cases:,}")
 
     zset_bytes = sum(int(client.memory_usage(store._due(s), samples=0) or 0)
                      for s in range(SHARDS))
@@ -210,7 +210,7 @@ def measure_memory(client: redis.Redis[bytes], store: TimerStore, templates: Tem
     ratio = result.per_timer / result.baseline_per_timer
     log(f"[memory] TimerStore: {timers:,} timers of {cases:,} cases scheduled in "
         f"{seconds:.1f}s: {result.per_timer:.1f} bytes/timer ({ratio:.2f}x the raw members); "
-        f"shard zsets {result.zset_bytes_per_member:.1f} B/member, case key "
+        f"shard zsets {result.zset_bytes_per_member:.1f} B/timer, case key "
         f"{result.case_key_bytes:.0f} B ({result.case_encoding})")
     return result
 
@@ -477,7 +477,7 @@ def table(report: TimersReport) -> str:
                     f"raw read of the same topic {r.raw_read_median_s:.1f}s (rebuild / read "
                     f"{r.rebuild_median_s / r.raw_read_median_s:.1f}x)")
         rows.append(f"  where: parse {r.parse_us:.1f} µs/record (full models "
-                    f"{r.parse_full_us:.1f}); cpu during the rebuild: reader process "
+                    f"{r.parse_full_us:.1f}); cpu during the rebuild: reader processes "
                     f"{r.reader_cpu_seconds:.1f}s, redis {r.redis_cpu_seconds:.1f}s; "
-                    f"{r.pending_after:,} timers, redis memory {r.redis_used_bytes / 1e6:,.0f} MB")
+                    f"{r.pending_after:,} index entries, redis memory {r.redis_used_bytes / 1e6:,.0f} MB")
     return "\n".join(rows)

@@ -43,20 +43,21 @@ def test_two_workers_claiming_at_once_fire_each_due_timer_exactly_once(
         redis_url: str, store: TimerStore) -> None:
     past = NOW - timedelta(seconds=5)
     pipe = store.pipeline()
-    for case in range(400):
-        store.schedule(f"c{case}", 1, [timer(k, past) for k in range(5)], {"lead": "x"}, (),
+    for case in range(400):  # five due timers and one in an hour per case
+        store.schedule(f"c{case}", 1, [*(timer(k, past) for k in range(5)),
+                                       timer(9, NOW + timedelta(hours=1))], {"lead": "x"}, (),
                        pipe)
     pipe.execute()
-    assert store.pending() == 2000
+    assert store.pending() == 400  # one index entry per case
     other = TimerStore(redis.Redis.from_url(redis_url), store.prefix)
     got: dict[str, list[str]] = {"a": [], "b": []}
 
     def drain(name: str, s: TimerStore) -> None:
-        while claimed := s.claim(datetime.now(UTC), batch=50):
-            firing, _ = s.resolve(claimed)
-            for item in firing:
-                s.ack(item.claimed, item.timer.escalation_id)
-                got[name].append(f"{item.claimed.case_id}/{item.timer.escalation_id}")
+        while claimed := s.claim(datetime.now(UTC), batch=20):
+            for case in s.resolve(claimed, datetime.now(UTC)):
+                fired = [t.escalation_id for t in case.timers]
+                s.ack(case, fired)
+                got[name] += [f"{case.claimed.case_id}/{eid}" for eid in fired]
 
     threads = [threading.Thread(target=drain, args=("a", store)),
                threading.Thread(target=drain, args=("b", other))]
@@ -67,7 +68,9 @@ def test_two_workers_claiming_at_once_fire_each_due_timer_exactly_once(
     fired = got["a"] + got["b"]
     assert len(fired) == len(set(fired)) == 2000
     assert got["a"] and got["b"], "both workers should have claimed some"
-    assert store.pending() == 0
+    assert store.pending() == 400  # each case back in the index, at its next timer
+    assert store.next_due() == datetime.fromtimestamp(
+        int((NOW + timedelta(hours=1)).timestamp() * 1000) / 1000, UTC)
 
 
 def test_a_newer_case_version_fences_off_old_timers_and_fired_ones_never_return(
@@ -75,21 +78,33 @@ def test_a_newer_case_version_fences_off_old_timers_and_fired_ones_never_return(
     past = NOW - timedelta(seconds=1)
     store.schedule("c1", 1, [timer(1, past), timer(2, past)], {"lead": "x"})
     claimed = store.claim(NOW)
-    assert len(claimed) == 2
+    assert len(claimed) == 1
     store.schedule("c1", 2, [timer(2, past), timer(3, NOW + timedelta(hours=1))], {"lead": "x"})
-    firing, stale = store.resolve(claimed)
-    assert firing == [] and len(stale) == 2  # planned on version 1: fenced off
-    for item in stale:
-        store.ack(item)
-    claimed = store.claim(NOW)
-    firing, _ = store.resolve(claimed)
-    assert [f.timer.escalation_id for f in firing] == ["e2"]
-    store.ack(firing[0].claimed, "e2")
+    [case] = store.resolve(claimed, NOW)
+    assert case.stale  # planned on version 1: fenced off
+    store.ack(case)
+    [case] = store.resolve(store.claim(NOW), NOW)
+    assert [t.escalation_id for t in case.timers] == ["e2"]
+    store.ack(case, ["e2"])
+    assert store.claim(NOW) == []  # e3 is due in an hour
     store.schedule("c1", 3, [timer(2, past), timer(3, past)], {"lead": "x"})  # re-planned
-    firing, _ = store.resolve(store.claim(NOW))
-    assert [f.timer.escalation_id for f in firing] == ["e3"]  # e2 fired already
+    [case] = store.resolve(store.claim(NOW), NOW)
+    assert [t.escalation_id for t in case.timers] == ["e3"]  # e2 fired already
     store.schedule("c1", 2, [timer(9, past)], {"lead": "x"})  # an older record: ignored
     assert store.version_of(["c1"]) == [3]
+    store.ack(case, ["e3"])  # all fired: the case leaves the index
+    assert store.pending() == 0
+
+
+def test_what_was_fired_while_the_case_changed_is_kept_and_a_failed_one_comes_back(
+        store: TimerStore) -> None:
+    past = NOW - timedelta(seconds=1)
+    store.schedule("c1", 1, [timer(1, past), timer(2, past)], {"lead": "x"})
+    [case] = store.resolve(store.claim(NOW), NOW)
+    store.schedule("c1", 2, [timer(1, past), timer(2, past)], {"lead": "x"})  # meanwhile
+    store.ack(case, ["e1"])  # e1 published; e2 failed
+    [again] = store.resolve(store.claim(NOW), NOW)
+    assert [t.escalation_id for t in again.timers] == ["e2"]
 
 
 def test_a_claim_whose_worker_died_comes_back_after_its_lease(store: TimerStore) -> None:
@@ -112,18 +127,18 @@ def test_a_fired_timer_gives_back_its_plan_and_summary_whatever_bytes_the_plan_p
         store.schedule(case_id, 1, timers, summary, (), pipe)
     pipe.execute()
     packed = [store.redis.get(store._case(c)) or b"" for c in plans]
-    assert any(b"\n" in raw.split(b"\n", 2)[2] for raw in packed)  # the plan is binary
-    firing, stale = store.resolve(store.claim(NOW))
-    assert stale == [] and len(firing) == 120
-    for item in firing:
-        assert item.timer == plans[item.claimed.case_id][item.claimed.index]
-        assert item.summary == summary
-        store.ack(item.claimed, item.timer.escalation_id)
+    assert any(b"\n" in raw.split(b"\n", 3)[3] for raw in packed)  # the plan is binary
+    cases = store.resolve(store.claim(NOW), NOW)
+    assert len(cases) == 30 and not any(c.stale for c in cases)
+    for case in cases:
+        assert case.timers == sorted(plans[case.claimed.case_id], key=lambda t: t.due)
+        assert case.summary == summary
+        store.ack(case, [t.escalation_id for t in case.timers])
     for n, (case_id, timers) in enumerate(plans.items()):  # re-planned with one more step
         store.schedule(case_id, 2, [*timers, timer(1000 + n, past)], summary)
-    firing, _ = store.resolve(store.claim(NOW))
-    assert sorted(f.timer.escalation_id for f in firing) == sorted(f"e{1000 + n}"
-                                                                    for n in range(30))
+    cases = store.resolve(store.claim(NOW), NOW)
+    assert sorted(t.escalation_id for c in cases for t in c.timers) == sorted(
+        f"e{1000 + n}" for n in range(30))
 
 
 # --- end to end ------------------------------------------------------------------------------
