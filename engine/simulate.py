@@ -23,7 +23,9 @@ Outcomes, one dict per non-blank line, in input order:
   ``result`` says what it did (updated, rerouted, rejected);
 - ``escalated`` (with ``escalations=True``): an SLA timer of a case fell due on the simulated
   clock before the next line's time: ``case_id``, ``limit`` (accept, resolve), ``step``
-  (warning, breach, level1, ...), ``recipient``, ``deadline`` and ``at`` (when it fired).
+  (warning, breach, level1, ...; ``autoclose`` with limit ``verify``: a resolved case nobody
+  verified within its policy's ``verify_within`` is closed), ``recipient``, ``deadline`` and
+  ``at`` (when it fired).
   After the last line the clock runs on to ``until`` (default: until no timer is left), so
   history without department answers shows every step each policy would take.
 
@@ -51,7 +53,7 @@ from engine.cases.records import CaseRecord, StatusRejected, StatusUpdate
 from engine.classify import classify_data, classify_raw
 from engine.contracts import MAX_REPORT_BYTES, Classified, Outcome, Rejected, Triage
 from engine.rules import RuleSet
-from engine.sla.timers import TimerBook, timers_of_case
+from engine.sla.timers import TimerBook, autoclose_update, timers_of_case
 
 # The time given to a line whose reported_at is unreadable (it is rejected regardless).
 FALLBACK_TIME = datetime(1970, 1, 1, tzinfo=UTC)
@@ -120,8 +122,17 @@ class _Retirement:
                 store.stop_merging(case)
 
 
-def _escalated(book: TimerBook, until: datetime | None) -> Iterator[dict[str, Any]]:
+def _escalated(ruleset: RuleSet, store: CaseStore, book: TimerBook,
+               until: datetime | None) -> Iterator[dict[str, Any]]:
+    """The SLA steps due by ``until``; an unverified resolution is closed as the timer
+    worker closes it (a verification on the route worker's input)."""
     for case_id, _version, timer, _summary in book.due(until):
+        if timer.limit == "verify":
+            update = autoclose_update(case_id, timer, timer.due)
+            step = on_status(ruleset, store, update.model_dump_json(by_alias=True).encode(),
+                             timer.due)
+            if step.case is not None:
+                book.schedule(timers_of_case(step.case))
         out: dict[str, Any] = {"outcome": "escalated", "case_id": case_id, "limit": timer.limit,
                                "step": timer.step, "recipient": timer.recipient,
                                "deadline": timer.deadline.astimezone(SHANGHAI).isoformat(),
@@ -141,7 +152,7 @@ def _status(ruleset: RuleSet, store: CaseStore, number: int, raw: bytes,
     else:
         at = update.at
         if book is not None:
-            yield from _escalated(book, at)
+            yield from _escalated(ruleset, store, book, at)
     step = on_status(ruleset, store, raw, at or FALLBACK_TIME)
     if book is not None and step.case is not None:
         book.schedule(timers_of_case(step.case))
@@ -169,7 +180,7 @@ def simulate(ruleset: RuleSet, lines: Iterable[bytes], escalations: bool = False
             continue
         outcome = classify_line(ruleset, raw)
         if book is not None and isinstance(outcome, Classified):
-            yield from _escalated(book, outcome.received_at)
+            yield from _escalated(ruleset, store, book, outcome.received_at)
         out: dict[str, Any] = {"line": number, "incident_id": outcome.incident_id,
                                "channel": outcome.channel, "channel_id": outcome.channel_id}
         if isinstance(outcome, Classified):
@@ -195,7 +206,7 @@ def simulate(ruleset: RuleSet, lines: Iterable[bytes], escalations: bool = False
             out.update(outcome="rejected", reason=outcome.reason, detail=outcome.detail)
         yield out
     if book is not None:
-        yield from _escalated(book, until)
+        yield from _escalated(ruleset, store, book, until)
 
 
 def destination(out: dict[str, Any]) -> tuple[object, ...]:

@@ -19,7 +19,8 @@ import yaml
 
 # Limits a person can watch pass: minutes, not working days.
 DEMO_POLICY = {"accept": "60s", "resolve": "4m", "unit": "natural", "warn_at": [50, 80],
-               "ladder": [{"after": "30s"}, {"after": "60s", "to": "county.zhzx"}]}
+               "ladder": [{"after": "30s"}, {"after": "60s", "to": "county.zhzx"}],
+               "verify_within": "2m"}
 
 
 @dataclass(frozen=True)

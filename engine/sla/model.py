@@ -19,7 +19,7 @@ from engine.calendar import Season, WorkingHours
 from engine.contracts import Platform, Priority
 
 Unit = Literal["working", "natural"]
-LimitName = Literal["accept", "resolve"]
+LimitName = Literal["accept", "resolve", "verify"]
 
 
 class _Wire(BaseModel):
@@ -79,6 +79,9 @@ class SlaTerms(_Wire):
     warn_at: list[int]
     ladder: list[LadderStep]
     hours: HoursSpec
+    verify_within: str | None = Field(
+        default=None, description="a resolved case nobody verified (回访) is closed this long "
+                                  "after its resolution, natural time; null: never")
 
 
 class SlaTimer(_Wire):
@@ -87,7 +90,8 @@ class SlaTimer(_Wire):
     escalation_id: str = Field(description="stable id: the same step of the same clock of "
                                            "the same case always has it")
     limit: LimitName
-    step: str = Field(description="warning, breach, or ladder level1, level2, ...")
+    step: str = Field(description="warning, breach, ladder level1, level2, ...; autoclose "
+                                  "(limit verify) closes an unverified resolved case")
     percent: int | None = Field(default=None, description="for warnings: share of the limit")
     due: datetime
     deadline: datetime

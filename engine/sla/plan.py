@@ -13,7 +13,7 @@ import hashlib
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
-from engine.calendar import WorkingHours, add_working_time, working_time_between
+from engine.calendar import WORKING_HOURS, WorkingHours, add_working_time, working_time_between
 from engine.cases.records import CaseRecord
 from engine.reference.departments import DepartmentRegistry
 from engine.sla.model import CaseSla, LimitName, SlaTerms, SlaTimer
@@ -133,6 +133,18 @@ def clock_state(case: CaseRecord) -> tuple[object, ...]:
             len(sla.pauses))
 
 
+def _autoclose(case: CaseRecord, within: str, departments: DepartmentRegistry) -> SlaTimer:
+    """Nobody verified (回访) the resolution in time: the command centre's verification is
+    recorded for it, closing the case, so it does not stay open for ever."""
+    due = case.updated_at + limit_span(within, "natural", WORKING_HOURS)
+    verifier = (departments.resolve("township.zhzx", case.division_chain)
+                or departments.resolve("county.zhzx", case.division_chain) or case.lead)
+    return SlaTimer(escalation_id=escalation_id(case.case_id, "verify", case.updated_at,
+                                                "autoclose"),
+                    limit="verify", step="autoclose", due=due, deadline=due,
+                    recipient=verifier)
+
+
 def replan(case: CaseRecord, departments: DepartmentRegistry,
            before: CaseRecord | None = None) -> CaseRecord:
     """The case with its deadlines and timer plan brought up to date with its state.
@@ -161,6 +173,8 @@ def replan(case: CaseRecord, departments: DepartmentRegistry,
         resolve_by = deadline_after(sla.resolve_from, span, terms, sla.pauses, hours)
         timers += _clock_timers(case, "resolve", sla.resolve_from, span, resolve_by, ladder,
                                 hours)
+    elif case.state == "resolved" and terms.verify_within:
+        timers.append(_autoclose(case, terms.verify_within, departments))
     timers.sort(key=lambda t: t.due)
     new = sla.model_copy(update={"accept_by": accept_by, "resolve_by": resolve_by,
                                  "timers": timers})

@@ -110,6 +110,9 @@ class PolicyFile(BaseModel):
     warn_at: Percents = Field(default_factory=lambda: [50, 80])
     ladder: list[LadderStepFile] = Field(default_factory=list, max_length=8)
     overrides: list[OverrideFile] = Field(default_factory=list)
+    verify_within: Annotated[str | None, AfterValidator(_limit_text)] = Field(
+        default=None, description="close a resolved case nobody verified after this long "
+                                  "(natural time), e.g. 7d; null: wait for the verification")
 
 
 def _clock(value: str) -> time:
@@ -217,7 +220,7 @@ class SlaTable:
             resolve=matter.limits.resolve if resolve == "matter" else resolve,
             warn_at=list(warn_at),
             ladder=[LadderStep(after=s.after, to=s.to) for s in policy.ladder],
-            hours=HoursSpec.of(self.hours))
+            hours=HoursSpec.of(self.hours), verify_within=policy.verify_within)
 
 
 def compile_sla(layers: list[Layer], name: str) -> SlaTable:

@@ -16,7 +16,7 @@ from pydantic import TypeAdapter
 from pydantic_core import from_json
 from typing_extensions import TypedDict  # pydantic needs this one on Python < 3.12
 
-from engine.cases.records import CaseRecord
+from engine.cases.records import CaseRecord, StatusUpdate
 from engine.reference.departments import DepartmentRegistry
 from engine.sla.model import Escalation, SlaTimer
 from engine.sla.plan import case_version
@@ -147,6 +147,13 @@ def escalation_for(case_id: str, version: int, timer: SlaTimer, summary: dict[st
         matter_code=str(summary["matter_code"]), platform=summary["platform"],
         priority=summary["priority"], grid_code=summary.get("grid_code"),
         policy=str(summary.get("policy", "")), case_version=version)
+
+
+def autoclose_update(case_id: str, timer: SlaTimer, now: datetime) -> StatusUpdate:
+    """The verification a command centre records when the reporter was not reached in time."""
+    return StatusUpdate(case_id=case_id, department=timer.recipient, action="verified", at=now,
+                        note="自动结案：回访期限内未获答复 (closed: no verification within the "
+                             "policy's verify_within)", satisfied=None)
 
 
 def fired_ids(value: bytes) -> tuple[str, str] | None:

@@ -28,13 +28,13 @@ from engine.settings import Settings
 from engine.sla.model import SlaTimer
 from engine.sla.restore import audit, rebuild
 from engine.sla.store import DueCase, TimerStore
-from engine.sla.timers import case_timers, escalation_for
+from engine.sla.timers import autoclose_update, case_timers, escalation_for
 from engine.workers.reload import RulesHolder
 
 log = logging.getLogger("griddispatch.timers")
 GROUP = "griddispatch-timers"
 WORKER = "timers"
-CASES, ESCALATIONS = "cases", "escalations"
+CASES, ESCALATIONS, STATUS = "cases", "escalations", "assignments.status"
 BATCH, POLL_SECONDS = 500, 0.2
 COUNT_EVERY_SECONDS = 15.0  # the pending gauge: 16 ZCARDs
 
@@ -153,16 +153,25 @@ class TimerWorker:
 
     def _publish(self, case: DueCase, timer: SlaTimer, departments: DepartmentRegistry,
                  now: datetime, failed: dict[str, str]) -> None:
-        record = escalation_for(case.claimed.case_id, case.claimed.version, timer,
-                                case.summary, departments, now)
-        value = record.model_dump_json(by_alias=True).encode()
-        key = case.claimed.case_id.encode()
         eid = timer.escalation_id
 
         def delivered(err: KafkaError | None, _msg: Message) -> None:
             if err is not None:
                 failed[eid] = str(err)
 
+        if timer.limit == "verify":  # an unverified resolution: close it, as the route
+            # worker records any verification (one owner of case state)
+            update = autoclose_update(case.claimed.case_id, timer, now)
+            self.producer.produce(self.settings.topic(STATUS),
+                                  update.model_dump_json(by_alias=True).encode(),
+                                  str(case.summary["partition_key"]).encode(),
+                                  headers=[("schema", b"griddispatch.status/1")],
+                                  on_delivery=delivered)
+            return
+        record = escalation_for(case.claimed.case_id, case.claimed.version, timer,
+                                case.summary, departments, now)
+        value = record.model_dump_json(by_alias=True).encode()
+        key = case.claimed.case_id.encode()
         headers: list[tuple[str, str | bytes | None]] = [
             ("schema", b"griddispatch.escalation/1")]
         for topic in (ESCALATIONS, f"{ESCALATIONS}.{timer.recipient}"):

@@ -479,5 +479,6 @@ def table(report: TimersReport) -> str:
         rows.append(f"  where: parse {r.parse_us:.1f} µs/record (full models "
                     f"{r.parse_full_us:.1f}); cpu during the rebuild: reader processes "
                     f"{r.reader_cpu_seconds:.1f}s, redis {r.redis_cpu_seconds:.1f}s; "
-                    f"{r.pending_after:,} index entries, redis memory {r.redis_used_bytes / 1e6:,.0f} MB")
+                    f"{r.pending_after:,} index entries, redis memory "
+                    f"{r.redis_used_bytes / 1e6:,.0f} MB")
     return "\n".join(rows)

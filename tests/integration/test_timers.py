@@ -151,6 +151,7 @@ sla:
     resolve: 1h
     unit: natural
     warn_at: [50]
+    verify_within: 3s
     ladder:
       - {after: 2s}
       - {after: 4s, to: county.zhzx}
@@ -227,6 +228,19 @@ def test_warning_breach_and_ladder_in_order_accepting_in_time_stops_them_and_a_l
         watcher.until("the accept of the prompt case", lambda r: r["topic"] == "cases"
                       and r["value"]["case_id"] == prompt_case["case_id"]
                       and r["value"]["state"] == "accepted")
+        # resolved, and nobody calls the reporter back: closed when verify_within runs out
+        resolve = accept.model_copy(update={"action": "resolved", "note": "已关阀",
+                                            "at": datetime.now(UTC)})
+        producer.produce(settings.topic("assignments.status"),
+                         resolve.model_dump_json(by_alias=True).encode(),
+                         prompt_case["partition_key"].encode())
+        producer.flush(10)
+        closed = watcher.until("the prompt case closed", lambda r: r["topic"] == "cases"
+                               and r["value"]["case_id"] == prompt_case["case_id"]
+                               and r["value"]["state"] == "closed", timeout=30)
+        last = closed["value"]["history"][-1]
+        assert (last["action"], last["department"]) == (
+            "verified", f"{prompt_case['partition_key']}.zhzx")
         wait_for(lambda: client.exists(f"{settings.topic_prefix}gd:{{meta}}:built") == 1, 20,
                  "the rebuilt index")
     steps = [(e["limit"], e["step"]) for e in escalations(watcher, late_id)]

@@ -260,8 +260,9 @@ def test_escalations_follow_the_policy_on_the_simulated_clock(ruleset: RuleSet) 
         status_line(case_id, "330110.xf", "accepted", "2026-11-24T10:05:00+08:00"),
         status_line(case_id, "330110.xf", "resolved", "2026-11-24T11:00:00+08:00")],
         escalations=True))
-    assert [o["outcome"] for o in answered] == ["assigned", "status", "status"]
-    assert [o["result"] for o in answered[1:]] == ["updated", "updated"]
+    assert [o["outcome"] for o in answered] == ["assigned", "status", "status", "escalated"]
+    assert [o["result"] for o in answered[1:3]] == ["updated", "updated"]
+    assert (answered[3]["limit"], answered[3]["step"]) == ("verify", "autoclose")
 
 
 def test_until_stops_the_clock_and_bad_status_lines_are_recorded(ruleset: RuleSet) -> None:
@@ -275,3 +276,20 @@ def test_until_stops_the_clock_and_bad_status_lines_are_recorded(ruleset: RuleSe
     assert [o["outcome"] for o in out] == ["assigned", "status", "escalated"]
     assert (out[1]["result"], out[1]["reason"]) == ("rejected", "unknown_case")
     assert out[2]["percent"] == 50
+
+
+def test_an_unverified_resolution_closes_on_the_simulated_clock(ruleset: RuleSet) -> None:
+    first = list(simulate(ruleset, [report("G-3", "2026-11-24T10:00:00+08:00", **GAS)]))
+    case_id = first[0]["case_id"]
+    out = list(simulate(ruleset, [
+        report("G-3", "2026-11-24T10:00:00+08:00", **GAS),
+        status_line(case_id, "330110.xf", "accepted", "2026-11-24T10:05:00+08:00"),
+        status_line(case_id, "330110.xf", "resolved", "2026-11-24T11:00:00+08:00"),
+        status_line(case_id, f"{case_id[:9]}.zhzx", "verified", "2026-11-28T09:00:00+08:00")],
+        escalations=True))
+    closing = [o for o in out if o["outcome"] == "escalated"]
+    assert [(o["limit"], o["step"], o["at"]) for o in closing] == [
+        ("verify", "autoclose", "2026-11-27T11:00:00+08:00")]
+    late = out[-1]  # the call-back after the case was closed finds no live case
+    assert (late["outcome"], late["result"], late["reason"]) == ("status", "rejected",
+                                                                  "unknown_case")

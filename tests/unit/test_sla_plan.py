@@ -133,7 +133,8 @@ def test_acceptance_stops_the_accept_clock_and_keeps_its_deadline() -> None:
     assert {t.limit for t in accepted.sla.timers} == {"resolve"}
     assert accepted.sla.accept_by == at("2026-11-24T10:15:00")
     resolved = answer(store, accepted, "resolved", "2026-11-24T12:00:00", note="已处置")
-    assert resolved.sla is not None and resolved.sla.timers == []
+    assert resolved.sla is not None  # only the closing of an unverified resolution is left
+    assert [(t.limit, t.step) for t in resolved.sla.timers] == [("verify", "autoclose")]
 
 
 def test_pause_holds_every_timer_and_resume_moves_the_deadlines() -> None:
@@ -238,3 +239,18 @@ def test_a_malformed_policy_is_refused_with_its_file_and_line(tmp_path: Path) ->
                 if "15 minutes" in row)
     assert problem.file.endswith("330110-yuhang.yaml") and problem.line == line
     assert "not a duration" in problem.message
+
+
+def test_a_resolved_case_nobody_verifies_is_planned_to_close() -> None:
+    store, case = open_at("楼道里一股煤气味", "五常街道", "2026-11-24T10:00:00")
+    accepted = answer(store, case, "accepted", "2026-11-24T10:05:00")
+    resolved = answer(store, accepted, "resolved", "2026-11-24T11:00:00", note="已关阀")
+    assert resolved.sla is not None
+    [autoclose] = resolved.sla.timers
+    assert (autoclose.limit, autoclose.step) == ("verify", "autoclose")
+    assert autoclose.due == at("2026-11-27T11:00:00")  # Yuhang's urgent policy: 3 days
+    centre = f"{resolved.partition_key}.zhzx"  # the township's command room verifies
+    assert autoclose.recipient == centre
+    closed = answer(store, resolved, "verified", "2026-11-24T15:00:00", department=centre,
+                    satisfied=True)
+    assert closed.state == "closed" and closed.sla is not None and closed.sla.timers == []
