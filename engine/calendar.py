@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from functools import lru_cache
 from importlib.metadata import version
@@ -45,6 +45,14 @@ class WorkingHours:
 
     sessions: Sessions
     seasons: tuple[Season, ...] = ()
+    _hash: int = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # Hashed on every cached lookup (once per day walked): hash the nested tuples once.
+        object.__setattr__(self, "_hash", hash((self.sessions, self.seasons)))
+
+    def __hash__(self) -> int:
+        return self._hash
 
     def on(self, day: date) -> Sessions:
         for season in self.seasons:

@@ -33,12 +33,13 @@ def distance_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
 
 
 def is_duplicate(case: CaseRecord, record: Classified, rule: MergeRule) -> bool:
+    # Cheapest test first: most open cases of a class are outside the merge window.
+    if abs(record.reported_at - case.last_report_at) > rule.window:
+        return False
     if case.state not in OPEN_STATES:
         return False
     if not any(case.matter_code.startswith(p) and record.matter_code.startswith(p)
                for p in rule.matters):
-        return False
-    if abs(record.reported_at - case.last_report_at) > rule.window:
         return False
     here, there = record.report.location, case.location
     if here is not None and there is not None:
