@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import getpass
 import os
-import shutil
 import socket
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,7 +18,6 @@ from engine.stack import process
 
 DEFAULT_PORT = 1883
 # Debian installs the broker in /usr/sbin, which is not on a normal user's PATH.
-_SEARCH_PATH = os.pathsep.join((os.environ.get("PATH", ""), "/usr/sbin", "/usr/local/sbin"))
 
 
 @dataclass(frozen=True)
@@ -46,24 +43,8 @@ class MosquittoLayout:
 
 def ensure_binary() -> str:
     """The path of ``mosquitto``, installing Debian's package when we are root."""
-    found = shutil.which("mosquitto", path=_SEARCH_PATH)
-    if found:
-        return found
-    if os.geteuid() != 0 or shutil.which("apt-get") is None:
-        raise process.StackError(
-            "the MQTT broker mosquitto is not installed; install Debian's package with "
-            "'sudo apt-get install mosquitto' (or set MQTT_URL to an existing broker)")
-    print("installing Debian's mosquitto package (first run only)", flush=True)
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for argv in (["apt-get", "update", "-qq"],
-                 ["apt-get", "install", "-y", "-qq", "--no-install-recommends", "mosquitto"]):
-        result = subprocess.run(argv, capture_output=True, text=True, env=env, check=False)
-        if result.returncode != 0:
-            raise process.StackError(f"'{' '.join(argv)}' failed:\n{result.stderr[-2000:]}")
-    found = shutil.which("mosquitto", path=_SEARCH_PATH)
-    if not found:
-        raise process.StackError("mosquitto is still missing after installing the package")
-    return found
+    return process.debian_binary("mosquitto", "mosquitto",
+                                 "or set MQTT_URL to an existing broker")
 
 
 def config_text(data_dir: Path, port: int, persistent: bool) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -138,3 +139,34 @@ def _reap(pid: int) -> None:
     """Collect our own child's exit status so it does not linger as a zombie."""
     with contextlib.suppress(ChildProcessError, OSError):
         os.waitpid(pid, os.WNOHANG)
+
+
+SYSTEM_PATH = os.pathsep.join((os.environ.get("PATH", ""), "/usr/bin", "/usr/sbin",
+                               "/usr/local/sbin"))
+
+
+def debian_binary(binary: str, package: str, instead: str) -> str:
+    """The path of ``binary``, installing Debian's ``package`` when it is missing and we are
+    root (the project's own scripts install what they need; nothing outside apt).
+
+    ``instead`` tells a user who is not root what else will do (e.g. an existing server).
+    Daemons' own paths (``/usr/sbin``) are searched too: a login shell's PATH may lack them.
+    """
+    found = shutil.which(binary, path=SYSTEM_PATH)
+    if found:
+        return found
+    if os.geteuid() != 0 or shutil.which("apt-get") is None:
+        raise StackError(f"{binary} is not installed; install Debian's package with "
+                         f"'sudo apt-get install --no-install-recommends {package}'"
+                         + (f" ({instead})" if instead else ""))
+    print(f"installing Debian's {package} package (first run only)", flush=True)
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    for argv in (["apt-get", "update", "-qq"],
+                 ["apt-get", "install", "-y", "-qq", "--no-install-recommends", package]):
+        result = subprocess.run(argv, capture_output=True, text=True, env=env, check=False)
+        if result.returncode != 0:
+            raise StackError(f"'{' '.join(argv)}' failed:\n{result.stderr[-2000:]}")
+    found = shutil.which(binary, path=SYSTEM_PATH)
+    if not found:
+        raise StackError(f"{binary} is still missing after installing {package}")
+    return found

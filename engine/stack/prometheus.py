@@ -14,9 +14,6 @@ to check and unit-test the rules (``promtool check rules``, ``promtool test rule
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +26,6 @@ from engine.stack import process
 DEFAULT_PORT = 9090
 OPS_DIR = Path(__file__).resolve().parents[2] / "ops" / "prometheus"
 RETENTION = "15d"
-_SEARCH_PATH = os.pathsep.join((os.environ.get("PATH", ""), "/usr/bin", "/usr/sbin"))
 
 
 @dataclass(frozen=True)
@@ -58,26 +54,9 @@ class PrometheusLayout:
 
 
 def ensure_binary(name: str = "prometheus") -> str:
-    """The path of ``prometheus`` or ``promtool``, installing Debian's package when root."""
-    found = shutil.which(name, path=_SEARCH_PATH)
-    if found:
-        return found
-    if os.geteuid() != 0 or shutil.which("apt-get") is None:
-        raise process.StackError(
-            f"{name} is not installed; install Debian's package with "
-            "'sudo apt-get install --no-install-recommends prometheus' (it brings promtool too)")
-    print("installing Debian's prometheus package (first run only)", flush=True)
-    # policy-rc.d / no systemd: the package's own service is not started; ours is.
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for argv in (["apt-get", "update", "-qq"],
-                 ["apt-get", "install", "-y", "-qq", "--no-install-recommends", "prometheus"]):
-        result = subprocess.run(argv, capture_output=True, text=True, env=env, check=False)
-        if result.returncode != 0:
-            raise process.StackError(f"'{' '.join(argv)}' failed:\n{result.stderr[-2000:]}")
-    found = shutil.which(name, path=_SEARCH_PATH)
-    if not found:
-        raise process.StackError(f"{name} is still missing after installing the package")
-    return found
+    """The path of ``prometheus`` or ``promtool`` (Debian's ``prometheus`` package brings
+    both), installing the package when we are root."""
+    return process.debian_binary(name, "prometheus", "")
 
 
 def promtool_binary() -> str:

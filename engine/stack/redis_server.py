@@ -6,9 +6,6 @@ stack does not drop them (the ``cases`` topic can rebuild them, but that should 
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,24 +35,8 @@ class RedisLayout:
 
 def ensure_binary() -> str:
     """The path of redis-server, installing Debian's package when we are root."""
-    found = shutil.which("redis-server")
-    if found:
-        return found
-    if os.geteuid() != 0 or shutil.which("apt-get") is None:
-        raise process.StackError(
-            "redis-server is not installed; install Debian's package with "
-            "'sudo apt-get install redis-server' (or set REDIS_URL to an existing Redis)")
-    print("installing Debian's redis-server package (first run only)", flush=True)
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for argv in (["apt-get", "update", "-qq"],
-                 ["apt-get", "install", "-y", "-qq", "--no-install-recommends", "redis-server"]):
-        result = subprocess.run(argv, capture_output=True, text=True, env=env, check=False)
-        if result.returncode != 0:
-            raise process.StackError(f"'{' '.join(argv)}' failed:\n{result.stderr[-2000:]}")
-    found = shutil.which("redis-server")
-    if not found:
-        raise process.StackError("redis-server is still missing after installing the package")
-    return found
+    return process.debian_binary("redis-server", "redis-server",
+                                 "or set REDIS_URL to an existing Redis")
 
 
 def answers(port: int) -> bool:
