@@ -4,7 +4,6 @@ process, a small HTTP receiver that can be told to fail, and a plain producer.""
 from __future__ import annotations
 
 import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -14,27 +13,16 @@ from pathlib import Path
 from connectors.webhooks.delivery import verify
 from engine import kafka
 from engine.settings import Settings
-from engine.stack.process import free_port
-from tests.integration.workers import REPO, scrape, stop, tail, wait_for
+from tests.integration.workers import serving, start_command
 
 
 @contextmanager
 def griddispatch(settings: Settings, redis_url: str, log: Path,
                  *argv: str) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
     """``griddispatch ARGV --metrics-port P`` until the block ends; waits for /metrics."""
-    port = free_port()
-    command = [sys.executable, "-m", "engine", "--bootstrap", settings.kafka_bootstrap,
-               "--redis", redis_url, "--topic-prefix", settings.topic_prefix, *argv,
-               "--metrics-port", str(port)]
-    with log.open("ab") as out:
-        proc = subprocess.Popen(command, cwd=REPO, stdout=out, stderr=subprocess.STDOUT)
-    try:
-        wait_for(lambda: scrape(port) is not None or proc.poll() is not None, 60,
-                 f"/metrics of {' '.join(argv[:2])}")
-        assert proc.poll() is None, f"{argv} exited {proc.returncode}:\n{tail(log)}"
-        yield proc, port
-    finally:
-        stop(proc, log)
+    with serving(start_command(settings, log, *argv, redis_url=redis_url), log,
+                 " ".join(argv[:2])) as proc_port:
+        yield proc_port
 
 
 def produce(settings: Settings, topic: str, values: list[bytes], key: str = "k") -> None:

@@ -32,10 +32,16 @@ def apply_topics(settings: Settings) -> None:
 def start_worker(settings: Settings, kind: str, log: Path, *extra: str,
                  rules_dir: Path = REPO / "rules") -> tuple[subprocess.Popen[bytes], int]:
     """``griddispatch worker KIND`` as its own process, with /metrics on a free port."""
+    return start_command(settings, log, "worker", kind, "--rules-dir", str(rules_dir), *extra)
+
+
+def start_command(settings: Settings, log: Path, *argv: str,
+                  redis_url: str | None = None) -> tuple[subprocess.Popen[bytes], int]:
+    """``griddispatch ARGV --metrics-port P`` as its own process, P a free port."""
     port = free_port()
     command = [sys.executable, "-m", "engine", "--bootstrap", settings.kafka_bootstrap,
-               "--topic-prefix", settings.topic_prefix, "worker", kind,
-               "--rules-dir", str(rules_dir), "--metrics-port", str(port), *extra]
+               *(("--redis", redis_url) if redis_url else ()),
+               "--topic-prefix", settings.topic_prefix, *argv, "--metrics-port", str(port)]
     with log.open("ab") as out:
         proc = subprocess.Popen(command, cwd=REPO, stdout=out, stderr=subprocess.STDOUT)
     return proc, port
@@ -58,11 +64,20 @@ def stop(proc: subprocess.Popen[bytes], log: Path) -> int:
 def running(settings: Settings, kind: str, log: Path, *extra: str,
             rules_dir: Path = REPO / "rules") -> Iterator[tuple[subprocess.Popen[bytes], int]]:
     """A worker that serves /metrics (so it is up), stopped however the test ends."""
-    proc, port = start_worker(settings, kind, log, *extra, rules_dir=rules_dir)
+    with serving(start_worker(settings, kind, log, *extra, rules_dir=rules_dir), log,
+                 f"the {kind} worker") as proc_port:
+        yield proc_port
+
+
+@contextmanager
+def serving(started: tuple[subprocess.Popen[bytes], int], log: Path,
+            what: str) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
+    """Wait for a started command's /metrics; stop it however the block ends."""
+    proc, port = started
     try:
         wait_for(lambda: scrape(port) is not None or proc.poll() is not None, 60,
-                 f"the {kind} worker's /metrics")
-        assert proc.poll() is None, f"{kind} exited {proc.returncode}:\n{tail(log)}"
+                 f"{what}'s /metrics")
+        assert proc.poll() is None, f"{what} exited {proc.returncode}:\n{tail(log)}"
         yield proc, port
     finally:
         stop(proc, log)
