@@ -148,6 +148,16 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _write(path: Path, result: dict[str, Any], table: str) -> None:
+    """The machine-readable result to ``path``, the table to stdout."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, ensure_ascii=False, indent=2) + "\n", "utf-8")
+    print()
+    print(table)
+    seconds = result.get("seconds_total")
+    print(f"\nwritten to {path}" + (f" ({seconds:.0f}s)" if seconds else ""))
+
+
 def run_dispatch(args: argparse.Namespace) -> None:
     nproc = len(os.sched_getaffinity(0))
     machine = _machine(nproc, None)
@@ -177,11 +187,7 @@ def run_dispatch(args: argparse.Namespace) -> None:
            **report.as_json(),
            "seconds_total": round(time.monotonic() - started, 1),
            "loadavg_at_end": [round(x, 2) for x in os.getloadavg()]}
-    args.dispatch_out.parent.mkdir(parents=True, exist_ok=True)
-    args.dispatch_out.write_text(json.dumps(out, ensure_ascii=False, indent=2) + "\n", "utf-8")
-    print()
-    print(dispatch_bench.table(report))
-    print(f"\nwritten to {args.dispatch_out}")
+    _write(args.dispatch_out, out, dispatch_bench.table(report))
 
 
 def run_timers(args: argparse.Namespace) -> None:
@@ -204,11 +210,7 @@ def run_timers(args: argparse.Namespace) -> None:
            **report.as_json(),
            "seconds_total": round(time.monotonic() - started, 1),
            "loadavg_at_end": [round(x, 2) for x in os.getloadavg()]}
-    args.timers_out.parent.mkdir(parents=True, exist_ok=True)
-    args.timers_out.write_text(json.dumps(out, ensure_ascii=False, indent=2) + "\n", "utf-8")
-    print()
-    print(timers_bench.table(report))
-    print(f"\nwritten to {args.timers_out} ({out['seconds_total']:.0f}s)")
+    _write(args.timers_out, out, timers_bench.table(report))
 
 
 def run_classify(args: argparse.Namespace) -> None:
@@ -238,11 +240,7 @@ def run_classify(args: argparse.Namespace) -> None:
         "cost_ratio_10x_over_1x": round(ratio, 3) if ratio is not None else None,
         "loadavg_at_end": [round(x, 2) for x in os.getloadavg()],
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, ensure_ascii=False, indent=2) + "\n", "utf-8")
-    print()
-    print(_table(results, ratio))
-    print(f"\nwritten to {args.out}")
+    _write(args.out, report, _table(results, ratio))
 
 
 if __name__ == "__main__":
