@@ -168,8 +168,15 @@ def _java(libs: Path, layout: BrokerLayout, main: str, *args: str) -> list[str]:
 
 
 def cluster_id() -> str:
-    """A random Kafka cluster id: a UUID as 22 characters of url-safe base64."""
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    """A random Kafka cluster id: a UUID as 22 characters of url-safe base64.
+
+    Never one that starts with '-': the storage tool would read it as an option (1 start in
+    64 failed so); Kafka's own ``Uuid.randomUuid`` draws again for the same reason.
+    """
+    while True:
+        text = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not text.startswith("-"):
+            return text
 
 
 def start(layout: BrokerLayout, port: int, controller_port: int, timeout: float = 90.0) -> int:
