@@ -122,21 +122,32 @@ def add_working_time(start: datetime, duration: timedelta,
     A limit of "N working days" is N × ``working_day_length``. A zero duration started
     outside working time ends at the next session's start, when work can begin.
     """
-    if duration < timedelta(0):
+    return add_working_times(start, (duration,), hours)[0]
+
+
+def add_working_times(start: datetime, durations: Sequence[timedelta],
+                      hours: WorkingHours = WORKING_HOURS) -> list[datetime]:
+    """``add_working_time`` for several durations from one start, in one walk of the
+    calendar (a case's warnings and breach share their start: one walk, not one each)."""
+    if any(d < timedelta(0) for d in durations):
         raise ValueError("duration must not be negative")
-    remaining = duration
+    order = sorted(range(len(durations)), key=lambda i: durations[i])
+    out: list[datetime] = [start] * len(durations)
     local = start.astimezone(SHANGHAI)
-    day = local.date()
+    day, done, passed = local.date(), 0, timedelta(0)
     for _ in range(3660):  # ten years of days: a guard, never reached by real limits
         for begin, end in _sessions(day, hours):
             if end <= local:
                 continue
             begin = max(begin, local)
-            if begin + remaining <= end:
-                return begin + remaining
-            remaining -= end - begin
+            while done < len(order) and passed + (end - begin) >= durations[order[done]]:
+                out[order[done]] = begin + (durations[order[done]] - passed)
+                done += 1
+            if done == len(order):
+                return out
+            passed += end - begin
         day += timedelta(days=1)
-    raise ValueError(f"{duration} of working time does not fit in ten years")
+    raise ValueError(f"{max(durations)} of working time does not fit in ten years")
 
 
 def working_time_between(start: datetime, end: datetime,

@@ -13,7 +13,13 @@ import hashlib
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
-from engine.calendar import WORKING_HOURS, WorkingHours, add_working_time, working_time_between
+from engine.calendar import (
+    WORKING_HOURS,
+    WorkingHours,
+    add_working_time,
+    add_working_times,
+    working_time_between,
+)
 from engine.cases.records import CaseRecord
 from engine.reference.departments import DepartmentRegistry
 from engine.sla.model import CaseSla, LimitName, SlaTerms, SlaTimer
@@ -47,6 +53,15 @@ def deadline_after(start: datetime, span: timedelta, terms: SlaTerms,
         remaining -= before
         cursor = max(cursor, pause_end)
     return add(cursor, remaining)
+
+
+def deadlines_after(start: datetime, spans: Sequence[timedelta], terms: SlaTerms,
+                    pauses: Sequence[Pause], hours: WorkingHours) -> list[datetime]:
+    """``deadline_after`` for several spans from one start: one calendar walk when nothing
+    paused the clock (the common case; a clock's warnings share its start)."""
+    if terms.unit == "working" and not pauses:
+        return add_working_times(start, spans, hours)
+    return [deadline_after(start, span, terms, pauses, hours) for span in spans]
 
 
 def open_sla(terms: SlaTerms, now: datetime) -> CaseSla:
@@ -116,11 +131,15 @@ def _clock_timers(case: CaseRecord, limit: LimitName, start: datetime, span: tim
                         limit=limit, step=step, percent=percent, due=due, deadline=deadline,
                         recipient=recipient)
 
-    timers = [timer("warning", deadline_after(start, span * p / 100, terms, sla.pauses, hours),
-                    case.lead, p) for p in terms.warn_at]
+    warnings = deadlines_after(start, [span * p / 100 for p in terms.warn_at], terms,
+                               sla.pauses, hours)
+    timers = [timer("warning", due, case.lead, p)
+              for p, due in zip(terms.warn_at, warnings, strict=True)]
     timers.append(timer("breach", deadline, case.lead))
-    for step, delay, recipient in ladder:  # after a breach, pauses no longer stop the ladder
-        timers.append(timer(step, deadline_after(deadline, delay, terms, (), hours), recipient))
+    # After a breach, pauses no longer stop the ladder.
+    steps = deadlines_after(deadline, [delay for _, delay, _ in ladder], terms, (), hours)
+    for (step, _, recipient), due in zip(ladder, steps, strict=True):
+        timers.append(timer(step, due, recipient))
     return timers
 
 

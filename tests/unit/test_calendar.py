@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from engine.calendar import (
     SHANGHAI,
     add_working_time,
+    add_working_times,
     elapsed,
     is_working_day,
     is_working_time,
@@ -90,3 +91,12 @@ def test_natural_time_is_never_less_than_working_time(start: datetime, d: timede
 @given(instants, durations)
 def test_adding_then_measuring_gives_the_duration_back(start: datetime, d: timedelta) -> None:
     assert working_time_between(start, add_working_time(start, d)) == d
+
+
+@settings(max_examples=200, deadline=None)
+@given(instants, st.lists(durations, min_size=1, max_size=8))
+def test_one_walk_for_several_durations_agrees_with_one_walk_each(
+        start: datetime, ds: list[timedelta]) -> None:
+    together = add_working_times(start, ds)
+    assert together == [add_working_time(start, d) for d in ds]
+    assert [working_time_between(start, at) for at in together] == ds
