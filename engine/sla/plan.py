@@ -127,9 +127,11 @@ def _clock_timers(case: CaseRecord, limit: LimitName, start: datetime, span: tim
 
     def timer(step: str, due: datetime, recipient: str, percent: int | None = None) -> SlaTimer:
         key = f"{step}{percent}" if percent is not None else step
-        return SlaTimer(escalation_id=escalation_id(case.case_id, limit, start, key),
-                        limit=limit, step=step, percent=percent, due=due, deadline=deadline,
-                        recipient=recipient)
+        # Not re-validated: every value is computed here (about ten timers a case, on the
+        # route worker's hot path); the timer worker validates what it reads back.
+        return SlaTimer.model_construct(
+            escalation_id=escalation_id(case.case_id, limit, start, key), limit=limit,
+            step=step, percent=percent, due=due, deadline=deadline, recipient=recipient)
 
     warnings = deadlines_after(start, [span * p / 100 for p in terms.warn_at], terms,
                                sla.pauses, hours)
