@@ -18,7 +18,7 @@ from typing_extensions import TypedDict  # pydantic needs this one on Python < 3
 
 from engine.cases.records import CaseRecord, StatusUpdate
 from engine.reference.departments import DepartmentRegistry
-from engine.sla.model import Escalation, SlaTimer
+from engine.sla.model import Escalation, LimitName, SlaTimer
 from engine.sla.plan import case_version
 
 _TIMERS = TypeAdapter(list[SlaTimer])
@@ -54,7 +54,7 @@ def case_timers(value: bytes) -> CaseTimers | None:
 
 class _WireTimer(TypedDict):
     escalation_id: str
-    limit: Literal["accept", "resolve"]
+    limit: LimitName
     step: str
     percent: int | None
     due: str

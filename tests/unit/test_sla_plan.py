@@ -251,6 +251,10 @@ def test_a_resolved_case_nobody_verifies_is_planned_to_close() -> None:
     assert autoclose.due == at("2026-11-27T11:00:00")  # Yuhang's urgent policy: 3 days
     centre = f"{resolved.partition_key}.zhzx"  # the township's command room verifies
     assert autoclose.recipient == centre
+    # the rebuild's lean reading keeps it too (it once dropped limits other than accept and
+    # resolve, and with them every resolved case)
+    plan = case_plan(resolved.model_dump_json(by_alias=True).encode())
+    assert plan is not None and [t["limit"] for t in plan.timers] == ["verify"]
     closed = answer(store, resolved, "verified", "2026-11-24T15:00:00", department=centre,
                     satisfied=True)
     assert closed.state == "closed" and closed.sla is not None and closed.sla.timers == []
