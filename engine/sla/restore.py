@@ -30,7 +30,7 @@ import redis
 from engine import kafka
 from engine.settings import Settings
 from engine.sla.store import TimerStore
-from engine.sla.timers import case_plan, fired_ids
+from engine.sla.timers import CasePlan, case_plan, fired_ids
 
 log = logging.getLogger("griddispatch.timers")
 BATCH = 2000
@@ -43,6 +43,24 @@ class RestoreReport:
     open_cases: int
     fired: int
     seconds: float
+
+
+def mirror(store: TimerStore, key: bytes | None, value: bytes | None,
+           pipe: redis.client.Pipeline[bytes],
+           fired: dict[str, list[str]] | None = None) -> CasePlan | None:
+    """One ``cases`` record into the index, as the live worker and the rebuild both do: a
+    tombstone forgets the case, a case record replaces its plan (``fired``: escalations
+    already published, by case). Returns the case read; None for a tombstone or a record
+    that is not a case."""
+    if value is None:  # a tombstone: the case is gone
+        if key is not None:
+            store.forget(key.decode(), pipe)
+        return None
+    case = case_plan(value)
+    if case is not None:
+        store.schedule_wire(case.case_id, case.version, case.timers, case.dues_ms,
+                            case.summary, (fired or {}).get(case.case_id, ()), pipe)
+    return case
 
 
 def rebuild(settings: Settings, store: TimerStore, timeout: float = 600.0,
@@ -110,16 +128,10 @@ def _rebuild_partitions(settings: Settings, redis_kwargs: dict[str, Any], prefix
 
     def add_case(key: bytes | None, value: bytes | None) -> None:
         nonlocal records, pipe
-        if value is None:  # a tombstone: the case is gone
-            if key is not None:
-                store.forget(key.decode(), pipe)
-            return
-        case = case_plan(value)
+        case = mirror(store, key, value, pipe, fired)
         if case is None:
             return
         records += 1
-        store.schedule_wire(case.case_id, case.version, case.timers, case.dues_ms,
-                            case.summary, fired.get(case.case_id, ()), pipe)
         if case.timers:
             open_cases.add(case.case_id)
         else:

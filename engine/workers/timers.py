@@ -26,9 +26,9 @@ from engine import kafka, lag, metrics
 from engine.reference.departments import DepartmentRegistry
 from engine.settings import Settings
 from engine.sla.model import SlaTimer
-from engine.sla.restore import audit, rebuild
+from engine.sla.restore import audit, mirror, rebuild
 from engine.sla.store import DueCase, TimerStore
-from engine.sla.timers import autoclose_update, case_timers, escalation_for
+from engine.sla.timers import autoclose_update, escalation_for
 from engine.workers.reload import RulesHolder
 
 log = logging.getLogger("griddispatch.timers")
@@ -92,7 +92,6 @@ class TimerWorker:
         if missing:
             metrics.TIMERS_REPAIRED.labels("audit").inc(missing)
             log.warning("audit: %d open cases had missing or outdated timers; rebuilt", missing)
-        metrics.TIMERS_PENDING.set(self.store.pending())
 
     def _mirror(self, messages: list[Message]) -> None:
         records = [m for m in messages if m.error() is None]
@@ -105,16 +104,8 @@ class TimerWorker:
         pipe = self.store.pipeline()
         for message in records:
             value = message.value()
-            key = message.key()
-            if value is None:
-                if key is not None:
-                    self.store.forget(key.decode(), pipe)
-                continue
-            case = case_timers(value)
-            if case is None:
+            if mirror(self.store, message.key(), value, pipe) is None and value is not None:
                 metrics.WORKER_ERRORS.labels(WORKER, "not_a_case").inc()
-                continue
-            self.store.schedule(case.case_id, case.version, case.timers, case.summary, (), pipe)
         pipe.execute()
         self.consumer.commit(asynchronous=False)
 
