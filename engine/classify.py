@@ -11,15 +11,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from pydantic import ValidationError
 
 from engine.contracts import (
     MAX_REPORT_BYTES,
+    SCHEMA_CLASSIFIED,
     Classified,
     IntakeReport,
     Outcome,
@@ -29,6 +29,7 @@ from engine.contracts import (
     RuleMatch,
     Triage,
     incident_id,
+    trusted,
 )
 from engine.rules import CompiledScope, KeywordRule, RuleSet
 
@@ -37,16 +38,16 @@ Trace = list[str] | None
 Note = Callable[[str], None] | None
 
 
-@dataclass(frozen=True)
-class Refusal:
+# Named tuples, not frozen dataclasses: a frozen dataclass sets each field through
+# object.__setattr__, and these are built for every report on the hot path.
+class Refusal(NamedTuple):
     """The report names a code we do not know: it cannot be an incident as it stands."""
 
     reason: RejectReason
     detail: str
 
 
-@dataclass(frozen=True)
-class Placement:
+class Placement(NamedTuple):
     """Where an incident is: the jurisdiction chain (province → community) and the grid."""
 
     division_chain: list[str]
@@ -65,8 +66,7 @@ def _trace_entry(field: str, rule: str, layer: str, why: str) -> RuleMatch:
     return RuleMatch(field=field, rule=rule, layer=layer, why=why)
 
 
-@dataclass(frozen=True)
-class MatterDecision:
+class MatterDecision(NamedTuple):
     code: str
     by: Literal["matter_code", "channel_category", "keywords"]
     match: RuleMatch
@@ -134,17 +134,11 @@ def _reject(ruleset: RuleSet, reason: RejectReason, detail: str, field: str | No
 def classify_report(ruleset: RuleSet, report: IntakeReport, received_at: datetime,
                     trace: Trace = None, raw: str | None = None) -> Outcome:
     note = trace.append if trace is not None else None
-
-    common = {"incident_id": report.incident_id, "channel": report.channel,
-              "channel_id": report.channel_id, "reported_at": report.reported_at,
-              "received_at": received_at, "rules_revision": ruleset.revision}
-
-    ids = {"channel": report.channel, "channel_id": report.channel_id}
     placed = place(ruleset, report, note)
     if isinstance(placed, Refusal):
         return _reject(ruleset, placed.reason, placed.detail,
                        placed.reason.removeprefix("unknown_"), raw or report.model_dump_json(),
-                       received_at, ids)
+                       received_at, _ids(report))
     county = placed.division_chain[2] if placed and len(placed.division_chain) > 2 else None
     scope = ruleset.scope_for(county)
     if note:
@@ -157,9 +151,9 @@ def classify_report(ruleset: RuleSet, report: IntakeReport, received_at: datetim
     decided = decide_matter(ruleset, scope, report, found, note)
     if isinstance(decided, Refusal):
         return _reject(ruleset, decided.reason, decided.detail, "matter_code",
-                       raw or report.model_dump_json(), received_at, ids)
+                       raw or report.model_dump_json(), received_at, _ids(report))
     if decided is None:
-        return Triage(**common, reason="unclassified",
+        return Triage(**_common(ruleset, report, received_at), reason="unclassified",
                       detail="no matter code, channel category or keyword rule decided the "
                              "matter",
                       division_chain=placed.division_chain if placed else [],
@@ -168,7 +162,7 @@ def classify_report(ruleset: RuleSet, report: IntakeReport, received_at: datetim
     matter_code = decided.code
     matched.append(decided.match)
     if placed is None:
-        return Triage(**common, reason="unplaced",
+        return Triage(**_common(ruleset, report, received_at), reason="unplaced",
                       detail="no grid code, coordinates inside a grid, known division code or "
                              "recognisable address",
                       matter_code=matter_code, matched_rules=matched, report=report)
@@ -180,14 +174,24 @@ def classify_report(ruleset: RuleSet, report: IntakeReport, received_at: datetim
     # Built without re-validation: every value comes from the validated report or the loaded
     # rules, and validating the nested report again was a third of a classification's time.
     # The route worker validates the record it reads, so a bug here cannot pass unnoticed.
-    return Classified.model_construct(
-        incident_id=report.incident_id, channel=report.channel, channel_id=report.channel_id,
-        reported_at=report.reported_at, received_at=received_at,
-        rules_revision=ruleset.revision, classified_at=received_at, matter_code=matter_code,
-        matter_name=matter.name,
-        platform=matter.platform, priority=priority, division_chain=placed.division_chain,
-        grid_code=placed.grid_code, placed_by=placed.placed_by, classified_by=decided.by,
-        matched_rules=matched, report=report)
+    return trusted(
+        Classified, incident_id=report.incident_id, channel=report.channel,
+        channel_id=report.channel_id, reported_at=report.reported_at, received_at=received_at,
+        rules_revision=ruleset.revision, schema_=SCHEMA_CLASSIFIED, classified_at=received_at,
+        matter_code=matter_code, matter_name=matter.name, platform=matter.platform,
+        priority=priority, division_chain=placed.division_chain, grid_code=placed.grid_code,
+        placed_by=placed.placed_by, classified_by=decided.by, matched_rules=matched,
+        report=report)
+
+
+def _ids(report: IntakeReport) -> dict[str, Any]:
+    return {"channel": report.channel, "channel_id": report.channel_id}
+
+
+def _common(ruleset: RuleSet, report: IntakeReport, received_at: datetime) -> dict[str, Any]:
+    return {"incident_id": report.incident_id, "channel": report.channel,
+            "channel_id": report.channel_id, "reported_at": report.reported_at,
+            "received_at": received_at, "rules_revision": ruleset.revision}
 
 
 def place(ruleset: RuleSet, report: IntakeReport,

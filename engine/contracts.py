@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import uuid
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
@@ -172,6 +172,36 @@ class Rejected(BaseModel):
 
 
 Outcome = Classified | Triage | Rejected
+
+Model = TypeVar("Model", bound=BaseModel)
+_FIELD_ORDER: dict[type[BaseModel], tuple[str, ...]] = {}
+
+
+def trusted(cls: type[Model], **values: Any) -> Model:
+    """A record built from values this process computed and already validated.
+
+    ``model_construct`` skips validation but still walks every field, its aliases and
+    defaults in Python (about 9 µs for ``Classified``, 40 % of a classification). Hot-path
+    callers pass every field, in declaration order, by field name; then the dict is the
+    model's ``__dict__`` as it is (the order matters: pydantic serialises in ``__dict__``
+    order). Any other call takes ``model_construct``'s general path, so a caller that
+    forgets a field gets its default, never a broken record.
+    """
+    order = _FIELD_ORDER.get(cls)
+    if order is None:
+        plain = not (cls.__pydantic_post_init__ or cls.__pydantic_root_model__
+                     or cls.__private_attributes__)
+        # A model with private state or a post-init hook always takes the general path.
+        order = _FIELD_ORDER[cls] = tuple(cls.model_fields) if plain else ("",)
+    if tuple(values) != order:
+        return cls.model_construct(**values)
+    record = cls.__new__(cls)
+    setattr_ = object.__setattr__
+    setattr_(record, "__dict__", values)
+    setattr_(record, "__pydantic_fields_set__", set(order))
+    setattr_(record, "__pydantic_extra__", None)
+    setattr_(record, "__pydantic_private__", None)
+    return record
 
 
 def to_json(record: BaseModel) -> bytes:

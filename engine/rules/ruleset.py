@@ -12,6 +12,7 @@ import hashlib
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from operator import itemgetter
 from pathlib import Path
 from typing import TypeVar
 
@@ -26,6 +27,8 @@ from engine.routing.table import RoutingTable, compile_routing
 from engine.rules.layers import CATALOGUE_WEIGHT, Layer, load_layers
 from engine.sla.policy import SlaTable, compile_sla
 from engine.yamlfile import FileProblem, FileProblems
+
+_second = itemgetter(1)  # automaton.iter yields (end index, word)
 
 
 @dataclass(frozen=True)
@@ -119,7 +122,7 @@ class CompiledScope:
     def found(self, text: str) -> set[str]:
         if not self.by_keyword and not self.priority:
             return set()
-        return {word for _, word in self.automaton.iter(text)}
+        return set(map(_second, self.automaton.iter(text)))
 
 
 class RuleSet:

@@ -21,6 +21,7 @@ from engine.calendar import (
     working_time_between,
 )
 from engine.cases.records import CaseRecord
+from engine.contracts import trusted
 from engine.reference.departments import DepartmentRegistry
 from engine.sla.model import CaseSla, LimitName, SlaTerms, SlaTimer
 from engine.sla.policy import limit_span
@@ -129,9 +130,9 @@ def _clock_timers(case: CaseRecord, limit: LimitName, start: datetime, span: tim
         key = f"{step}{percent}" if percent is not None else step
         # Not re-validated: every value is computed here (about ten timers a case, on the
         # route worker's hot path); the timer worker validates what it reads back.
-        return SlaTimer.model_construct(
-            escalation_id=escalation_id(case.case_id, limit, start, key), limit=limit,
-            step=step, percent=percent, due=due, deadline=deadline, recipient=recipient)
+        return trusted(SlaTimer, escalation_id=escalation_id(case.case_id, limit, start, key),
+                       limit=limit, step=step, percent=percent, due=due, deadline=deadline,
+                       recipient=recipient)
 
     warnings = deadlines_after(start, [span * p / 100 for p in terms.warn_at], terms,
                                sla.pauses, hours)

@@ -7,10 +7,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from engine.classify import classify_data
-from engine.contracts import Classified, to_json
+from engine.contracts import Classified, RuleMatch, to_json, trusted
 from engine.rules import RuleSet
 from engine.rules.cases import RECEIVED_AT, load_cases, report_of
 from engine.simulate import classify_line
+from engine.sla.model import SlaTimer
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -29,3 +30,20 @@ def test_every_classified_record_round_trips_through_validation() -> None:
         again = Classified.model_validate_json(to_json(record))
         assert to_json(again) == to_json(record)
         assert again == Classified.model_validate(record.model_dump())
+
+
+def test_trusted_builds_what_validation_builds_and_falls_back_when_fields_are_missing() -> None:
+    fields = {"field": "matter_code", "rule": "r1", "layer": "base", "why": "keyword '噪音'"}
+    fast = trusted(RuleMatch, **fields)
+    assert fast == RuleMatch.model_validate(fields)
+    assert fast.model_dump_json() == RuleMatch.model_validate(fields).model_dump_json()
+    assert fast.model_fields_set == set(fields)
+    # Out of declaration order: the general path, same record.
+    shuffled = dict(reversed(fields.items()))
+    assert trusted(RuleMatch, **shuffled) == fast
+    assert list(trusted(RuleMatch, **shuffled).model_dump()) == list(fields)
+    # A field left out gets its default instead of a record without it.
+    timer = trusted(SlaTimer, escalation_id="e1", limit="accept", step="breach",
+                    due=RECEIVED_AT, deadline=RECEIVED_AT, recipient="330110.zhzx")
+    assert timer.percent is None
+    assert SlaTimer.model_validate_json(timer.model_dump_json()) == timer
