@@ -9,8 +9,10 @@ reported: a speed-up over a baseline that decides differently would mean nothing
 
 For each scale: generate the files (seeded), ``RuleSet.load`` them (load time is reported
 on its own: it includes compiling and checking every county's effective scope, a cost paid
-once per reload, not per report), then time ``classify_data`` over a fixed list of reports
-for several rounds and report the median. The process is pinned to one CPU.
+once per reload, not per report). Then every scale is timed with ``classify_data`` over a
+fixed list of reports in interleaved rounds (1x, 10x, 1x, ...), so the machine's drift hits
+both alike; the figure is the median of rounds, and 10x/1x the median of the rounds' own
+ratios. The process is pinned to one CPU.
 """
 
 from __future__ import annotations
@@ -93,9 +95,7 @@ def engine_decision(outcome: Outcome) -> Decision:
 
 
 def _time_engine(ruleset: RuleSet, events: list[dict[str, Any]], rounds: int) -> list[float]:
-    """Events per second for each round; one untimed warm-up round first."""
-    for event in events[:1000]:
-        classify_data(ruleset, event, RECEIVED_AT)
+    """Events per second for each round (the caller warms up first)."""
     out = []
     for _ in range(rounds):
         gc.collect()
@@ -120,9 +120,25 @@ def _time_place(ruleset: RuleSet, events: list[dict[str, Any]], rounds: int) -> 
     return out
 
 
-def run_scale(scale: int, events: int, rounds: int, naive_events: int,
-              log: Callable[[str], None] = print) -> ScaleResult:
-    """Generate, load, measure and cross-check one scale; the files are deleted after."""
+@dataclass
+class PreparedScale:
+    """A scale generated, loaded and cross-checked against the naive baseline: ready to time."""
+
+    scale: int
+    ruleset: RuleSet
+    reports: list[dict[str, Any]]
+    counts: dict[str, int]
+    generate_s: float
+    load_s: float
+    naive_events: int
+    naive_events_per_s: float
+    naive_place_per_s: float
+    outcomes: dict[str, int]
+
+
+def prepare_scale(scale: int, events: int, naive_events: int,
+                  log: Callable[[str], None] = print) -> PreparedScale:
+    """Generate, load and cross-check one scale; the files are deleted once loaded."""
     root = Path(tempfile.mkdtemp(prefix=f"griddispatch-bench-{scale}x-"))
     try:
         start = time.perf_counter()
@@ -134,36 +150,65 @@ def run_scale(scale: int, events: int, rounds: int, naive_events: int,
         load_s = time.perf_counter() - start
         log(f"[{scale}x] RuleSet.load in {load_s:.1f}s")
         reports = make_events(gen, events)
-
-        naive = NaiveClassifier(ruleset)
-        sample = reports[:naive_events]
-        expected = [engine_decision(classify_data(ruleset, e, RECEIVED_AT)) for e in sample]
-        start = time.perf_counter()
-        got = [naive.classify(e) for e in sample]
-        naive_eps = len(sample) / (time.perf_counter() - start)
-        mismatches = [(i, x, y) for i, (x, y) in enumerate(zip(expected, got, strict=True))
-                      if x != y]
-        if mismatches:
-            raise AssertionError(f"naive baseline disagrees with the engine on "
-                                 f"{len(mismatches)}/{len(sample)} reports, first: "
-                                 f"{mismatches[:3]}")
-        start = time.perf_counter()
-        for e in sample:
-            naive.place(e["location"]["lon"], e["location"]["lat"],
-                        datetime.fromisoformat(e["reported_at"]).date())
-        naive_place = len(sample) / (time.perf_counter() - start)
-        log(f"[{scale}x] naive: {naive_eps:.1f} events/s on {len(sample)} reports, "
-            "decisions equal to the engine's")
-
-        outcomes: dict[str, int] = {}
-        for e in reports:
-            kind = engine_decision(classify_data(ruleset, e, RECEIVED_AT)).kind
-            outcomes[kind] = outcomes.get(kind, 0) + 1
-        rounds_eps = _time_engine(ruleset, reports, rounds)
-        log(f"[{scale}x] engine rounds (events/s): {[round(x) for x in rounds_eps]}")
-        place_eps = _time_place(ruleset, reports, rounds)
-        return ScaleResult(scale, gen.counts, generate_s, load_s, len(reports), rounds_eps,
-                           place_eps, len(sample), naive_eps, naive_place, len(sample),
-                           outcomes)
     finally:
         shutil.rmtree(root, ignore_errors=True)
+
+    naive = NaiveClassifier(ruleset)
+    sample = reports[:naive_events]
+    expected = [engine_decision(classify_data(ruleset, e, RECEIVED_AT)) for e in sample]
+    start = time.perf_counter()
+    got = [naive.classify(e) for e in sample]
+    naive_eps = len(sample) / (time.perf_counter() - start)
+    mismatches = [(i, x, y) for i, (x, y) in enumerate(zip(expected, got, strict=True))
+                  if x != y]
+    if mismatches:
+        raise AssertionError(f"naive baseline disagrees with the engine on "
+                             f"{len(mismatches)}/{len(sample)} reports, first: "
+                             f"{mismatches[:3]}")
+    start = time.perf_counter()
+    for e in sample:
+        naive.place(e["location"]["lon"], e["location"]["lat"],
+                    datetime.fromisoformat(e["reported_at"]).date())
+    naive_place = len(sample) / (time.perf_counter() - start)
+    log(f"[{scale}x] naive: {naive_eps:.1f} events/s on {len(sample)} reports, "
+        "decisions equal to the engine's")
+
+    outcomes: dict[str, int] = {}
+    for e in reports:
+        kind = engine_decision(classify_data(ruleset, e, RECEIVED_AT)).kind
+        outcomes[kind] = outcomes.get(kind, 0) + 1
+    return PreparedScale(scale, ruleset, reports, gen.counts, generate_s, load_s, len(sample),
+                         naive_eps, naive_place, outcomes)
+
+
+def run_scales(scales: list[int], events: int, rounds: int, naive_events: int,
+               log: Callable[[str], None] = print) -> list[ScaleResult]:
+    """Every scale loaded first, then timed in interleaved rounds (1x, 10x, 1x, 10x, ...).
+
+    On a shared machine the speed drifts by 15 % within a minute; timing all rounds of one
+    scale and then all of the next would put that drift into the 10x/1x ratio. Interleaved,
+    both scales see the same drift, and the ratio is taken per round (``paired_ratio``).
+    """
+    prepared = [prepare_scale(scale, events, naive_events, log) for scale in scales]
+    timed: dict[int, list[float]] = {p.scale: [] for p in prepared}
+    for p in prepared:  # one untimed warm-up round each
+        for event in p.reports[:1000]:
+            classify_data(p.ruleset, event, RECEIVED_AT)
+    for _ in range(rounds):
+        for p in prepared:
+            timed[p.scale].extend(_time_engine(p.ruleset, p.reports, 1))
+    results = []
+    for p in prepared:
+        log(f"[{p.scale}x] engine rounds (events/s): {[round(x) for x in timed[p.scale]]}")
+        place_eps = _time_place(p.ruleset, p.reports, rounds)
+        results.append(ScaleResult(p.scale, p.counts, p.generate_s, p.load_s, len(p.reports),
+                                   timed[p.scale], place_eps, p.naive_events,
+                                   p.naive_events_per_s, p.naive_place_per_s, p.naive_events,
+                                   p.outcomes))
+    return results
+
+
+def paired_ratio(small: ScaleResult, large: ScaleResult) -> float:
+    """Cost per report of ``large`` over ``small``: the median of the rounds' own ratios."""
+    return statistics.median(a / b for a, b in zip(small.rounds_events_per_s,
+                                                   large.rounds_events_per_s, strict=True))
