@@ -9,6 +9,8 @@ same grid counts as near. Status updates that cannot apply come back as ``reject
 from __future__ import annotations
 
 import json
+import math
+import random
 from datetime import datetime, timedelta
 from functools import cache
 from pathlib import Path
@@ -18,10 +20,10 @@ import pytest
 
 from engine.cases.dispatch import STATUS_REJECTED_TOPIC, on_classified, on_status
 from engine.cases.lifecycle import open_case
-from engine.cases.merge import CaseStore, distance_m, is_duplicate
+from engine.cases.merge import CELL_DEG, CaseStore, cell_of, cell_span, distance_m, is_duplicate
 from engine.cases.records import CaseRecord, StatusRejected
 from engine.classify import classify_data
-from engine.contracts import Classified
+from engine.contracts import Classified, Location
 from engine.routing.decide import route
 from engine.routing.table import MergeRule
 from engine.rules import RuleSet
@@ -277,3 +279,179 @@ def test_good_updates_apply_and_a_return_reroutes() -> None:
     assert result.case.lead == "330110005.zhzx" and result.case.returned_by == [case.lead]
     assert [o.topic for o in result.outputs] == ["assignments.330110005.zhzx", "cases"]
     assert store.get(case.partition_key, case.case_id) == result.case
+
+
+# --- the near-case index finds exactly what a full scan finds --------------------------------
+
+MATTERS = ("100101", "100103", "101201", "090101", "090302")
+PREFIXES = (("10",), ("100101",), ("09", "10"), ("1",), ("0901", "1012"), ("09",))
+GRIDS = ("330110005001001", "330110005001002", "330110005001003", None)
+CENTRES = ((LAT, LON), (0.001, 0.0), (-33.9, 151.2),
+           (89.995, 12.0), (-89.99, -60.0),       # near a pole
+           (10.0, 179.999), (-45.0, -179.9995))   # at the antimeridian
+
+
+def _moved(lat: float, lon: float, metres: float, bearing: float) -> Location:
+    """A point ``metres`` away in direction ``bearing`` (flat-earth step, wrapped)."""
+    lat2 = lat + metres * math.cos(bearing) * METRE_LAT
+    lat2 = max(-90.0, min(90.0, lat2))
+    stretch = max(math.cos(math.radians(lat2)), 1e-6)
+    lon2 = lon + metres * math.sin(bearing) * METRE_LAT / stretch
+    lon2 = (lon2 + 180) % 360 - 180
+    return Location(lat=lat2, lon=lon2)
+
+
+def _near_cell_border(rng: random.Random, point: Location) -> Location:
+    """``point`` snapped to within a hair of a cell edge, on either side."""
+    def snap(value: float, low: float, high: float) -> float:
+        edge = round(value / CELL_DEG) * CELL_DEG + rng.choice((-1, 1)) * rng.choice(
+            (0.0, 1e-12, 1e-9, 1e-7))
+        return max(low, min(high, edge))
+    return Location(lat=snap(point.lat, -90, 90), lon=snap(point.lon, -180, 180))
+
+
+def _place(rng: random.Random, centre: tuple[float, float], reach_m: float) -> Location | None:
+    if rng.random() < 0.15:
+        return None
+    point = _moved(*centre, rng.uniform(0, reach_m), rng.uniform(0, 2 * math.pi))
+    return _near_cell_border(rng, point) if rng.random() < 0.3 else point
+
+
+class _ScanStore:
+    """The reference: the open cases as a plain dict (same order rules as a dict of the
+    store), searched by a full scan with ``is_duplicate``."""
+
+    def __init__(self) -> None:
+        self.mergeable: dict[str, CaseRecord] = {}
+
+    def put(self, case: CaseRecord) -> None:
+        if case.state in {"dispatched", "accepted", "reopened"}:
+            self.mergeable[case.case_id] = case
+        else:
+            self.mergeable.pop(case.case_id, None)
+
+    def find_duplicate(self, key: str, record: Classified, rule: MergeRule) -> CaseRecord | None:
+        classes = {p[:2] for p in rule.matters if record.matter_code.startswith(p)}
+        matches = [c for c in self.mergeable.values()
+                   if c.partition_key == key and c.matter_code[:2] in classes
+                   and is_duplicate(c, record, rule)]
+        return min(matches, key=lambda c: c.opened_at) if matches else None
+
+
+def _random_store(rng: random.Random, centre: tuple[float, float],
+                  size: int) -> tuple[CaseStore, _ScanStore, list[CaseRecord]]:
+    base = case_of(report("IDX-0"))
+    store, scan, made = CaseStore(), _ScanStore(), []
+    for n in range(size):
+        case = base.model_copy(update={
+            "case_id": f"K-{n:04d}", "partition_key": rng.choice(("330110005", "330110113")),
+            "matter_code": rng.choice(MATTERS), "grid_code": rng.choice(GRIDS),
+            "location": _place(rng, centre, 6_000),
+            # few distinct opening times: ties must resolve as a scan of the store resolves them
+            "opened_at": T0 + timedelta(minutes=rng.randrange(40)),
+            "last_report_at": T0 + timedelta(minutes=rng.uniform(-300, 300)),
+            "state": rng.choice(("dispatched", "dispatched", "accepted", "reopened", "resolved"))})
+        made.append(case)
+        store.put(case)
+        scan.put(case)
+    for _ in range(size):  # cases move on: state changes, merged reports, closing
+        current = rng.choice(made)
+        change: dict[str, Any] = rng.choice((
+            {"state": rng.choice(("accepted", "resolved", "reopened", "closed", "dispatched"))},
+            {"last_report_at": current.last_report_at + timedelta(minutes=rng.uniform(0, 90))},
+            {"location": _place(rng, centre, 6_000)}, {"grid_code": rng.choice(GRIDS)}))
+        updated = current.model_copy(update=change)
+        made[made.index(current)] = updated
+        store.put(updated)
+        scan.put(updated)
+        if rng.random() < 0.1:
+            stopped = rng.choice(made)
+            store.stop_merging(stopped)
+            scan.mergeable.pop(stopped.case_id, None)
+    return store, scan, made
+
+
+def _random_query(rng: random.Random, made: list[CaseRecord], centre: tuple[float, float],
+                  template: Classified) -> tuple[str, Classified, MergeRule]:
+    rule = MergeRule(rng.choice(PREFIXES), rng.choice((10, 50, 100, 200, 800, 2_000, 5_000)),
+                     timedelta(minutes=rng.choice((10, 30, 120, 240))))
+    near = rng.choice(made)
+    if near.location is not None and rng.random() < 0.7:  # right around the limit of a case
+        where: Location | None = _moved(near.location.lat, near.location.lon,
+                                        rule.distance_m * rng.uniform(0.9, 1.1),
+                                        rng.uniform(0, 2 * math.pi))
+        if rng.random() < 0.3:
+            where = _near_cell_border(rng, where)
+    else:
+        where = _place(rng, centre, 6_000)
+    record = template.model_copy(update={
+        "matter_code": rng.choice(MATTERS), "grid_code": rng.choice(GRIDS),
+        "reported_at": near.last_report_at + timedelta(minutes=rng.uniform(-200, 200)),
+        "report": template.report.model_copy(update={"location": where})})
+    return rng.choice((near.partition_key, "330110005")), record, rule
+
+
+@pytest.mark.parametrize("seed", range(len(CENTRES) * 3))
+def test_the_index_finds_what_a_full_scan_finds(seed: int) -> None:
+    rng = random.Random(seed)
+    centre = CENTRES[seed % len(CENTRES)]
+    store, scan, made = _random_store(rng, centre, 300)
+    assert {c.case_id for c in store.open_cases()} == set(scan.mergeable)
+    template = report("IDX-Q")
+    found = 0
+    for _ in range(400):
+        key, record, rule = _random_query(rng, made, centre, template)
+        expected = scan.find_duplicate(key, record, rule)
+        assert store.find_duplicate(key, record, rule) == expected, (key, record, rule)
+        found += expected is not None
+    assert 20 < found < 380  # both answers are exercised
+
+
+def test_of_equally_old_cases_the_one_stored_first_is_the_duplicate() -> None:
+    first = case_of(report("T-1")).model_copy(update={"case_id": "T-1"})
+    second = first.model_copy(update={"case_id": "T-2"})
+    store = CaseStore()
+    store.put(first)
+    store.put(second)
+    store.put(first.model_copy(update={"state": "accepted"}))  # an update keeps its place
+    found = store.find_duplicate("330110005", report("T-3", north_m=10), REFUSE_RULE)
+    assert found is not None and found.case_id == "T-1"
+    store.stop_merging(first)
+    store.put(first)                                           # back, but after T-2
+    found = store.find_duplicate("330110005", report("T-3", north_m=10), REFUSE_RULE)
+    assert found is not None and found.case_id == "T-2"
+
+
+def test_a_merged_or_stopped_case_is_found_where_it_now_is() -> None:
+    store = CaseStore()
+    case = case_of(report("W-1"))
+    store.put(case)
+    later = report("W-2", minutes=200, north_m=20)
+    assert store.find_duplicate("330110005", later, REFUSE_RULE) is None
+    store.put(case.model_copy(update={"last_report_at": T0 + timedelta(minutes=150)}))
+    assert store.find_duplicate("330110005", later, REFUSE_RULE) is not None
+    store.stop_merging(case)
+    assert store.find_duplicate("330110005", later, REFUSE_RULE) is None
+    assert store.open_cases() == []
+
+
+@pytest.mark.parametrize(("lat", "lon", "metres"), [
+    (LAT, LON, 100), (0.0, 0.0, 5_000), (60.0, 25.0, 1_000), (-70.0, -10.0, 5_000)])
+def test_the_search_box_holds_the_whole_circle(lat: float, lon: float, metres: float) -> None:
+    span = cell_span(lat, lon, metres)
+    assert span is not None
+    (x0, y0), (x1, y1) = span
+    for step in range(72):
+        edge = _moved(lat, lon, metres, step * math.pi / 36)
+        # flat steps land close to the circle; push them out to exactly the distance limit
+        scale = metres / distance_m(lat, lon, edge.lat, edge.lon)
+        point = Location(lat=lat + (edge.lat - lat) * scale, lon=lon + (edge.lon - lon) * scale)
+        assert distance_m(lat, lon, point.lat, point.lon) == pytest.approx(metres, rel=1e-3)
+        x, y = cell_of(point.lat, point.lon)
+        assert x0 <= x <= x1 and y0 <= y <= y1
+
+
+def test_no_box_at_a_pole_or_across_the_antimeridian() -> None:
+    assert cell_span(89.99, 0.0, 5_000) is None
+    assert cell_span(10.0, 179.999, 1_000) is None
+    assert cell_span(10.0, 179.9, 1_000) is not None
