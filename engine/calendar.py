@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
@@ -21,6 +22,13 @@ import chinese_calendar
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 Sessions = tuple[tuple[time, time], ...]
 log = logging.getLogger("griddispatch.calendar")
+
+# Wall-clock microseconds since 0001-01-01 00:00 in Shanghai: aware datetimes of one tzinfo
+# subtract and add as wall clocks, so these ints and ``_ORIGIN + timedelta`` round-trip.
+_ORIGIN = datetime(1, 1, 1, tzinfo=SHANGHAI)
+_US = timedelta(microseconds=1)
+_DAY_US = 86_400_000_000
+_GUARD_DAYS = 3660  # ten years of days: never reached by real limits
 
 
 @dataclass(frozen=True)
@@ -46,6 +54,10 @@ class WorkingHours:
     sessions: Sessions
     seasons: tuple[Season, ...] = ()
     _hash: int = field(init=False, repr=False, compare=False)
+    # add_working_times' tables of sessions per year, kept here to save hashing the hours
+    # on every call (None: sessions out of order, see _year).
+    _years: dict[int, _Year | None] = field(init=False, repr=False, compare=False,
+                                            default_factory=dict)
 
     def __post_init__(self) -> None:
         # Hashed on every cached lookup (once per day walked): hash the nested tuples once.
@@ -127,15 +139,131 @@ def add_working_time(start: datetime, duration: timedelta,
 
 def add_working_times(start: datetime, durations: Sequence[timedelta],
                       hours: WorkingHours = WORKING_HOURS) -> list[datetime]:
-    """``add_working_time`` for several durations from one start, in one walk of the
-    calendar (a case's warnings and breach share their start: one walk, not one each)."""
-    if any(d < timedelta(0) for d in durations):
+    """``add_working_time`` for several durations from one start (a case's warnings and
+    breach share their start).
+
+    Every deadline of the route worker's hot path comes through here, so instead of
+    walking the calendar day by day in aware datetimes it bisects a cached table of the
+    year's sessions in integer microseconds (exact, like timedelta), and builds a datetime
+    only for each answer. The answers are the walk's to the microsecond, offset and fold:
+    the walk added timedeltas to Shanghai datetimes, which is wall-clock arithmetic, so the
+    table counts wall-clock microseconds too.
+    """
+    amounts = [d // _US for d in durations]
+    if amounts and min(amounts) < 0:
         raise ValueError("duration must not be negative")
-    order = sorted(range(len(durations)), key=lambda i: durations[i])
-    out: list[datetime] = [start] * len(durations)
     local = start.astimezone(SHANGHAI)
+    now = (local - _ORIGIN) // _US
+    try:
+        year = hours._years[local.year]
+    except KeyError:
+        year = _year(local.year, hours)
+    if year is None:
+        return _walk(local, durations, hours)
+    first = bisect_right(year.ends, now)  # the first session still running or to come
+    if first < len(year.ends):
+        worked = year.before[first] + max(0, now - year.begins[first])
+    else:
+        worked = year.total
+    out = []
+    for amount in amounts:
+        target = worked + amount
+        if target <= year.total and first < len(year.ends):
+            # The first session by whose end the target is worked (a target reached just
+            # as a session ends is that session's end, not the next one's start).
+            at = bisect_left(year.done_by, target, first)
+            out.append(_ORIGIN + _US * (year.begins[at] + target - year.before[at]))
+        else:
+            later = _in_later_years(local, target - year.total, durations, hours)
+            if later is None:
+                return _walk(local, durations, hours)
+            out.append(later)
+    return out
+
+
+def _in_later_years(local: datetime, left: int, durations: Sequence[timedelta],
+                    hours: WorkingHours) -> datetime | None:
+    """The instant ``left`` µs of working time into the years after ``local``'s."""
+    limit = (local.toordinal() - 1 + _GUARD_DAYS) * _DAY_US  # the day the walk gave up
+    number = local.year
+    while True:
+        number += 1
+        try:
+            table = hours._years[number]
+        except KeyError:
+            table = _year(number, hours)
+        if table is None:
+            return None
+        if table.begin >= limit:
+            break
+        if left <= table.total and table.ends:
+            at = bisect_left(table.done_by, left)
+            if table.begins[at] >= limit:
+                break
+            return _ORIGIN + _US * (table.begins[at] + left - table.before[at])
+        left -= table.total
+    raise ValueError(f"{max(durations)} of working time does not fit in ten years")
+
+
+@dataclass(frozen=True)
+class _Year:
+    """A year's sessions, wall-clock µs, in order, with the working time of the year done
+    before each begins and by the time each ends: what bisecting needs."""
+
+    begin: int  # 1 January, 00:00
+    begins: list[int]
+    ends: list[int]
+    before: list[int]
+    done_by: list[int]
+    total: int
+
+
+def _year(number: int, hours: WorkingHours) -> _Year | None:
+    """None when the sessions of a day overlap or run backwards (a hand-built WorkingHours;
+    the rules loader refuses those): the day-by-day walk then answers as it always did."""
+    table = hours._years[number] = _tabulate(number, hours)
+    return table
+
+
+@lru_cache(maxsize=128)  # by value: an equal WorkingHours built anew shares the tables
+def _tabulate(number: int, hours: WorkingHours) -> _Year | None:
+    first = date(number, 1, 1)
+    day, ordinal = first, first.toordinal()
+    begins: list[int] = []
+    ends: list[int] = []
+    before: list[int] = []
+    done_by: list[int] = []
+    total = 0
+    while day.year == number:
+        if is_working_day(day):
+            midnight = (ordinal - 1) * _DAY_US
+            previous = midnight
+            for start, end in hours.on(day):
+                begin, finish = midnight + _clock_us(start), midnight + _clock_us(end)
+                if not previous <= begin <= finish:
+                    return None
+                begins.append(begin)
+                ends.append(finish)
+                before.append(total)
+                total += finish - begin
+                done_by.append(total)
+                previous = finish
+        day, ordinal = day + timedelta(days=1), ordinal + 1
+    return _Year((first.toordinal() - 1) * _DAY_US, begins, ends, before, done_by, total)
+
+
+def _clock_us(clock: time) -> int:
+    return ((clock.hour * 60 + clock.minute) * 60 + clock.second) * 1_000_000 \
+        + clock.microsecond
+
+
+def _walk(local: datetime, durations: Sequence[timedelta],
+          hours: WorkingHours) -> list[datetime]:
+    """The day-by-day walk, for hours ``_year`` cannot tabulate."""
+    order = sorted(range(len(durations)), key=lambda i: durations[i])
+    out: list[datetime] = [local] * len(durations)
     day, done, passed = local.date(), 0, timedelta(0)
-    for _ in range(3660):  # ten years of days: a guard, never reached by real limits
+    for _ in range(_GUARD_DAYS):
         for begin, end in _sessions(day, hours):
             if end <= local:
                 continue

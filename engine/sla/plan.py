@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from datetime import datetime, timedelta
+from functools import lru_cache
 
 from engine.calendar import (
     WORKING_HOURS,
@@ -29,6 +30,8 @@ from engine.sla.policy import limit_span
 Pause = tuple[datetime, datetime]
 ACCEPT_STATES = frozenset({"dispatched", "reopened"})
 RESOLVE_STATES = frozenset({"dispatched", "accepted", "reopened"})
+# A policy's few limit texts are parsed again for every case: remember their spans.
+_span = lru_cache(maxsize=1024)(limit_span)
 
 
 def deadline_after(start: datetime, span: timedelta, terms: SlaTerms,
@@ -60,8 +63,10 @@ def deadlines_after(start: datetime, spans: Sequence[timedelta], terms: SlaTerms
                     pauses: Sequence[Pause], hours: WorkingHours) -> list[datetime]:
     """``deadline_after`` for several spans from one start: one calendar walk when nothing
     paused the clock (the common case; a clock's warnings share its start)."""
-    if terms.unit == "working" and not pauses:
-        return add_working_times(start, spans, hours)
+    if not pauses:
+        if terms.unit == "working":
+            return add_working_times(start, spans, hours)
+        return [start + span for span in spans]
     return [deadline_after(start, span, terms, pauses, hours) for span in spans]
 
 
@@ -92,8 +97,16 @@ def resume(sla: CaseSla, at: datetime) -> CaseSla:
 
 
 def escalation_id(case_id: str, limit: str, clock_start: datetime, step: str) -> str:
-    text = f"{case_id}|{limit}|{clock_start.isoformat()}|{step}"
-    return hashlib.sha1(text.encode(), usedforsecurity=False).hexdigest()[:20]
+    return _step_id(_clock_key(case_id, limit, clock_start), step)
+
+
+def _clock_key(case_id: str, limit: str, clock_start: datetime) -> str:
+    """What the ids of one clock's steps share: formatted once per clock, not once a step."""
+    return f"{case_id}|{limit}|{clock_start.isoformat()}|"
+
+
+def _step_id(clock_key: str, step: str) -> str:
+    return hashlib.sha1((clock_key + step).encode(), usedforsecurity=False).hexdigest()[:20]
 
 
 def case_version(case: CaseRecord) -> int:
@@ -101,11 +114,10 @@ def case_version(case: CaseRecord) -> int:
     return len(case.history)
 
 
-def _ladder(case: CaseRecord, terms: SlaTerms,
-            departments: DepartmentRegistry) -> list[tuple[str, timedelta, str]]:
+def _ladder(case: CaseRecord, terms: SlaTerms, departments: DepartmentRegistry,
+            hours: WorkingHours) -> list[tuple[str, timedelta, str]]:
     """(step, delay after breach, recipient) for each ladder step that has a recipient."""
     out, previous = [], case.lead
-    hours = terms.hours.hours()
     for level, step in enumerate(terms.ladder, 1):
         if step.to == "supervisor":
             dept = departments.by_code.get(previous)
@@ -114,28 +126,31 @@ def _ladder(case: CaseRecord, terms: SlaTerms,
             recipient = departments.resolve(step.to, case.division_chain)
         if recipient is None:  # above the top of the chain, or no such body here
             continue
-        out.append((f"level{level}", limit_span(step.after, terms.unit, hours), recipient))
+        out.append((f"level{level}", _span(step.after, terms.unit, hours), recipient))
         previous = recipient
     return out
 
 
 def _clock_timers(case: CaseRecord, limit: LimitName, start: datetime, span: timedelta,
-                  deadline: datetime, ladder: list[tuple[str, timedelta, str]],
-                  hours: WorkingHours) -> list[SlaTimer]:
+                  ladder: list[tuple[str, timedelta, str]],
+                  hours: WorkingHours) -> tuple[datetime, list[SlaTimer]]:
+    """The clock's deadline and its timers. The deadline and the warnings share their start
+    and pauses, so they take one calendar walk; the ladder runs on from the deadline."""
     sla = case.sla
     assert sla is not None
     terms = sla.terms
+    deadline, *warnings = deadlines_after(
+        start, [span, *(span * p / 100 for p in terms.warn_at)], terms, sla.pauses, hours)
+    key = _clock_key(case.case_id, limit, start)
 
     def timer(step: str, due: datetime, recipient: str, percent: int | None = None) -> SlaTimer:
-        key = f"{step}{percent}" if percent is not None else step
         # Not re-validated: every value is computed here (about ten timers a case, on the
         # route worker's hot path); the timer worker validates what it reads back.
-        return trusted(SlaTimer, escalation_id=escalation_id(case.case_id, limit, start, key),
+        return trusted(SlaTimer, escalation_id=_step_id(
+                           key, f"{step}{percent}" if percent is not None else step),
                        limit=limit, step=step, percent=percent, due=due, deadline=deadline,
                        recipient=recipient)
 
-    warnings = deadlines_after(start, [span * p / 100 for p in terms.warn_at], terms,
-                               sla.pauses, hours)
     timers = [timer("warning", due, case.lead, p)
               for p, due in zip(terms.warn_at, warnings, strict=True)]
     timers.append(timer("breach", deadline, case.lead))
@@ -143,7 +158,7 @@ def _clock_timers(case: CaseRecord, limit: LimitName, start: datetime, span: tim
     steps = deadlines_after(deadline, [delay for _, delay, _ in ladder], terms, (), hours)
     for (step, _, recipient), due in zip(ladder, steps, strict=True):
         timers.append(timer(step, due, recipient))
-    return timers
+    return deadline, timers
 
 
 def clock_state(case: CaseRecord) -> tuple[object, ...]:
@@ -185,16 +200,16 @@ def replan(case: CaseRecord, departments: DepartmentRegistry,
     accept_by, resolve_by = sla.accept_by, sla.resolve_by
     timers: list[SlaTimer] = []
     if sla.paused_since is None and case.state in RESOLVE_STATES:
-        ladder = _ladder(case, terms, departments)
+        ladder = _ladder(case, terms, departments, hours)
         if case.state in ACCEPT_STATES and terms.accept and sla.accept_from is not None:
-            span = limit_span(terms.accept, terms.unit, hours)
-            accept_by = deadline_after(sla.accept_from, span, terms, sla.pauses, hours)
-            timers += _clock_timers(case, "accept", sla.accept_from, span, accept_by, ladder,
-                                    hours)
-        span = limit_span(terms.resolve, terms.unit, hours)
-        resolve_by = deadline_after(sla.resolve_from, span, terms, sla.pauses, hours)
-        timers += _clock_timers(case, "resolve", sla.resolve_from, span, resolve_by, ladder,
-                                hours)
+            accept_by, planned = _clock_timers(case, "accept", sla.accept_from,
+                                               _span(terms.accept, terms.unit, hours), ladder,
+                                               hours)
+            timers += planned
+        resolve_by, planned = _clock_timers(case, "resolve", sla.resolve_from,
+                                            _span(terms.resolve, terms.unit, hours), ladder,
+                                            hours)
+        timers += planned
     elif case.state == "resolved" and terms.verify_within:
         timers.append(_autoclose(case, terms.verify_within, departments))
     timers.sort(key=lambda t: t.due)

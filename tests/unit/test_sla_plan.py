@@ -2,23 +2,33 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+import hashlib
+import random
+from datetime import UTC, date, datetime, time, timedelta
 from functools import cache
 from pathlib import Path
 
 import pytest
 
+from engine.calendar import SHANGHAI, WORKING_HOURS, WorkingHours
 from engine.cases.dispatch import on_classified, on_status
 from engine.cases.merge import CaseStore
 from engine.cases.records import CaseRecord, StatusAction, StatusUpdate
 from engine.classify import classify_data
 from engine.contracts import Classified
+from engine.reference.departments import DepartmentRegistry
 from engine.rules import RuleSet
-from engine.sla.model import SlaTimer
-from engine.sla.plan import deadline_after
+from engine.sla.model import LimitName, SlaTerms, SlaTimer
+from engine.sla.plan import (
+    ACCEPT_STATES,
+    RESOLVE_STATES,
+    deadline_after,
+    deadlines_after,
+)
 from engine.sla.policy import limit_span
 from engine.sla.timers import case_plan, case_timers
 from engine.yamlfile import FileProblems
+from tests.bench.dispatch_bench import make_reports
 
 RULES = Path(__file__).resolve().parents[2] / "rules"
 YUHANG = "330110000000"
@@ -258,3 +268,128 @@ def test_a_resolved_case_nobody_verifies_is_planned_to_close() -> None:
     closed = answer(store, resolved, "verified", "2026-11-24T15:00:00", department=centre,
                     satisfied=True)
     assert closed.state == "closed" and closed.sla is not None and closed.sla.timers == []
+
+
+# --- replan as it was before it shared one calendar walk between a clock's deadline and its
+# warnings and hashed each clock's id prefix once: the reference the plan must still equal.
+
+def _reference_escalation_id(case_id: str, limit: str, clock_start: datetime, step: str) -> str:
+    text = f"{case_id}|{limit}|{clock_start.isoformat()}|{step}"
+    return hashlib.sha1(text.encode(), usedforsecurity=False).hexdigest()[:20]
+
+
+def _reference_ladder(case: CaseRecord, terms: SlaTerms,
+                      departments: DepartmentRegistry) -> list[tuple[str, timedelta, str]]:
+    out, previous = [], case.lead
+    hours = terms.hours.hours()
+    for level, step in enumerate(terms.ladder, 1):
+        if step.to == "supervisor":
+            dept = departments.by_code.get(previous)
+            recipient = dept.supervisor if dept else None
+        else:
+            recipient = departments.resolve(step.to, case.division_chain)
+        if recipient is None:
+            continue
+        out.append((f"level{level}", limit_span(step.after, terms.unit, hours), recipient))
+        previous = recipient
+    return out
+
+
+def _reference_clock_timers(case: CaseRecord, limit: LimitName, start: datetime,
+                            span: timedelta, deadline: datetime,
+                            ladder: list[tuple[str, timedelta, str]],
+                            hours: WorkingHours) -> list[SlaTimer]:
+    sla = case.sla
+    assert sla is not None
+    terms = sla.terms
+
+    def timer(step: str, due: datetime, recipient: str, percent: int | None = None) -> SlaTimer:
+        key = f"{step}{percent}" if percent is not None else step
+        return SlaTimer(escalation_id=_reference_escalation_id(case.case_id, limit, start, key),
+                        limit=limit, step=step, percent=percent, due=due, deadline=deadline,
+                        recipient=recipient)
+
+    warnings = deadlines_after(start, [span * p / 100 for p in terms.warn_at], terms,
+                               sla.pauses, hours)
+    timers = [timer("warning", due, case.lead, p)
+              for p, due in zip(terms.warn_at, warnings, strict=True)]
+    timers.append(timer("breach", deadline, case.lead))
+    steps = deadlines_after(deadline, [delay for _, delay, _ in ladder], terms, (), hours)
+    for (step, _, recipient), due in zip(ladder, steps, strict=True):
+        timers.append(timer(step, due, recipient))
+    return timers
+
+
+def _reference_replan(case: CaseRecord, departments: DepartmentRegistry) -> CaseRecord:
+    sla = case.sla
+    if sla is None:
+        return case
+    terms = sla.terms
+    hours = terms.hours.hours()
+    accept_by, resolve_by = sla.accept_by, sla.resolve_by
+    timers: list[SlaTimer] = []
+    if sla.paused_since is None and case.state in RESOLVE_STATES:
+        ladder = _reference_ladder(case, terms, departments)
+        if case.state in ACCEPT_STATES and terms.accept and sla.accept_from is not None:
+            span = limit_span(terms.accept, terms.unit, hours)
+            accept_by = deadline_after(sla.accept_from, span, terms, sla.pauses, hours)
+            timers += _reference_clock_timers(case, "accept", sla.accept_from, span, accept_by,
+                                              ladder, hours)
+        span = limit_span(terms.resolve, terms.unit, hours)
+        resolve_by = deadline_after(sla.resolve_from, span, terms, sla.pauses, hours)
+        timers += _reference_clock_timers(case, "resolve", sla.resolve_from, span, resolve_by,
+                                          ladder, hours)
+    elif case.state == "resolved" and terms.verify_within:
+        due = case.updated_at + limit_span(terms.verify_within, "natural", WORKING_HOURS)
+        verifier = (departments.resolve("township.zhzx", case.division_chain)
+                    or departments.resolve("county.zhzx", case.division_chain) or case.lead)
+        timers.append(SlaTimer(escalation_id=_reference_escalation_id(
+            case.case_id, "verify", case.updated_at, "autoclose"), limit="verify",
+            step="autoclose", due=due, deadline=due, recipient=verifier))
+    timers.sort(key=lambda t: t.due)
+    new = sla.model_copy(update={"accept_by": accept_by, "resolve_by": resolve_by,
+                                 "timers": timers})
+    return case.model_copy(update={"sla": new})
+
+
+def _exact(case: CaseRecord) -> str:
+    """Every value of the plan, datetimes with their tzinfo and fold (== alone ignores them)."""
+    sla = case.sla
+    assert sla is not None
+    return repr((sla.accept_by, sla.resolve_by, sla.timers))
+
+
+def test_the_plan_is_exactly_what_the_reference_replan_made() -> None:
+    rng = random.Random(1001)
+    departments = ruleset().departments
+    checked = paused = 0
+    seen: set[str] = set()
+    for n, report in enumerate(make_reports(160, 5, "plan-eq")):
+        day = date(2025, 1, 1) + timedelta(days=rng.randrange(730))
+        when = datetime.combine(day, time(rng.randrange(24), rng.randrange(60),
+                                          rng.randrange(60), rng.randrange(1_000_000)), SHANGHAI)
+        when = when.astimezone(rng.choice([UTC, SHANGHAI]))
+        record = classify_data(ruleset(), {**report, "reported_at": when.isoformat()}, when)
+        if not isinstance(record, Classified):
+            continue
+        store = CaseStore()
+        result = on_classified(ruleset(), store, record, when)
+        if result.case is None or result.case.sla is None:
+            continue
+        cases = [result.case]
+        later = when + timedelta(minutes=rng.randrange(1, 3000))
+        for action in (["paused", "resumed"], ["accepted"], ["returned"], [])[n % 4]:
+            update = StatusUpdate(case_id=cases[-1].case_id, department=cases[-1].lead,
+                                  action=action, at=later, note="测试")
+            moved = on_status(ruleset(), store,
+                              update.model_dump_json(by_alias=True).encode(), later)
+            if moved.case is not None:
+                cases.append(moved.case)
+            later += timedelta(minutes=rng.randrange(1, 3000))
+        for case in cases:
+            assert _exact(case) == _exact(_reference_replan(case, departments)), case.case_id
+            checked += 1
+            assert case.sla is not None
+            seen.add(case.sla.terms.unit)
+            paused += bool(case.sla.pauses)
+    assert checked > 200 and seen == {"working", "natural"} and paused > 0
