@@ -32,6 +32,7 @@ hands it the old assignment without waiting for a session timeout).
 
 from __future__ import annotations
 
+import gc
 import logging
 import signal
 import time
@@ -69,9 +70,12 @@ from engine.workers.route_state import (
 
 WORKER, GROUP = "route", "griddispatch-route"
 CLASSIFIED, STATUS = "incidents.classified", "assignments.status"
-# A short poll: consume() waits the whole timeout when fewer than BATCH records are queued,
-# and that wait is latency for every record in a trickle (measured: 0.5 s cost ~400 ms p50).
-BATCH, POLL_SECONDS, RELOAD_POLL_SECONDS = 500, 0.05, 2.0
+# Greedy batches: wait (up to POLL_SECONDS) for one record, then take whatever else is
+# already queued, up to BATCH. consume(BATCH, timeout) would wait the whole timeout for a
+# batch that a trickle never fills, and that wait is latency for every record in it
+# (measured: 0.5 s cost ~400 ms p50; 0.05 s still ~25 ms). Under load a batch is what
+# arrived during the previous transaction, so transactions grow with the load by themselves.
+BATCH, POLL_SECONDS, RELOAD_POLL_SECONDS = 500, 0.1, 2.0
 TXN_TIMEOUT, ABORT_BACKOFF_SECONDS = 30.0, 1.0
 FORGET_EVERY_SECONDS = 3600.0  # closed cases older than DUPLICATE_MEMORY leave the store
 
@@ -111,8 +115,7 @@ class RouteWorker:
                 if time.monotonic() - last_forget > FORGET_EVERY_SECONDS:
                     self.store.forget_closed(datetime.now(UTC) - DUPLICATE_MEMORY)
                     last_forget = time.monotonic()
-                messages = self.consumer.consume(BATCH, POLL_SECONDS)
-                records = [m for m in messages if not self._is_error(m)]
+                records = [m for m in self._next_batch() if not self._is_error(m)]
                 if records:
                     self._process(records)
         except (WorkerStopped, KafkaException) as exc:
@@ -123,6 +126,12 @@ class RouteWorker:
             self.producer.flush(5)
         log.info("route worker stopped cleanly after a signal")
         return 0
+
+    def _next_batch(self) -> list[Message]:
+        first = self.consumer.poll(POLL_SECONDS)
+        if first is None:
+            return []
+        return [first, *self.consumer.consume(BATCH - 1, 0)]
 
     def _init_transactions(self) -> None:
         """Fence a killed predecessor; retry what a just-created topic's broker says is
@@ -193,11 +202,29 @@ class RouteWorker:
         if self.owned:
             read_cases(self.settings, loader)
         self.store = loader.store()
+        self._freeze_heap(collect=True)
         metrics.ROUTE_REBUILDS.labels(reason=reason).inc()
         self._gauge()
         log.info("case store rebuilt (%s) for partitions %s: %d records read, %d cases kept, "
                  "%d live, in %.2fs", reason, sorted(self.owned), loader.seen, len(loader.raw),
                  len(self.store), time.monotonic() - started)
+
+    @staticmethod
+    def _freeze_heap(collect: bool = False) -> None:
+        """Move every object alive now out of the cyclic collector's reach.
+
+        The case store holds millions of small objects that live for days and form no
+        cycles (refcounting frees a replaced case). Left to the collector, each full
+        collection walked all of them: pauses growing to ~1 s every few seconds with 35k
+        open cases, half the worker's CPU, and the whole p99 at 1,000 reports/s. Frozen
+        after every batch, the collector only ever sees one batch's new objects.
+        ``gc.freeze`` itself is O(1). The price: cyclic garbage still uncollected at the end
+        of a batch is never freed (the worker makes almost none; ``collect`` at a rebuild
+        clears what is there before freezing).
+        """
+        if collect:
+            gc.collect()
+        gc.freeze()
 
     def _gauge(self) -> None:
         for state, count in state_counts(self.store).items():
@@ -233,6 +260,7 @@ class RouteWorker:
         if dirty:  # a step raised halfway: its store changes may have no output
             self._rebuild("step_error")
         self._gauge()
+        self._freeze_heap()
 
     def _handle(self, ruleset: RuleSet, message: Message, tally: BatchTally) -> bool:
         """Route one record into the open transaction; False if it was skipped by an error."""
