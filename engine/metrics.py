@@ -117,6 +117,20 @@ ROUTE_TRANSACTIONS = Counter(
     "Kafka transactions of the route worker, by outcome (committed, aborted).",
     ["outcome"],
 )
+ROUTE_BATCH_SECONDS = Histogram(
+    "griddispatch_route_batch_seconds",
+    "Wall time of one route batch by phase: routing its records (process), then waiting "
+    "for its offsets to join the transaction (offsets; sent while routing), then committing "
+    "(commit). Every record of a batch waits for all three before a department can read "
+    "its assignment.",
+    ["phase"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+)
+ROUTE_BATCH_RECORDS = Histogram(
+    "griddispatch_route_batch_records",
+    "Records in one route batch (one Kafka transaction).",
+    buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500),
+)
 ROUTE_REBUILDS = Counter(
     "griddispatch_route_rebuilds",
     "Times the route worker rebuilt its case store from the cases topic, by reason "

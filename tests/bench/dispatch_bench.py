@@ -53,6 +53,7 @@ How each figure is taken, and why:
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import os
 import random
@@ -361,7 +362,8 @@ def route_counters(procs: Processes) -> dict[str, float]:
     """Transactions by outcome, store rebuilds by reason and errors, summed over the route
     workers: an aborted transaction makes a worker re-read the whole ``cases`` topic."""
     wanted = {"griddispatch_route_transactions_total", "griddispatch_route_rebuilds_total",
-              "griddispatch_worker_errors_total"}
+              "griddispatch_worker_errors_total", "griddispatch_route_batch_seconds_sum",
+              "griddispatch_route_batch_seconds_count", "griddispatch_route_batch_records_sum"}
     out: dict[str, float] = {}
     for proc in procs.procs:
         if proc.kind != "route" or proc.metrics_port is None:
@@ -710,6 +712,7 @@ class Latency:
     classify_hop_ms: list[float]  # intake → incidents.classified, Kafka timestamps
     open_cases_at_start: float  # in the route workers' stores (their gauge)
     route_counters_at_end: dict[str, float]  # cumulative since the workers started
+    route_batches: dict[str, float] = field(default_factory=dict)  # during this run
 
     @property
     def achieved_rate(self) -> float:
@@ -753,7 +756,8 @@ class Latency:
                 "cpu_seconds": {k: round(v, 2) for k, v in self.cpu_seconds.items()},
                 "visible_by_second": self.by_second(),
                 "open_cases_in_route_store_at_start": round(self.open_cases_at_start),
-                "route_counters_at_end": self.route_counters_at_end}
+                "route_counters_at_end": self.route_counters_at_end,
+                "route_batches": self.route_batches}
 
 
 class AssignmentWatcher:
@@ -815,8 +819,17 @@ def measure_latency(settings: Settings, plan: LatencyPlan, procs: Processes,
     reports = plan.reports.reports
     total = min(len(reports), int(plan.rate * plan.seconds))
     try:
+        # Hygiene, so the window measures the engine at this rate and nothing else: the
+        # drain before left ~150 MB of dirty pages that the kernel writes back ~30 s later
+        # (measured: the first 5 s of the window ran at twice the latency of the rest), and
+        # this process holds the drain's records (its own full collections would delay the
+        # watcher's clock, not the engine).
+        os.sync()
+        gc.collect()
+        gc.freeze()
         time.sleep(1.0)  # let the watcher's first fetches go out
         routed_before = _route_done(procs)
+        counters_before = route_counters(procs)
         open_cases = _open_cases(procs)
         cpu_before = _cpu(procs, broker_pid)
         start = time.perf_counter()
@@ -855,6 +868,7 @@ def measure_latency(settings: Settings, plan: LatencyPlan, procs: Processes,
             time.sleep(0.2)
         cpu = _delta(_cpu(procs, broker_pid), cpu_before)
         counters = route_counters(procs)
+        batches = batch_means(_delta(counters, counters_before))
     finally:
         watcher.close()
     # The first hop alone: when classify wrote each report (its CreateTime), to split the
@@ -874,13 +888,30 @@ def measure_latency(settings: Settings, plan: LatencyPlan, procs: Processes,
             kafka_ms.append(float(ts - sent_ts[iid]))
         visible_ms.append((wall - sent_wall[iid]) * 1000)
     lat = Latency(plan.rate, total, send_seconds, expected, len(found), kafka_ms, visible_ms,
-                  cpu, [ms for _, ms in hop_ms], open_cases, counters)
+                  cpu, [ms for _, ms in hop_ms], open_cases, counters, batches)
     log(f"[latency] {open_cases:,.0f} open cases in the route store at the start; "
         f"offered {plan.rate}/s, achieved {lat.achieved_rate:,.0f}/s over "
         f"{send_seconds:.1f}s; {len(found):,}/{expected:,} lead assignments; kafka "
         f"{lat.summary(kafka_ms)}; visible {lat.summary(visible_ms)}; classify hop "
-        f"{lat.summary(lat.classify_hop_ms)}; cpu {_cpu_text(cpu)}")
+        f"{lat.summary(lat.classify_hop_ms)}; cpu {_cpu_text(cpu)}; route batches {batches}")
     return lat
+
+
+def batch_means(during: dict[str, float]) -> dict[str, float]:
+    """Mean records per route transaction and mean ms per phase, from the route workers'
+    histograms over one latency run: where a record's wait inside the route worker goes."""
+    def total(name: str) -> float:
+        return sum(v for k, v in during.items() if k.startswith(name))
+
+    count = total("route_transactions_total{outcome=committed}")
+    out = {"transactions": count,
+           "records_per_batch": round(total("route_batch_records_sum") / count, 1)
+           if count else 0.0}
+    for phase in ("process", "offsets", "commit"):
+        n = during.get(f"route_batch_seconds_count{{phase={phase}}}", 0.0)
+        sum_s = during.get(f"route_batch_seconds_sum{{phase={phase}}}", 0.0)
+        out[f"{phase}_ms_mean"] = round(sum_s / n * 1000, 2) if n else 0.0
+    return out
 
 
 # --- the whole benchmark -----------------------------------------------------------------
