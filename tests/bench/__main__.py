@@ -116,6 +116,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="drains per N and kind (the median is quoted)")
     parser.add_argument("--latency-seconds", type=float, default=dispatch_bench.LATENCY_SECONDS,
                         help="how long reports are offered in the latency run (0: none)")
+    parser.add_argument("--latency-warmup", type=float, default=dispatch_bench.WARMUP_SECONDS,
+                        help="seconds offered at each rate before its measured window "
+                             "(reported, not judged; 0: none)")
     parser.add_argument("--latency-rates", type=int, nargs="*",
                         default=[dispatch_bench.OFFERED_RATE, 100],
                         help="offered reports/s of the latency runs (the first is the issue's)")
@@ -169,7 +172,8 @@ def run_dispatch(args: argparse.Namespace) -> None:
     report = dispatch_bench.run(args.dispatch_partitions, args.dispatch_reports,
                                 args.dispatch_rounds, args.latency_rates,
                                 args.latency_seconds, not args.no_stages,
-                                log=lambda m: print(m, flush=True))
+                                log=lambda m: print(m, flush=True),
+                                warmup_seconds=args.latency_warmup)
     out = {"benchmark": "dispatch", "machine": machine,
            "method": {"reports_per_drain": args.dispatch_reports,
                       "rounds": args.dispatch_rounds, "statistic": "median of rounds",
@@ -183,7 +187,8 @@ def run_dispatch(args: argparse.Namespace) -> None:
                                  "read_committed reader got it minus wall time of produce(); "
                                  "'kafka_timestamps' = CreateTime difference",
                       "offered_rates": args.latency_rates,
-                      "offered_seconds": args.latency_seconds},
+                      "offered_seconds": args.latency_seconds,
+                      "warmup_seconds_before_each_window": args.latency_warmup},
            "targets": {"ratio_engine_over_passthrough": dispatch_bench.TARGET_RATIO,
                        "latency_p99_ms": dispatch_bench.TARGET_P99_MS},
            **report.as_json(),
