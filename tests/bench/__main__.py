@@ -236,7 +236,7 @@ def run_classify(args: argparse.Namespace) -> None:
         "method": {"events_per_round": args.events, "rounds": args.rounds,
                    "statistic": "median of rounds; scales timed in interleaved rounds; "
                                 "10x/1x = median of the rounds' own ratios",
-                   "warmup": "1,000 reports, untimed",
+                   "warmup": "2,000 reports, untimed, before every timed pass",
                    "pinned_cores": 1, "measured": "engine.classify.classify_data on a dict "
                    "(validation, placing by coordinates, scope, keywords, priority, output "
                    "record); no Kafka, no JSON decoding of bytes"},
