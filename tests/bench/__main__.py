@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tests.bench import dispatch_bench, timers_bench, timers_rebuild
+from tests.bench import dispatch_bench, dispatch_report, timers_bench, timers_rebuild
 from tests.bench.classify_bench import (
     TARGET_COST_RATIO,
     TARGET_EVENTS_PER_S,
@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="seconds offered at each rate before its measured window "
                              "(reported, not judged; 0: none)")
     parser.add_argument("--latency-rates", type=int, nargs="*",
-                        default=[dispatch_bench.OFFERED_RATE, 100],
+                        default=[dispatch_report.OFFERED_RATE, 100],
                         help="offered reports/s of the latency runs (the first is the issue's)")
     parser.add_argument("--no-stages", action="store_true",
                         help="skip the classify-only and route-only drains")
@@ -189,12 +189,12 @@ def run_dispatch(args: argparse.Namespace) -> None:
                       "offered_rates": args.latency_rates,
                       "offered_seconds": args.latency_seconds,
                       "warmup_seconds_before_each_window": args.latency_warmup},
-           "targets": {"ratio_engine_over_passthrough": dispatch_bench.TARGET_RATIO,
-                       "latency_p99_ms": dispatch_bench.TARGET_P99_MS},
+           "targets": {"ratio_engine_over_passthrough": dispatch_report.TARGET_RATIO,
+                       "latency_p99_ms": dispatch_report.TARGET_P99_MS},
            **report.as_json(),
            "seconds_total": round(time.monotonic() - started, 1),
            "loadavg_at_end": [round(x, 2) for x in os.getloadavg()]}
-    _write(args.dispatch_out, out, dispatch_bench.table(report))
+    _write(args.dispatch_out, out, dispatch_report.table(report))
 
 
 def run_timers(args: argparse.Namespace) -> None:

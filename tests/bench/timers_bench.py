@@ -61,7 +61,7 @@ from engine.sla.store import CASE_KEY, SHARDS, TimerStore, shard_of
 from engine.sla.timers import case_timers
 from engine.workers.timers import BATCH as WORKER_BATCH
 from engine.workers.timers import POLL_SECONDS
-from tests.bench.dispatch_bench import Processes, broker, cpu_seconds
+from tests.bench.harness import Processes, broker, cpu_seconds
 from tests.bench.timers_rebuild import (
     OPENED,
     PIPELINE,

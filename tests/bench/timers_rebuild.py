@@ -35,7 +35,8 @@ from engine.sla.store import TimerStore
 from engine.sla.timers import case_plan, case_timers
 from engine.stack import process, redis_server
 from engine.topics import apply, pending_changes
-from tests.bench.dispatch_bench import make_reports, topics_served, wait_until
+from tests.bench.harness import topics_served, wait_until
+from tests.bench.reports import make_reports
 
 REPO = Path(__file__).resolve().parents[2]
 RULES = REPO / "rules"

@@ -28,7 +28,7 @@ from engine.sla.plan import (
 from engine.sla.policy import limit_span
 from engine.sla.timers import case_plan, case_timers
 from engine.yamlfile import FileProblems
-from tests.bench.dispatch_bench import make_reports
+from tests.bench.reports import make_reports
 
 RULES = Path(__file__).resolve().parents[2] / "rules"
 YUHANG = "330110000000"
