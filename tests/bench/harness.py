@@ -322,25 +322,22 @@ def delta(after: dict[str, float], before: dict[str, float]) -> dict[str, float]
     return {k: v - before.get(k, 0.0) for k, v in after.items()}
 
 
+def metric_sum(procs: Processes, kind: str, name: str) -> float:
+    """One metric summed over the workers of one kind (0 for a worker that does not answer)."""
+    return sum(scrape(p.metrics_port, {name}) or 0.0
+               for p in procs.procs if p.kind == kind and p.metrics_port is not None)
+
+
 def routed_count(procs: Processes) -> float:
-    total = 0.0
-    for proc in procs.procs:
-        if proc.kind == "route" and proc.metrics_port is not None:
-            total += scrape(proc.metrics_port, {"griddispatch_route_records_total"}) or 0.0
-    return total
+    return metric_sum(procs, "route", "griddispatch_route_records_total")
 
 
 def open_case_count(procs: Processes) -> float:
-    return sum(scrape(p.metrics_port, {"griddispatch_open_cases"}) or 0.0
-               for p in procs.procs if p.kind == "route" and p.metrics_port is not None)
+    return metric_sum(procs, "route", "griddispatch_open_cases")
 
 
 def classified_count(procs: Processes) -> float:
-    total = 0.0
-    for proc in procs.procs:
-        if proc.kind == "classify" and proc.metrics_port is not None:
-            total += scrape(proc.metrics_port, {"griddispatch_classify_records_total"}) or 0.0
-    return total
+    return metric_sum(procs, "classify", "griddispatch_classify_records_total")
 
 
 def cpu_text(cpu: dict[str, float]) -> str:
