@@ -31,6 +31,7 @@ from engine.contracts import (
     incident_id,
     trusted,
 )
+from engine.reference.jurisdiction import Placement
 from engine.rules import CompiledScope, KeywordRule, RuleSet
 
 Trace = list[str] | None
@@ -45,14 +46,6 @@ class Refusal(NamedTuple):
 
     reason: RejectReason
     detail: str
-
-
-class Placement(NamedTuple):
-    """Where an incident is: the jurisdiction chain (province → community) and the grid."""
-
-    division_chain: list[str]
-    placed_by: Literal["grid_code", "coordinates", "division_code", "address"]
-    grid_code: str | None = None
 
 
 # Records are immutable, so the trace entry for each way of placing is built once.
@@ -139,14 +132,12 @@ def classify_report(ruleset: RuleSet, report: IntakeReport, received_at: datetim
         return _reject(ruleset, placed.reason, placed.detail,
                        placed.reason.removeprefix("unknown_"), raw or report.model_dump_json(),
                        received_at, _ids(report))
-    county = placed.division_chain[2] if placed and len(placed.division_chain) > 2 else None
-    scope = ruleset.scope_for(county)
+    chain = placed.division_chain if placed is not None else ()
+    scope = ruleset.scope_for(chain[2] if len(chain) > 2 else None)
     if note:
         note(f"rules in effect: {scope.name} ← " + (" + ".join(["catalogue", *scope.layers])))
     found = scope.found(report.description)
-    matched: list[RuleMatch] = []
-    if placed:
-        matched.append(_PLACED[placed.placed_by])
+    matched: list[RuleMatch] = [_PLACED[placed.placed_by]] if placed is not None else []
 
     decided = decide_matter(ruleset, scope, report, found, note)
     if isinstance(decided, Refusal):
@@ -156,7 +147,7 @@ def classify_report(ruleset: RuleSet, report: IntakeReport, received_at: datetim
         return Triage(**_common(ruleset, report, received_at), reason="unclassified",
                       detail="no matter code, channel category or keyword rule decided the "
                              "matter",
-                      division_chain=placed.division_chain if placed else [],
+                      division_chain=list(chain),
                       grid_code=placed.grid_code if placed else None, matched_rules=matched,
                       report=report)
     matter_code = decided.code
@@ -174,12 +165,14 @@ def classify_report(ruleset: RuleSet, report: IntakeReport, received_at: datetim
     # Built without re-validation: every value comes from the validated report or the loaded
     # rules, and validating the nested report again was a third of a classification's time.
     # The route worker validates the record it reads, so a bug here cannot pass unnoticed.
+    channel = report.channel
+    channel_id = report.channel_id
     return trusted(
-        Classified, incident_id=report.incident_id, channel=report.channel,
-        channel_id=report.channel_id, reported_at=report.reported_at, received_at=received_at,
+        Classified, incident_id=incident_id(channel, channel_id), channel=channel,
+        channel_id=channel_id, reported_at=report.reported_at, received_at=received_at,
         rules_revision=ruleset.revision, schema_=SCHEMA_CLASSIFIED, classified_at=received_at,
         matter_code=matter_code, matter_name=matter.name, platform=matter.platform,
-        priority=priority, division_chain=placed.division_chain, grid_code=placed.grid_code,
+        priority=priority, division_chain=list(chain), grid_code=placed.grid_code,
         placed_by=placed.placed_by, classified_by=decided.by, matched_rules=matched,
         report=report)
 
@@ -205,16 +198,16 @@ def place(ruleset: RuleSet, report: IntakeReport,
                            f"grid code {report.grid_code} is not in the registry")
         if note:
             note(f"place: explicit grid code {grid.code} ({grid.name})")
-        return Placement(division_chain=where.chain_of_grid(grid.code), grid_code=grid.code,
-                         placed_by="grid_code")
-    if report.location:
-        grid = where.grid_at(report.location.lon, report.location.lat, report.reported_at)
-        if grid is not None:
+        return Placement(where.chain_of_grid(grid.code), "grid_code", grid.code)
+    location = report.location
+    if location is not None:
+        placement = where.placement_at(location.lon, location.lat, report.reported_at)
+        if placement is not None:
             if note:
-                note(f"place: coordinates {report.location.lat},{report.location.lon} lie in grid "
+                grid = where.grids[placement.grid_code or ""]
+                note(f"place: coordinates {location.lat},{location.lon} lie in grid "
                      f"{grid.code} ({grid.name})")
-            return Placement(division_chain=where.chain_of_grid(grid.code), grid_code=grid.code,
-                             placed_by="coordinates")
+            return placement
         if note:
             note("place: coordinates lie in no grid of this jurisdiction")
     if report.division_code:
@@ -224,13 +217,13 @@ def place(ruleset: RuleSet, report: IntakeReport,
                            f"division code {report.division_code} is not in the registry")
         if note:
             note(f"place: explicit division code {division.code} ({division.name})")
-        return Placement(division_chain=where.chain(division.code), placed_by="division_code")
+        return Placement(where.chain(division.code), "division_code")
     if report.address:
         division = where.addresses.parse(report.address)
         if division is not None:
             if note:
                 note(f"place: address names {division.name} ({division.code})")
-            return Placement(division_chain=where.chain(division.code), placed_by="address")
+            return Placement(where.chain(division.code), "address")
         if note:
             note("place: address names no township or community unambiguously")
     if note:
@@ -274,61 +267,66 @@ def decide_matter(ruleset: RuleSet, scope: CompiledScope, report: IntakeReport, 
 
 def best_keyword_rule(scope: CompiledScope, report: IntakeReport, found: set[str], prefix: str,
                       note: Note) -> tuple[KeywordRule, str] | None:
-    """Highest weight wins, then the longest matched keyword, then the most specific layer."""
-    best: tuple[tuple[int, int, int], KeywordRule, str] | None = None
+    """Highest weight wins, then the longest matched keyword, then the most specific layer.
+
+    Equal ranks can only come from one rule matched by two keywords of the same length;
+    the keyword's own order then decides, so the explanation is the same in every process
+    (``found`` is a set, and set order changes with the hash seed).
+    """
+    best: KeywordRule | None = None
+    best_rank: tuple[int, int, int, str] | None = None
+    best_word = ""
     for word in found:
-        for rule in scope.by_keyword.get(word, ()):
-            if not rule.matter.startswith(prefix):
+        for rule in scope.keyword_choices.get(word, ()):
+            if prefix and not rule.matter.startswith(prefix):
                 continue
-            if rule.channels and report.channel not in rule.channels:
-                if note:
-                    note(f"  '{rule.id}' ({rule.layer}) skipped: only for {sorted(rule.channels)}")
-                continue
-            vetoed = [e for e in rule.exclude if e in found]
-            if vetoed:
-                if note:
-                    note(f"  '{rule.id}' ({rule.layer}) vetoed by '{vetoed[0]}'")
-                continue
-            if rule.patterns and not all(p.search(report.description) for p in rule.patterns):
-                if note:
-                    note(f"  '{rule.id}' ({rule.layer}) keyword matched but a pattern did not")
-                continue
-            rank = (-rule.weight, -len(word), rule.order)
-            if best is not None and rule is best[1]:
-                if rank < best[0]:
-                    best = (rank, rule, word)
-            elif best is None or rank < best[0]:
-                if best is not None and note:
-                    note(f"  '{best[1].id}' lost to '{rule.id}'")
-                best = (rank, rule, word)
-            else:
-                if note:
-                    note(f"  '{rule.id}' ({rule.layer}) matched '{word}' but ranks below "
-                         f"'{best[1].id}'")
+            if rule.conditional:
+                unmet = _unmet(rule, report, found)
+                if unmet:
+                    if note:
+                        note(f"  '{rule.id}' ({rule.layer}) {unmet}")
+                    continue
+            rank = (-rule.weight, -len(word), rule.order, word)
+            if best_rank is None or rank < best_rank:
+                if note and best is not None and best is not rule:
+                    note(f"  '{best.id}' lost to '{rule.id}'")
+                best, best_rank, best_word = rule, rank, word
+            elif note and best is not None and rule is not best:
+                note(f"  '{rule.id}' ({rule.layer}) matched '{word}' but ranks below "
+                     f"'{best.id}'")
+            if note is None:
+                break  # the word's later rules rank lower still; only explaining needs them
     if best is None:
         if note:
             note("matter: no keyword rule matched")
         return None
     if note:
-        note(f"matter: '{best[1].id}' ({best[1].layer}, weight {best[1].weight}) matched "
-             f"'{best[2]}' → {best[1].matter}")
-    return best[1], best[2]
+        note(f"matter: '{best.id}' ({best.layer}, weight {best.weight}) matched "
+             f"'{best_word}' → {best.matter}")
+    return best, best_word
+
+
+def _unmet(rule: KeywordRule, report: IntakeReport, found: set[str]) -> str | None:
+    """Why a rule whose keyword matched still does not apply, or None when it does."""
+    if rule.channels and report.channel not in rule.channels:
+        return f"skipped: only for {sorted(rule.channels)}"
+    for word in rule.exclude:
+        if word in found:
+            return f"vetoed by '{word}'"
+    if rule.patterns and not all(p.search(report.description) for p in rule.patterns):
+        return "keyword matched but a pattern did not"
+    return None
 
 
 def decide_priority(scope: CompiledScope, report: IntakeReport, matter_code: str,
                     default: Priority, found: set[str],
                     note: Note) -> tuple[Priority, RuleMatch | None]:
     """The first priority rule (most specific layer first) whose conditions all hold."""
-    for rule in scope.priority_candidates(found, matter_code, report.channel):
-        if rule.keywords and not any(w in found for w in rule.keywords):
-            continue
-        if rule.matters and not any(matter_code.startswith(p) for p in rule.matters):
-            continue
-        if rule.channels and report.channel not in rule.channels:
-            continue
+    rule = scope.priority_rule(found, matter_code, report.channel)
+    if rule is None:
         if note:
-            note(f"priority: '{rule.id}' ({rule.layer}) sets {rule.set}")
-        return rule.set, _trace_entry("priority", rule.id, rule.layer, f"sets {rule.set}")
+            note(f"priority: no rule matched; the matter's default is {default}")
+        return default, None
     if note:
-        note(f"priority: no rule matched; the matter's default is {default}")
-    return default, None
+        note(f"priority: '{rule.id}' ({rule.layer}) sets {rule.set}")
+    return rule.set, rule.match

@@ -174,7 +174,8 @@ class Rejected(BaseModel):
 Outcome = Classified | Triage | Rejected
 
 Model = TypeVar("Model", bound=BaseModel)
-_FIELD_ORDER: dict[type[BaseModel], tuple[str, ...]] = {}
+# Per model: its field names in declaration order and as a set.
+_FIELD_ORDER: dict[type[BaseModel], tuple[tuple[str, ...], set[str]]] = {}
 
 
 def trusted(cls: type[Model], **values: Any) -> Model:
@@ -187,18 +188,20 @@ def trusted(cls: type[Model], **values: Any) -> Model:
     order). Any other call takes ``model_construct``'s general path, so a caller that
     forgets a field gets its default, never a broken record.
     """
-    order = _FIELD_ORDER.get(cls)
-    if order is None:
+    fields = _FIELD_ORDER.get(cls)
+    if fields is None:
         plain = not (cls.__pydantic_post_init__ or cls.__pydantic_root_model__
                      or cls.__private_attributes__)
-        # A model with private state or a post-init hook always takes the general path.
-        order = _FIELD_ORDER[cls] = tuple(cls.model_fields) if plain else ("",)
-    if tuple(values) != order:
+        # A model with private state or a post-init hook always takes the general path:
+        # no call's field names equal ("",).
+        names = tuple(cls.model_fields) if plain else ("",)
+        fields = _FIELD_ORDER[cls] = (names, set(names))
+    if tuple(values) != fields[0]:
         return cls.model_construct(**values)
     record = cls.__new__(cls)
     setattr_ = object.__setattr__
     setattr_(record, "__dict__", values)
-    setattr_(record, "__pydantic_fields_set__", set(order))
+    setattr_(record, "__pydantic_fields_set__", fields[1].copy())
     setattr_(record, "__pydantic_extra__", None)
     setattr_(record, "__pydantic_private__", None)
     return record

@@ -12,8 +12,10 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from collections.abc import Sequence
+from typing import Generic, TypeVar
 
 Ring = Sequence[tuple[float, float]]
+P = TypeVar("P")
 
 
 def point_in_ring(lon: float, lat: float, ring: Ring) -> bool:
@@ -27,14 +29,16 @@ def point_in_ring(lon: float, lat: float, ring: Ring) -> bool:
     return inside
 
 
-class GridIndex:
-    def __init__(self, polygons: list[tuple[str, Ring]]):
+class GridIndex(Generic[P]):
+    """Polygons, each with what a lookup should answer for it (a code, or the grid itself)."""
+
+    def __init__(self, polygons: list[tuple[P, Ring]]):
         self._codes = [code for code, _ in polygons]
         self._rings = [ring for _, ring in polygons]
         self._boxes = [(min(x for x, _ in r), min(y for _, y in r),
                         max(x for x, _ in r), max(y for _, y in r)) for r in self._rings]
-        self._buckets: dict[tuple[int, int], list[int]] = defaultdict(list)
-        self._entries: dict[tuple[int, int], tuple[_Entry, ...]] = {}
+        self._buckets: dict[int, list[int]] = defaultdict(list)
+        self._entries: dict[int, tuple[_Entry[P], ...]] = {}
         if not polygons:
             self._cell = 1.0
             return
@@ -45,7 +49,7 @@ class GridIndex:
         for i, (x0, y0, x1, y1) in enumerate(self._boxes):
             for bx in range(self._key(x0), self._key(x1) + 1):
                 for by in range(self._key(y0), self._key(y1) + 1):
-                    self._buckets[(bx, by)].append(i)
+                    self._buckets[_bucket(bx, by)].append(i)
         # What a lookup reads, packed per bucket: one tuple per candidate, and whether its
         # ring is an axis-aligned rectangle (the box test is then the whole answer).
         self._entries = {key: tuple((*self._boxes[i], self._codes[i], self._rings[i],
@@ -55,12 +59,13 @@ class GridIndex:
     def _key(self, value: float) -> int:
         return math.floor(value / self._cell)
 
-    def containing(self, lon: float, lat: float) -> list[str]:
-        """Codes of the polygons that contain the point (normally one: grids tile)."""
+    def containing(self, lon: float, lat: float) -> list[P]:
+        """What was given for each polygon that contains the point (normally one: grids tile)."""
         cell = self._cell
-        found = []
+        found: list[P] = []
+        floor = math.floor
         for x0, y0, x1, y1, code, ring, rectangle in self._entries.get(
-                (math.floor(lon / cell), math.floor(lat / cell)), ()):
+                (floor(lon / cell) << 32) ^ floor(lat / cell), ()):  # _bucket, inlined
             # A rectangle needs no ray casting: its west and south edges are inside, as
             # point_in_ring decides for them.
             if rectangle:
@@ -71,7 +76,16 @@ class GridIndex:
         return found
 
 
-_Entry = tuple[float, float, float, float, str, Ring, bool]
+def _bucket(bx: int, by: int) -> int:
+    """One int per bucket: cheaper to hash than a pair, and distinct for every pair here.
+
+    Bucket numbers stay within ±2**31 (180° over a cell of at least 1e-6°), so ``by``'s
+    low 32 bits and bit 31 give it back, and the rest gives ``bx``.
+    """
+    return (bx << 32) ^ by
+
+
+_Entry = tuple[float, float, float, float, P, Ring, bool]
 
 
 def _is_rectangle(ring: Ring) -> bool:

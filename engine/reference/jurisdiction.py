@@ -12,7 +12,7 @@ import json
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -63,6 +63,17 @@ class DivisionsFile(BaseModel):
     cities: list[CityFile] = Field(default_factory=list)
 
 
+PlacedBy = Literal["grid_code", "coordinates", "division_code", "address"]
+
+
+class Placement(NamedTuple):
+    """Where an incident is: the jurisdiction chain (province → community) and the grid."""
+
+    division_chain: tuple[str, ...]
+    placed_by: PlacedBy
+    grid_code: str | None = None
+
+
 @dataclass(frozen=True)
 class _Validity:
     """Codes are retired and renumbered: an entry holds from ``valid_from`` until ``valid_to``."""
@@ -98,15 +109,16 @@ class Jurisdiction:
     def __init__(self, divisions: list[Division], grids: list[Grid]):
         self.divisions = {d.code: d for d in divisions}
         self.grids = {g.code: g for g in grids}
-        self.index = GridIndex([(g.code, g.ring) for g in grids])
+        self.index = GridIndex([(g, g.ring) for g in grids])
         self.addresses = AddressParser(divisions)
         self._chains: dict[str, tuple[str, ...]] = {}
+        # Placements by coordinates, per grid: the same few thousand serve every report.
+        self._in_grid: dict[str, Placement] = {}
 
-    def chain(self, code: str) -> list[str]:
+    def chain(self, code: str) -> tuple[str, ...]:
         """Codes from the province down to ``code`` (a 12-digit division code).
 
-        Chains never change while a rule set serves, so each is walked once; callers get a
-        copy, since records may keep the list.
+        Chains never change while a rule set serves, so each is walked once.
         """
         cached = self._chains.get(code)
         if cached is None:
@@ -116,9 +128,9 @@ class Jurisdiction:
                 out.append(current)
                 current = self.divisions[current].parent
             cached = self._chains[code] = tuple(out[::-1])
-        return list(cached)
+        return cached
 
-    def chain_of_grid(self, grid_code: str) -> list[str]:
+    def chain_of_grid(self, grid_code: str) -> tuple[str, ...]:
         return self.chain(self.grids[grid_code].community)
 
     def division_for(self, code: str) -> Division | None:
@@ -126,12 +138,22 @@ class Jurisdiction:
         return self.divisions.get(code.ljust(12, "0"))
 
     def grid_at(self, lon: float, lat: float, when: datetime) -> Grid | None:
-        day = when.date()
-        for code in self.index.containing(lon, lat):
-            grid = self.grids[code]
-            if grid.valid_on(day):
+        for grid in self.index.containing(lon, lat):
+            # Most grids were never renumbered: no dates to compare (the per-report path).
+            if (grid.valid_from is None and grid.valid_to is None) or grid.valid_on(when.date()):
                 return grid
         return None
+
+    def placement_at(self, lon: float, lat: float, when: datetime) -> Placement | None:
+        """The placement of a point inside a grid valid at ``when``, if any."""
+        grid = self.grid_at(lon, lat, when)
+        if grid is None:
+            return None
+        placement = self._in_grid.get(grid.code)
+        if placement is None:
+            placement = self._in_grid[grid.code] = Placement(
+                self.chain(grid.community), "coordinates", grid.code)
+        return placement
 
     @classmethod
     def load(cls, divisions_path: Path, grids_path: Path) -> Jurisdiction:

@@ -18,7 +18,7 @@ from typing import TypeVar
 
 import ahocorasick
 
-from engine.contracts import Priority
+from engine.contracts import Priority, RuleMatch
 from engine.reference.channels import ChannelMaps
 from engine.reference.departments import DepartmentRegistry
 from engine.reference.jurisdiction import Jurisdiction
@@ -46,6 +46,13 @@ class KeywordRule:
     matter: str
     weight: int
     order: int = 0  # position after merging: more specific layers first
+    # Whether the keyword alone is not enough (channels, exclusions or patterns to check);
+    # most rules need nothing more, and the per-report loop skips the checks for them.
+    conditional: bool = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "conditional",
+                           bool(self.channels or self.exclude or self.patterns))
 
     @property
     def rank(self) -> tuple[int, int]:
@@ -64,6 +71,17 @@ class PriorityRule:
     channels: frozenset[str]
     set: Priority
     order: int = 0
+    # What a classification's trace says when this rule sets the priority: built once.
+    match: RuleMatch = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "match", RuleMatch(field="priority", rule=self.id,
+                                                    layer=self.layer, why=f"sets {self.set}"))
+
+    def holds_for(self, matter: str, channel: str) -> bool:
+        """Whether the matter and channel conditions hold (keywords are checked by the index)."""
+        return ((not self.matters or any(matter.startswith(p) for p in self.matters))
+                and (not self.channels or channel in self.channels))
 
 
 RuleT = TypeVar("RuleT", KeywordRule, PriorityRule)
@@ -78,21 +96,24 @@ class CompiledScope:
     layers: list[str]
     classify: list[KeywordRule]
     priority: list[PriorityRule]
+    # The rule set's one automaton over every keyword of every layer, shared by all scopes:
+    # it only finds phrases, and words of other scopes index no rule here. One per scope
+    # meant a hundred at province scale, and each report evicting another from the caches.
     automaton: ahocorasick.Automaton = field(repr=False, default=None)
 
     def __post_init__(self) -> None:
-        words = {w for r in self.classify for w in (*r.keywords, *r.exclude)}
-        words |= {w for r in self.priority for w in r.keywords}
-        automaton = ahocorasick.Automaton()
-        for word in words:
-            automaton.add_word(word, word)
-        if words:
-            automaton.make_automaton()
-        self.automaton = automaton
+        if self.automaton is None:
+            self.automaton = keyword_automaton(
+                [w for r in self.classify for w in (*r.keywords, *r.exclude)]
+                + [w for r in self.priority for w in r.keywords])
         self.by_keyword: dict[str, list[KeywordRule]] = {}
         for rule in self.classify:
             for word in rule.keywords:
                 self.by_keyword.setdefault(word, []).append(rule)
+        # The same, best rank first: the first rule of a word whose conditions hold is the
+        # best that word can give, so a report stops looking at the word there.
+        self.keyword_choices: dict[str, tuple[KeywordRule, ...]] = {
+            word: tuple(sorted(rules, key=_by_rank)) for word, rules in self.by_keyword.items()}
         # Priority rules indexed by what can trigger them, so none is tried in vain.
         self.priority_by_keyword: dict[str, list[PriorityRule]] = {}
         self.priority_by_prefix: dict[str, list[PriorityRule]] = {}
@@ -108,21 +129,51 @@ class CompiledScope:
                 for channel in prio.channels:
                     self.priority_by_channel.setdefault(channel, []).append(prio)
         self.prefix_lengths = sorted({len(p) for p in self.priority_by_prefix})
+        self._standing: dict[tuple[str, str], tuple[PriorityRule, ...]] = {}
 
-    def priority_candidates(self, found: set[str], matter: str, channel: str) -> list[PriorityRule]:
-        """Rules that might apply, in effective order; their conditions still need checking."""
-        out = [r for w in found for r in self.priority_by_keyword.get(w, ())]
-        for n in self.prefix_lengths:
-            out.extend(self.priority_by_prefix.get(matter[:n], ()))
-        out.extend(self.priority_by_channel.get(channel, ()))
-        if len(out) > 1:
-            out.sort(key=_by_order)  # a rule listed twice is harmless: first match returns
-        return out
+    def priority_rule(self, found: set[str], matter: str, channel: str) -> PriorityRule | None:
+        """The first priority rule in effective order whose conditions all hold, if any."""
+        standing = self._standing.get((matter, channel))
+        if standing is None:
+            standing = self._standing_rules(matter, channel)
+        first = standing[0] if standing else None
+        for word in found:
+            for rule in self.priority_by_keyword.get(word, ()):
+                if (first is None or rule.order < first.order) and rule.holds_for(matter, channel):
+                    first = rule
+        return first
+
+    def _standing_rules(self, matter: str, channel: str) -> tuple[PriorityRule, ...]:
+        """Rules without keywords that hold for a matter and channel, in effective order.
+
+        They depend on nothing else in the report, so each pair is worked out once. Channel
+        names come from reports, so the memo is bounded: it is dropped when it grows large.
+        """
+        candidates = [r for n in self.prefix_lengths
+                      for r in self.priority_by_prefix.get(matter[:n], ())]
+        candidates.extend(self.priority_by_channel.get(channel, ()))
+        standing = tuple(sorted({r.order: r for r in candidates
+                                 if r.holds_for(matter, channel)}.values(), key=_by_order))
+        if len(self._standing) >= _STANDING_MEMO_LIMIT:
+            self._standing.clear()
+        self._standing[(matter, channel)] = standing
+        return standing
 
     def found(self, text: str) -> set[str]:
-        if not self.by_keyword and not self.priority:
-            return set()
+        """The phrases of any scope in ``text`` (words of other scopes index no rule here)."""
+        if self.automaton.kind != ahocorasick.AHOCORASICK:
+            return set()  # no phrase at all: an empty automaton cannot search
         return set(map(_second, self.automaton.iter(text)))
+
+
+def keyword_automaton(words: list[str]) -> ahocorasick.Automaton:
+    """An Aho-Corasick automaton that reports each of ``words`` found in a text."""
+    automaton = ahocorasick.Automaton()
+    for word in set(words):
+        automaton.add_word(word, word)
+    if words:
+        automaton.make_automaton()
+    return automaton
 
 
 class RuleSet:
@@ -144,6 +195,7 @@ class RuleSet:
         self._sla: dict[tuple[str, ...], SlaTable] = {}
         self._sla_by_county: dict[str, SlaTable] = {}
         self._by_county: dict[str, CompiledScope] = {}
+        self._automaton: ahocorasick.Automaton | None = None
 
     @classmethod
     def load(cls, root: Path) -> RuleSet:
@@ -178,7 +230,10 @@ class RuleSet:
 
     def scope_for(self, county: str | None) -> CompiledScope:
         """The effective classification rules for a county (12-digit code), or the province's."""
-        return self._per_county(county, self._by_county, self._scopes, self.compile)
+        scope = self._by_county.get(county or "")  # once per report: the common case first
+        if scope is None:
+            scope = self._per_county(county, self._by_county, self._scopes, self.compile)
+        return scope
 
     def routing_for(self, county: str | None) -> RoutingTable:
         """The merged routing table for a county (12-digit code), or the province's."""
@@ -242,11 +297,29 @@ class RuleSet:
         classify_rules = [_with_order(r, i) for i, r in enumerate(ordered)]
         prio_ordered = sorted(priority.values(), key=lambda r: -depth_of[r.id])
         priority_rules = [_with_order(r, i) for i, r in enumerate(prio_ordered)]
-        return CompiledScope(name, [la.name for la in layers], classify_rules, priority_rules)
+        return CompiledScope(name, [la.name for la in layers], classify_rules, priority_rules,
+                             self._keyword_automaton())
+
+    def _keyword_automaton(self) -> ahocorasick.Automaton:
+        """Every phrase any scope may look for: catalogue keywords and all layers' rules."""
+        if self._automaton is None:
+            words = [w for m in self.matters.by_code.values() for w in (*m.keywords, *m.exclude)]
+            for layer in self.layers:
+                words += [w for r in layer.file.classify for w in (*r.keywords, *r.exclude)]
+                words += [w for r in layer.file.priority for w in r.keywords]
+            self._automaton = keyword_automaton(words)
+        return self._automaton
+
+
+_STANDING_MEMO_LIMIT = 100_000
 
 
 def _by_order(rule: PriorityRule) -> int:
     return rule.order
+
+
+def _by_rank(rule: KeywordRule) -> tuple[int, int]:
+    return rule.rank
 
 
 def _with_order(rule: RuleT, order: int) -> RuleT:
