@@ -276,8 +276,12 @@ def best_keyword_rule(scope: CompiledScope, report: IntakeReport, found: set[str
     best: KeywordRule | None = None
     best_rank: tuple[int, int, int, str] | None = None
     best_word = ""
-    for word in found:
-        for rule in scope.keyword_choices.get(word, ()):
+    own, shared = scope.keyword_choices, scope.shared_choices  # see CompiledScope.base
+    # The decision does not depend on the order words are seen (ranks are total); the
+    # explanation's lines do, so explaining takes them in a fixed order.
+    for word in found if note is None else sorted(found):
+        choices = own.get(word)
+        for rule in choices if choices is not None else shared.get(word, ()):
             if prefix and not rule.matter.startswith(prefix):
                 continue
             if rule.conditional:

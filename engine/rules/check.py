@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 from engine.routing.table import RouteRule, RoutingTable
 from engine.rules.layers import Layer
-from engine.rules.ruleset import CompiledScope, KeywordRule, PriorityRule
+from engine.rules.scope import CompiledScope, KeywordRule, PriorityRule
 from engine.yamlfile import FileProblem
 
 R = TypeVar("R", RouteRule, PriorityRule)

@@ -2,8 +2,7 @@
 
 Everything that can be wrong with the rules is found here, at load time: unknown matter
 codes, roles or scopes, disabling a rule that does not exist, rules that can never win
-(shadowed). Matching is indexed: one Aho-Corasick pass over the text finds every keyword
-of every rule, so the cost per event does not grow with the number of rules.
+(shadowed). Each place's merged, indexed rules are a ``CompiledScope`` (``scope.py``).
 """
 
 from __future__ import annotations
@@ -11,169 +10,28 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
-from operator import itemgetter
 from pathlib import Path
 from typing import TypeVar
 
 import ahocorasick
 
-from engine.contracts import Priority, RuleMatch
 from engine.reference.channels import ChannelMaps
 from engine.reference.departments import DepartmentRegistry
 from engine.reference.jurisdiction import Jurisdiction
 from engine.reference.matters import MatterCatalogue
 from engine.routing.table import RoutingTable, compile_routing
-from engine.rules.layers import CATALOGUE_WEIGHT, Layer, load_layers
+from engine.rules.layers import CATALOGUE_WEIGHT, SCOPE_DIGITS, Layer, load_layers
+from engine.rules.scope import (
+    CompiledScope,
+    KeywordRule,
+    PriorityRule,
+    by_order,
+    keyword_automaton,
+)
 from engine.sla.policy import SlaTable, compile_sla
 from engine.yamlfile import FileProblem, FileProblems
 
-_second = itemgetter(1)  # automaton.iter yields (end index, word)
-
-
-@dataclass(frozen=True)
-class KeywordRule:
-    """A classification rule after merging: where it came from and what it needs."""
-
-    id: str
-    layer: str
-    line: int
-    file: str
-    keywords: tuple[str, ...]
-    exclude: tuple[str, ...]
-    patterns: tuple[re.Pattern[str], ...]
-    channels: frozenset[str]
-    matter: str
-    weight: int
-    order: int = 0  # position after merging: more specific layers first
-    # Whether the keyword alone is not enough (channels, exclusions or patterns to check);
-    # most rules need nothing more, and the per-report loop skips the checks for them.
-    conditional: bool = field(init=False, repr=False, compare=False)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "conditional",
-                           bool(self.channels or self.exclude or self.patterns))
-
-    @property
-    def rank(self) -> tuple[int, int]:
-        """Sort key: the smallest rank wins (highest weight, then most specific, then first)."""
-        return (-self.weight, self.order)
-
-
-@dataclass(frozen=True)
-class PriorityRule:
-    id: str
-    layer: str
-    line: int
-    file: str
-    keywords: tuple[str, ...]
-    matters: tuple[str, ...]
-    channels: frozenset[str]
-    set: Priority
-    order: int = 0
-    # What a classification's trace says when this rule sets the priority: built once.
-    match: RuleMatch = field(init=False, repr=False, compare=False)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "match", RuleMatch(field="priority", rule=self.id,
-                                                    layer=self.layer, why=f"sets {self.set}"))
-
-    def holds_for(self, matter: str, channel: str) -> bool:
-        """Whether the matter and channel conditions hold (keywords are checked by the index)."""
-        return ((not self.matters or any(matter.startswith(p) for p in self.matters))
-                and (not self.channels or channel in self.channels))
-
-
-RuleT = TypeVar("RuleT", KeywordRule, PriorityRule)
 T = TypeVar("T")
-
-
-@dataclass
-class CompiledScope:
-    """The effective rules for one place (a county, or the province when unplaced)."""
-
-    name: str
-    layers: list[str]
-    classify: list[KeywordRule]
-    priority: list[PriorityRule]
-    # The rule set's one automaton over every keyword of every layer, shared by all scopes:
-    # it only finds phrases, and words of other scopes index no rule here. One per scope
-    # meant a hundred at province scale, and each report evicting another from the caches.
-    automaton: ahocorasick.Automaton = field(repr=False, default=None)
-
-    def __post_init__(self) -> None:
-        if self.automaton is None:
-            self.automaton = keyword_automaton(
-                [w for r in self.classify for w in (*r.keywords, *r.exclude)]
-                + [w for r in self.priority for w in r.keywords])
-        self.by_keyword: dict[str, list[KeywordRule]] = {}
-        for rule in self.classify:
-            for word in rule.keywords:
-                self.by_keyword.setdefault(word, []).append(rule)
-        # The same, best rank first: the first rule of a word whose conditions hold is the
-        # best that word can give, so a report stops looking at the word there.
-        self.keyword_choices: dict[str, tuple[KeywordRule, ...]] = {
-            word: tuple(sorted(rules, key=_by_rank)) for word, rules in self.by_keyword.items()}
-        # Priority rules indexed by what can trigger them, so none is tried in vain.
-        self.priority_by_keyword: dict[str, list[PriorityRule]] = {}
-        self.priority_by_prefix: dict[str, list[PriorityRule]] = {}
-        self.priority_by_channel: dict[str, list[PriorityRule]] = {}
-        for prio in self.priority:
-            if prio.keywords:
-                for word in prio.keywords:
-                    self.priority_by_keyword.setdefault(word, []).append(prio)
-            elif prio.matters:
-                for prefix in prio.matters:
-                    self.priority_by_prefix.setdefault(prefix, []).append(prio)
-            else:
-                for channel in prio.channels:
-                    self.priority_by_channel.setdefault(channel, []).append(prio)
-        self.prefix_lengths = sorted({len(p) for p in self.priority_by_prefix})
-        self._standing: dict[tuple[str, str], tuple[PriorityRule, ...]] = {}
-
-    def priority_rule(self, found: set[str], matter: str, channel: str) -> PriorityRule | None:
-        """The first priority rule in effective order whose conditions all hold, if any."""
-        standing = self._standing.get((matter, channel))
-        if standing is None:
-            standing = self._standing_rules(matter, channel)
-        first = standing[0] if standing else None
-        for word in found:
-            for rule in self.priority_by_keyword.get(word, ()):
-                if (first is None or rule.order < first.order) and rule.holds_for(matter, channel):
-                    first = rule
-        return first
-
-    def _standing_rules(self, matter: str, channel: str) -> tuple[PriorityRule, ...]:
-        """Rules without keywords that hold for a matter and channel, in effective order.
-
-        They depend on nothing else in the report, so each pair is worked out once. Channel
-        names come from reports, so the memo is bounded: it is dropped when it grows large.
-        """
-        candidates = [r for n in self.prefix_lengths
-                      for r in self.priority_by_prefix.get(matter[:n], ())]
-        candidates.extend(self.priority_by_channel.get(channel, ()))
-        standing = tuple(sorted({r.order: r for r in candidates
-                                 if r.holds_for(matter, channel)}.values(), key=_by_order))
-        if len(self._standing) >= _STANDING_MEMO_LIMIT:
-            self._standing.clear()
-        self._standing[(matter, channel)] = standing
-        return standing
-
-    def found(self, text: str) -> set[str]:
-        """The phrases of any scope in ``text`` (words of other scopes index no rule here)."""
-        if self.automaton.kind != ahocorasick.AHOCORASICK:
-            return set()  # no phrase at all: an empty automaton cannot search
-        return set(map(_second, self.automaton.iter(text)))
-
-
-def keyword_automaton(words: list[str]) -> ahocorasick.Automaton:
-    """An Aho-Corasick automaton that reports each of ``words`` found in a text."""
-    automaton = ahocorasick.Automaton()
-    for word in set(words):
-        automaton.add_word(word, word)
-    if words:
-        automaton.make_automaton()
-    return automaton
 
 
 class RuleSet:
@@ -196,6 +54,8 @@ class RuleSet:
         self._sla_by_county: dict[str, SlaTable] = {}
         self._by_county: dict[str, CompiledScope] = {}
         self._automaton: ahocorasick.Automaton | None = None
+        self._catalogue: list[KeywordRule] | None = None
+        self._by_layer: dict[str, tuple[list[KeywordRule], list[PriorityRule]]] = {}
 
     @classmethod
     def load(cls, root: Path) -> RuleSet:
@@ -264,41 +124,61 @@ class RuleSet:
         return key, tuple(la for la in self.layers if key.startswith(la.file.scope))
 
     def compile(self, layers: list[Layer], name: str) -> CompiledScope:
-        """Merge catalogue keywords and layers, least specific first; ids override, disable."""
-        classify: dict[str, KeywordRule] = {}
-        for matter in self.matters.by_code.values():
-            if matter.keywords:
-                classify[f"catalogue:{matter.code}"] = KeywordRule(
-                    f"catalogue:{matter.code}", "catalogue", matter.line, self.matters.file,
-                    matter.keywords, matter.exclude, (), frozenset(), matter.code,
-                    CATALOGUE_WEIGHT)
+        """Merge catalogue keywords and layers, least specific first; ids override, disable.
+
+        Rule objects are built once per rule set and shared by every scope that keeps them
+        (see ``_rules_of``); a county's scope stores only the keyword lists its own layers
+        change and reads the rest from the province's scope (see ``CompiledScope``).
+        """
+        classify = {rule.id: rule for rule in self._catalogue_rules()}
         priority: dict[str, PriorityRule] = {}
-        depth_of: dict[str, int] = dict.fromkeys(classify, 0)
         for layer in layers:
             for rule_id in layer.file.disable:
                 classify.pop(rule_id, None)
                 priority.pop(rule_id, None)
-            for i, rule in enumerate(layer.file.classify):
+            keyword_rules, priority_rules = self._rules_of(layer)
+            for rule in keyword_rules:
                 classify.pop(rule.id, None)
-                classify[rule.id] = KeywordRule(
-                    rule.id, layer.name, layer.line("classify", i), layer.doc.file,
-                    tuple(rule.keywords), tuple(rule.exclude),
-                    tuple(re.compile(p) for p in rule.patterns), frozenset(rule.channels),
-                    rule.matter, rule.weight)
-                depth_of[rule.id] = layer.depth
-            for i, prio in enumerate(layer.file.priority):
+                classify[rule.id] = rule
+            for prio in priority_rules:
                 priority.pop(prio.id, None)
-                priority[prio.id] = PriorityRule(
-                    prio.id, layer.name, layer.line("priority", i), layer.doc.file,
-                    tuple(prio.keywords), tuple(prio.matters), frozenset(prio.channels),
-                    prio.set)
-                depth_of[prio.id] = layer.depth
-        ordered = sorted(classify.values(), key=lambda r: -depth_of[r.id])  # stable
-        classify_rules = [_with_order(r, i) for i, r in enumerate(ordered)]
-        prio_ordered = sorted(priority.values(), key=lambda r: -depth_of[r.id])
-        priority_rules = [_with_order(r, i) for i, r in enumerate(prio_ordered)]
-        return CompiledScope(name, [la.name for la in layers], classify_rules, priority_rules,
-                             self._keyword_automaton())
+                priority[prio.id] = prio
+        province = self._applicable(None)[1]
+        base = None if tuple(layers) == province else self.scope_for(None)
+        return CompiledScope(name, [la.name for la in layers],
+                             sorted(classify.values(), key=by_order),
+                             sorted(priority.values(), key=by_order),
+                             self._keyword_automaton(), base)
+
+    def _catalogue_rules(self) -> list[KeywordRule]:
+        if self._catalogue is None:
+            self._catalogue = [
+                KeywordRule(f"catalogue:{m.code}", "catalogue", m.line, self.matters.file,
+                            m.keywords, m.exclude, (), frozenset(), m.code, CATALOGUE_WEIGHT,
+                            _order(0, i))
+                for i, m in enumerate(m for m in self.matters.by_code.values() if m.keywords)]
+        return self._catalogue
+
+    def _rules_of(self, layer: Layer) -> tuple[list[KeywordRule], list[PriorityRule]]:
+        """A layer's rules as merged scopes use them, built once whatever the scopes.
+
+        ``order`` puts more specific layers first and then follows the file, the same for a
+        rule in every scope; only its rank against rules of the same scope matters.
+        """
+        built = self._by_layer.get(layer.name)
+        if built is None:
+            built = self._by_layer[layer.name] = (
+                [KeywordRule(rule.id, layer.name, layer.line("classify", i), layer.doc.file,
+                             tuple(rule.keywords), tuple(rule.exclude),
+                             tuple(re.compile(p) for p in rule.patterns),
+                             frozenset(rule.channels), rule.matter, rule.weight,
+                             _order(layer.depth, i))
+                 for i, rule in enumerate(layer.file.classify)],
+                [PriorityRule(prio.id, layer.name, layer.line("priority", i), layer.doc.file,
+                              tuple(prio.keywords), tuple(prio.matters),
+                              frozenset(prio.channels), prio.set, _order(layer.depth, i))
+                 for i, prio in enumerate(layer.file.priority)])
+        return built
 
     def _keyword_automaton(self) -> ahocorasick.Automaton:
         """Every phrase any scope may look for: catalogue keywords and all layers' rules."""
@@ -311,19 +191,13 @@ class RuleSet:
         return self._automaton
 
 
-_STANDING_MEMO_LIMIT = 100_000
+_DEEPEST = max(SCOPE_DIGITS.values())
+_ORDER_STRIDE = 10_000_000  # more rules than any one layer file or catalogue holds
 
 
-def _by_order(rule: PriorityRule) -> int:
-    return rule.order
-
-
-def _by_rank(rule: KeywordRule) -> tuple[int, int]:
-    return rule.rank
-
-
-def _with_order(rule: RuleT, order: int) -> RuleT:
-    return replace(rule, order=order)
+def _order(depth: int, position: int) -> int:
+    """Deeper layers first (a county's rules before its city's), then the file's order."""
+    return (_DEEPEST - depth) * _ORDER_STRIDE + position
 
 
 def revision_of(root: Path) -> str:

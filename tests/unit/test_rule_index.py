@@ -1,4 +1,4 @@
-"""The per-report rule indexes (engine.rules.ruleset) against plain scans of the same rules.
+"""The per-report rule indexes (engine.rules.scope) against plain scans of the same rules.
 
 The classify hot path looks rules up through indexes built for speed: one keyword automaton
 shared by every scope, per-word rule lists sorted best first, and a memo of the priority
@@ -10,6 +10,7 @@ from the shipped rules' own keywords, and asks for the same answer.
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
@@ -20,7 +21,7 @@ from hypothesis import strategies as st
 from engine.classify import best_keyword_rule
 from engine.contracts import IntakeReport
 from engine.rules import CompiledScope, KeywordRule, RuleSet
-from engine.rules.ruleset import PriorityRule
+from engine.rules.scope import PriorityRule, keyword_automaton
 
 REPO = Path(__file__).resolve().parents[2]
 CHANNELS = ["hotline", "gridapp", "sensor", "open311", "dept:zfj"]
@@ -162,7 +163,7 @@ texts = st.lists(st.sampled_from([*WORDS, "小区", "楼道", "，"]), min_size=
                  max_size=6).map("".join)
 
 
-@settings(max_examples=500, deadline=None)
+@settings(max_examples=300, deadline=None)
 @given(keyword_rules(), texts, st.sampled_from(CHANNELS[:3]), st.sampled_from(["", "01"]))
 def test_keyword_decision_on_random_rules_equals_a_scan(rules: list[KeywordRule], text: str,
                                                         channel: str, prefix: str) -> None:
@@ -175,7 +176,7 @@ def test_keyword_decision_on_random_rules_equals_a_scan(rules: list[KeywordRule]
     assert best_keyword_rule(scope, r, found, prefix, lines.append) == expected
 
 
-@settings(max_examples=500, deadline=None)
+@settings(max_examples=300, deadline=None)
 @given(priority_rules(), texts, st.sampled_from(CHANNELS[:3]), st.sampled_from(MATTERS))
 def test_priority_decision_on_random_rules_equals_a_scan(rules: list[PriorityRule], text: str,
                                                          channel: str, matter: str) -> None:
@@ -200,3 +201,24 @@ def test_a_rule_matched_by_two_keywords_of_one_length_names_the_same_one_every_t
         chosen = best_keyword_rule(scope, r, order, "", None)  # type: ignore[arg-type]
         assert chosen is not None
         assert chosen[1] == words[0]
+
+
+@settings(max_examples=300, deadline=None)
+@given(keyword_rules(), keyword_rules(), st.lists(st.booleans(), min_size=12, max_size=12),
+       texts, st.sampled_from(CHANNELS[:3]))
+def test_a_county_scope_reading_the_provinces_keyword_lists_decides_as_a_full_one(
+        province_rules: list[KeywordRule], county_rules: list[KeywordRule], kept: list[bool],
+        text: str, channel: str) -> None:
+    """A county keeps only the words its layers change; the rest come from the province."""
+    automaton = keyword_automaton(WORDS)  # the rule set's one automaton
+    province = CompiledScope("province", ["p"], province_rules, [], automaton)
+    # The county disables some of the province's rules and adds its own, which come first.
+    county_own = [replace(r, id=f"c{r.order}", order=r.order - 100) for r in county_rules]
+    merged = county_own + [r for r, keep in zip(province_rules, kept, strict=False) if keep]
+    county = CompiledScope("county", ["p", "c"], merged, [], automaton, province)
+    full = CompiledScope("county", ["p", "c"], merged, [], automaton)
+    r = report(channel, text)
+    found = county.found(text)
+    assert (best_keyword_rule(county, r, found, "", None)
+            == best_keyword_rule(full, r, found, "", None)
+            == scanned_keyword_rule(full, r, ""))
