@@ -1,13 +1,13 @@
-"""A classified record is built without re-validation (engine.classify): it must still be
-exactly what validation would accept and produce, for every report of the sample history
-and every operator test case."""
+"""Classified and triage records are built without re-validation (engine.classify): they
+must still be exactly what validation would accept and produce, for every report of the
+sample history and every operator test case."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from engine.classify import classify_data
-from engine.contracts import Classified, RuleMatch, to_json, trusted
+from engine.contracts import Classified, RuleMatch, Triage, to_json, trusted
 from engine.rules import RuleSet
 from engine.rules.cases import RECEIVED_AT, load_cases, report_of
 from engine.simulate import classify_line
@@ -16,7 +16,7 @@ from engine.sla.model import SlaTimer
 REPO = Path(__file__).resolve().parents[2]
 
 
-def test_every_classified_record_round_trips_through_validation() -> None:
+def test_every_classified_and_triage_record_round_trips_through_validation() -> None:
     ruleset = RuleSet.load(REPO / "rules")
     records = [classify_line(ruleset, line.rstrip())
                for line in (REPO / "tests/data/history.jsonl").read_bytes().splitlines()
@@ -25,11 +25,14 @@ def test_every_classified_record_round_trips_through_validation() -> None:
                               loaded.case.received_at or RECEIVED_AT)
                 for loaded in load_cases(REPO / "rules" / "tests")]
     classified = [r for r in records if isinstance(r, Classified)]
+    triage = [r for r in records if isinstance(r, Triage)]
     assert len(classified) > 200
-    for record in classified:
-        again = Classified.model_validate_json(to_json(record))
+    assert {r.reason for r in triage} >= {"unplaced", "unclassified"}
+    for record in [*classified, *triage]:
+        model = type(record)
+        again = model.model_validate_json(to_json(record))
         assert to_json(again) == to_json(record)
-        assert again == Classified.model_validate(record.model_dump())
+        assert again == model.model_validate(record.model_dump())
 
 
 def test_trusted_builds_what_validation_builds_and_falls_back_when_fields_are_missing() -> None:
