@@ -93,6 +93,22 @@ def is_working_day(day: date) -> bool:
         return day.weekday() < 5
 
 
+def holiday_data_until() -> date:
+    """The last day the installed ``chinesecalendar`` has the State Council's holidays for.
+
+    Working-time limits that run past it count Monday–Friday (see ``is_working_day``), so
+    the workers export it (``griddispatch_calendar_covered_until_timestamp_seconds``) and
+    an alert asks for the package upgrade weeks before a deadline can cross it.
+    """
+    return date(max(chinese_calendar.constants.holidays).year, 12, 31)
+
+
+def holiday_data_until_timestamp() -> float:
+    """The end of ``holiday_data_until()`` in Shanghai, as Unix time (for the metric)."""
+    return datetime.combine(holiday_data_until() + timedelta(days=1), time(0),
+                            SHANGHAI).timestamp()
+
+
 @lru_cache(maxsize=64)
 def _warn_uncovered(year: int) -> None:
     log.warning("chinesecalendar has no holiday data for %d: treating Monday-Friday as working "

@@ -176,6 +176,12 @@ SLA_CASES = Gauge(
     ["department", "state"],
 )
 
+CALENDAR_COVERED_UNTIL = Gauge(
+    "griddispatch_calendar_covered_until_timestamp_seconds",
+    "End of the last day the holiday data (the chinesecalendar package) covers, as Unix "
+    "time; working-time limits past it count Monday to Friday only.",
+)
+
 # --- intake (griddispatch intake: Open311, JSON API, channel adapters) ---------------------------
 
 INTAKE_REQUESTS = Counter(

@@ -52,6 +52,7 @@ from confluent_kafka import (
 from pydantic import ValidationError
 
 from engine import kafka, lag, metrics
+from engine.calendar import holiday_data_until_timestamp
 from engine.cases.dispatch import StepResult, on_classified, on_status
 from engine.cases.merge import DUPLICATE_MEMORY, CaseStore
 from engine.contracts import Classified, to_json
@@ -360,6 +361,8 @@ def run(settings: Settings, instance: str, metrics_port: int | None) -> int:
     """Run until SIGTERM / SIGINT (exit 0 after committing the batch in hand)."""
     holder = RulesHolder(settings.rules_dir)  # FileProblems before touching Kafka
     kafka_log.setLevel(logging.WARNING)
+    # Both count working time: say until when the holiday data holds (an alert watches it).
+    metrics.CALENDAR_COVERED_UNTIL.set(holiday_data_until_timestamp())
     if metrics_port is not None:
         metrics.serve_metrics(metrics_port)
         log.info("metrics on http://127.0.0.1:%d/metrics", metrics_port)

@@ -23,6 +23,7 @@ import redis
 from confluent_kafka import KafkaError, KafkaException, Message
 
 from engine import kafka, lag, metrics
+from engine.calendar import holiday_data_until_timestamp
 from engine.reference.departments import DepartmentRegistry
 from engine.settings import Settings
 from engine.sla.model import SlaTimer
@@ -175,6 +176,8 @@ def run(settings: Settings, metrics_port: int | None, audit_every: float) -> int
     holder = RulesHolder(settings.rules_dir)
     client = redis.Redis.from_url(settings.redis_url)
     store = TimerStore(client, settings.topic_prefix)
+    # Both count working time: say until when the holiday data holds (an alert watches it).
+    metrics.CALENDAR_COVERED_UNTIL.set(holiday_data_until_timestamp())
     if metrics_port is not None:
         metrics.serve_metrics(metrics_port)
         log.info("metrics on http://127.0.0.1:%d/metrics", metrics_port)

@@ -299,19 +299,25 @@ def panels() -> list[dict[str, Any]]:
         "Workers up", "Scrape status of every griddispatch job (Alert: GriddispatchWorkerDown).",
         'up{job=~"griddispatch-.*"}', "{{job}} {{instance}}", "none",
         [(None, "red"), (1, "green")],
-        [{"type": "value", "options": {"0": {"text": "down"}, "1": {"text": "up"}}}]), w=12, h=6)
+        [{"type": "value", "options": {"0": {"text": "down"}, "1": {"text": "up"}}}]), w=9, h=6)
     layout.add(stat(
         "Rules reload", "1 when the last reload of the rule files succeeded; 0: the edit was "
         "rejected and the previous revision still serves (Alert: GriddispatchRulesReloadFailed).",
         "griddispatch_rules_reload_success", "{{job}} {{instance}}", "none",
         [(None, "red"), (1, "green")],
         [{"type": "value", "options": {"0": {"text": "failed"}, "1": {"text": "ok"}}}]),
-        w=6, h=6)
+        w=5, h=6)
     layout.add(table(
         "Rules revision serving",
         "The rule-set revision (content hash) each process serves; differing revisions "
         "mean a reload has not reached every worker.",
         "max by (job, instance, revision) (griddispatch_rules_revision_info == 1)"), w=6, h=6)
+    layout.add(stat(
+        "Holiday data left", "Time until the holiday data of the route and timer workers "
+        "ends; working-time limits past it count Monday to Friday "
+        "(Alert: GriddispatchHolidayDataEnding).",
+        "min(griddispatch_calendar_covered_until_timestamp_seconds) - time()", "", "s",
+        [(None, "red"), (30 * 86400, "orange"), (60 * 86400, "green")]), w=4, h=6)
     return layout.panels
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from engine import kafka
+from engine.calendar import holiday_data_until_timestamp
 from engine.settings import Settings
 from engine.stack.prometheus import promtool_binary
 from tests.integration.workers import REPO, apply_topics, running, sample, scrape, wait_for
@@ -62,6 +63,8 @@ def test_worker_metrics_lint_clean_and_move_with_known_input(
         assert sample(rport, "griddispatch_route_seconds_count") == 1.0
         assert sample(rport, "griddispatch_open_cases", state="dispatched") == 1.0
         assert sample(cport, "griddispatch_rules_reload_success") == 1.0
+        assert (sample(rport, "griddispatch_calendar_covered_until_timestamp_seconds")
+                == holiday_data_until_timestamp())
 
         lags = [(cport, "griddispatch-classify", "incidents.reported"),
                 (rport, "griddispatch-route", "incidents.classified"),

@@ -7,6 +7,8 @@ from collections.abc import Sequence
 from datetime import UTC, date, datetime, time, timedelta, timezone
 from functools import lru_cache
 
+import chinese_calendar
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -18,6 +20,8 @@ from engine.calendar import (
     add_working_time,
     add_working_times,
     elapsed,
+    holiday_data_until,
+    holiday_data_until_timestamp,
     is_working_day,
     is_working_time,
     working_day_length,
@@ -36,6 +40,18 @@ def test_national_day_week_is_off_and_its_make_up_saturday_works() -> None:
     assert not any(is_working_day(at(f"2026-10-0{d}T10:00").date()) for d in range(1, 8))
     assert is_working_day(at("2026-10-10T10:00").date())
     assert not is_working_day(at("2026-10-11T10:00").date())  # an ordinary Sunday
+
+
+def test_holiday_data_ends_where_the_package_stops_and_monday_to_friday_follows() -> None:
+    until = holiday_data_until()
+    assert (until.month, until.day) == (12, 31)
+    chinese_calendar.is_workday(until)  # covered: no exception
+    with pytest.raises(NotImplementedError):
+        chinese_calendar.is_workday(until + timedelta(days=1))
+    after = [until + timedelta(days=n) for n in range(1, 15)]
+    assert [is_working_day(d) for d in after] == [d.weekday() < 5 for d in after]
+    assert holiday_data_until_timestamp() == datetime(until.year + 1, 1, 1,
+                                                      tzinfo=SHANGHAI).timestamp()
 
 
 def test_lunch_break_and_night_are_not_working_time() -> None:
