@@ -1,8 +1,11 @@
 """When the offices work: Asia/Shanghai, Chinese public holidays and make-up working days.
 
 Holidays come from the ``chinesecalendar`` package, which the State Council's yearly notice
-updates (upgrade the package each December). For a year it does not cover yet we fall back
-to Monday–Friday and say so in a log line once, rather than failing dispatch.
+updates (upgrade the package each December), or for a year the operators entered from the
+notice themselves, from the rules (``engine.reference.holidays``, applied with
+``use_holiday_years`` when a rule set loads: holidays are the country's, one calendar per
+process, like the package). For a year neither covers we fall back to Monday–Friday and say
+so in a log line once, rather than failing dispatch.
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from bisect import bisect_left, bisect_right
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from functools import lru_cache
@@ -58,6 +61,7 @@ class WorkingHours:
     # on every call (None: sessions out of order, see _year).
     _years: dict[int, _Year | None] = field(init=False, repr=False, compare=False,
                                             default_factory=dict)
+    _generation: int = field(init=False, repr=False, compare=False, default=0)
 
     def __post_init__(self) -> None:
         # Hashed on every cached lookup (once per day walked): hash the nested tuples once.
@@ -77,15 +81,46 @@ class WorkingHours:
 WORKING_HOURS = WorkingHours(((time(8, 30), time(12, 0)), (time(14, 0), time(17, 30))))
 
 
+@dataclass(frozen=True)
+class HolidayYears:
+    """Years of holidays entered by hand, replacing the package's data for those years."""
+
+    days_off: Mapping[int, frozenset[date]] = field(default_factory=dict)
+    workdays: Mapping[int, frozenset[date]] = field(default_factory=dict)
+    digest: str = ""  # names the entered data in calendar revisions ("" when none)
+
+
+_entered = HolidayYears()
+_generation = 0  # bumped when _entered changes: WorkingHours' year tables are then stale
+
+
+def use_holiday_years(years: HolidayYears) -> None:
+    """Count working time with these entered years from now on (a rule set was loaded).
+
+    Every cache that depends on which days are worked is dropped when the years change.
+    """
+    global _entered, _generation
+    if years == _entered:
+        return
+    _entered = years
+    _generation += 1
+    for cached in (is_working_day, _sessions, _tabulate, calendar_revision):
+        cached.cache_clear()
+
+
 @lru_cache(maxsize=64)
 def calendar_revision(hours: WorkingHours) -> str:
     """Names the holiday data and the hours a deadline was computed with, for the case."""
     digest = hashlib.sha1(repr(hours).encode(), usedforsecurity=False).hexdigest()[:8]
-    return f"chinesecalendar-{version('chinesecalendar')}+hours-{digest}"
+    entered = f"+holidays-{_entered.digest}" if _entered.digest else ""
+    return f"chinesecalendar-{version('chinesecalendar')}{entered}+hours-{digest}"
 
 
 @lru_cache(maxsize=4096)
 def is_working_day(day: date) -> bool:
+    days_off = _entered.days_off.get(day.year)
+    if days_off is not None:
+        return (day.weekday() < 5 and day not in days_off) or day in _entered.workdays[day.year]
     try:
         return bool(chinese_calendar.is_workday(day))
     except NotImplementedError:
@@ -94,13 +129,16 @@ def is_working_day(day: date) -> bool:
 
 
 def holiday_data_until() -> date:
-    """The last day the installed ``chinesecalendar`` has the State Council's holidays for.
+    """The last day of the years with the State Council's holidays, package or entered.
 
     Working-time limits that run past it count Monday–Friday (see ``is_working_day``), so
     the workers export it (``griddispatch_calendar_covered_until_timestamp_seconds``) and
     an alert asks for the package upgrade weeks before a deadline can cross it.
     """
-    return date(max(chinese_calendar.constants.holidays).year, 12, 31)
+    last = max(chinese_calendar.constants.holidays).year
+    while last + 1 in _entered.days_off:  # entered years extend it only without a gap
+        last += 1
+    return date(last, 12, 31)
 
 
 def holiday_data_until_timestamp() -> float:
@@ -112,7 +150,8 @@ def holiday_data_until_timestamp() -> float:
 @lru_cache(maxsize=64)
 def _warn_uncovered(year: int) -> None:
     log.warning("chinesecalendar has no holiday data for %d: treating Monday-Friday as working "
-                "days; upgrade the package", year)
+                "days; upgrade the package or enter the year in rules/reference/holidays.yaml",
+                year)
 
 
 def is_working_time(instant: datetime,
@@ -170,6 +209,9 @@ def add_working_times(start: datetime, durations: Sequence[timedelta],
         raise ValueError("duration must not be negative")
     local = start.astimezone(SHANGHAI)
     now = (local - _ORIGIN) // _US
+    if hours._generation != _generation:
+        hours._years.clear()
+        object.__setattr__(hours, "_generation", _generation)
     try:
         year = hours._years[local.year]
     except KeyError:

@@ -16,6 +16,7 @@ from engine.cases.records import Assignment, CaseRecord, StatusRejected, StatusU
 from engine.contracts import Classified, IntakeReport, Rejected, Triage
 from engine.reference.channels import ChannelMapFile
 from engine.reference.departments import DepartmentRegistryFile
+from engine.reference.holidays import HolidaysFile
 from engine.reference.jurisdiction import DivisionsFile
 from engine.reference.matters import CatalogueFile
 from engine.rules.cases import CaseFile
@@ -38,6 +39,7 @@ SCHEMAS: dict[str, type[BaseModel]] = {
     "rules-divisions": DivisionsFile,
     "rules-departments": DepartmentRegistryFile,
     "rules-channels": ChannelMapFile,
+    "rules-holidays": HolidaysFile,
     "rules-tests": CaseFile,
     "topics": TopicFile,
 }

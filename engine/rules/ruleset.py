@@ -15,8 +15,10 @@ from typing import TypeVar
 
 import ahocorasick
 
+from engine.calendar import HolidayYears, use_holiday_years
 from engine.reference.channels import ChannelMaps
 from engine.reference.departments import DepartmentRegistry
+from engine.reference.holidays import load_holidays
 from engine.reference.jurisdiction import Jurisdiction
 from engine.reference.matters import MatterCatalogue
 from engine.routing.table import RoutingTable, compile_routing
@@ -39,7 +41,8 @@ class RuleSet:
 
     def __init__(self, root: Path, revision: str, matters: MatterCatalogue,
                  jurisdiction: Jurisdiction, departments: DepartmentRegistry,
-                 channels: ChannelMaps, layers: list[Layer]):
+                 channels: ChannelMaps, layers: list[Layer],
+                 holidays: HolidayYears | None = None):
         self.root = root
         self.revision = revision
         self.matters = matters
@@ -47,6 +50,7 @@ class RuleSet:
         self.departments = departments
         self.channels = channels
         self.layers = layers
+        self.holidays = holidays or HolidayYears()
         self._scopes: dict[tuple[str, ...], CompiledScope] = {}
         self._routing: dict[tuple[str, ...], RoutingTable] = {}
         self._routing_by_county: dict[str, RoutingTable] = {}
@@ -76,16 +80,20 @@ class RuleSet:
         departments = collect(lambda: DepartmentRegistry.load(reference / "departments.yaml"))
         channels = collect(lambda: ChannelMaps.load(reference / "channels.yaml"))
         layers = collect(lambda: load_layers(root / "layers"))
+        holidays = collect(lambda: load_holidays(reference / "holidays.yaml"))
         if (problems or matters is None or jurisdiction is None or departments is None
-                or channels is None or layers is None):
+                or channels is None or layers is None or holidays is None):
             raise FileProblems(problems)
         ruleset = cls(root, revision_of(root), matters, jurisdiction, departments, channels,
-                      layers)
+                      layers, holidays)
         from engine.rules.check import check
 
         problems = check(ruleset)
         if problems:
             raise FileProblems(problems)
+        # The rule set that loaded last decides which days are worked in this process, as
+        # it decides everything else; a rule set that failed to load changes nothing.
+        use_holiday_years(holidays)
         return ruleset
 
     def scope_for(self, county: str | None) -> CompiledScope:

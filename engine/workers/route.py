@@ -361,8 +361,9 @@ def run(settings: Settings, instance: str, metrics_port: int | None) -> int:
     """Run until SIGTERM / SIGINT (exit 0 after committing the batch in hand)."""
     holder = RulesHolder(settings.rules_dir)  # FileProblems before touching Kafka
     kafka_log.setLevel(logging.WARNING)
-    # Both count working time: say until when the holiday data holds (an alert watches it).
-    metrics.CALENDAR_COVERED_UNTIL.set(holiday_data_until_timestamp())
+    # Both count working time: say until when the holiday data holds (an alert watches it;
+    # read at each scrape, so a reload that enters a year shows at once).
+    metrics.CALENDAR_COVERED_UNTIL.set_function(holiday_data_until_timestamp)
     if metrics_port is not None:
         metrics.serve_metrics(metrics_port)
         log.info("metrics on http://127.0.0.1:%d/metrics", metrics_port)

@@ -176,8 +176,9 @@ def run(settings: Settings, metrics_port: int | None, audit_every: float) -> int
     holder = RulesHolder(settings.rules_dir)
     client = redis.Redis.from_url(settings.redis_url)
     store = TimerStore(client, settings.topic_prefix)
-    # Both count working time: say until when the holiday data holds (an alert watches it).
-    metrics.CALENDAR_COVERED_UNTIL.set(holiday_data_until_timestamp())
+    # Both count working time: say until when the holiday data holds (an alert watches it;
+    # read at each scrape, so a reload that enters a year shows at once).
+    metrics.CALENDAR_COVERED_UNTIL.set_function(holiday_data_until_timestamp)
     if metrics_port is not None:
         metrics.serve_metrics(metrics_port)
         log.info("metrics on http://127.0.0.1:%d/metrics", metrics_port)

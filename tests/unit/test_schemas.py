@@ -16,7 +16,8 @@ RECORDS = ("intake-report", "classified", "triage", "rejected", "assignment", "c
            "status-update", "status-rejected", "escalation", "intake-deadletter",
            "webhook-parked")
 FILES = ("rules-layer", "rules-matters", "rules-divisions", "rules-departments",
-         "rules-channels", "rules-tests", "rules-devices", "rules-bridge-mapping", "topics",
+         "rules-channels", "rules-holidays", "rules-tests", "rules-devices",
+         "rules-bridge-mapping", "topics",
          "intake-keys", "webhooks-config")
 
 

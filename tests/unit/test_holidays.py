@@ -1,0 +1,112 @@
+"""Holiday years entered in rules/reference/holidays.yaml (engine.reference.holidays).
+
+The dates below are test data shaped like a State Council notice, not the real 2027 one:
+2027-02-08..12 (Monday to Friday) off, Saturday 2027-02-06 worked.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from datetime import date, datetime
+from pathlib import Path
+
+import pytest
+
+from engine.calendar import (
+    SHANGHAI,
+    HolidayYears,
+    add_working_time,
+    calendar_revision,
+    holiday_data_until,
+    is_working_day,
+    use_holiday_years,
+    working_day_length,
+)
+from engine.rules import RuleSet
+from engine.yamlfile import FileProblems
+
+REPO = Path(__file__).resolve().parents[2]
+ENTERED = """\
+years:
+  2027:
+    notice: test notice, not the real one
+    days_off: [2027-02-08, 2027-02-09, 2027-02-10, 2027-02-11, 2027-02-12]
+    workdays: [2027-02-06]
+"""
+
+
+@pytest.fixture(autouse=True)
+def package_calendar_afterwards() -> Iterator[None]:
+    """Entered years are process-wide, like the package: leave none behind for other tests."""
+    yield
+    use_holiday_years(HolidayYears())
+
+
+def rules_with(tmp_path: Path, holidays: str) -> Path:
+    rules = tmp_path / "rules"
+    shutil.copytree(REPO / "rules", rules)
+    (rules / "reference" / "holidays.yaml").write_text(holidays, encoding="utf-8")
+    return rules
+
+
+def at(text: str) -> datetime:
+    return datetime.fromisoformat(text).replace(tzinfo=SHANGHAI)
+
+
+def test_an_entered_year_decides_which_days_are_worked(tmp_path: Path) -> None:
+    day = working_day_length()
+    # Before: the package has no 2027, so Monday to Friday (and the tables are cached).
+    assert add_working_time(at("2027-02-05T17:30"), day) == at("2027-02-08T17:30")
+    assert holiday_data_until() == date(2026, 12, 31)
+
+    RuleSet.load(rules_with(tmp_path, ENTERED))
+
+    assert not is_working_day(date(2027, 2, 8))
+    assert is_working_day(date(2027, 2, 6))  # the make-up Saturday
+    assert not is_working_day(date(2027, 2, 13))  # an ordinary Saturday
+    assert is_working_day(date(2027, 2, 15))
+    # Friday evening + one working day: the make-up Saturday; one more skips the week off.
+    assert add_working_time(at("2027-02-05T17:30"), day) == at("2027-02-06T17:30")
+    assert add_working_time(at("2027-02-06T17:30"), day) == at("2027-02-15T17:30")
+    assert holiday_data_until() == date(2027, 12, 31)
+    assert "+holidays-" in calendar_revision(
+        RuleSet.load(rules_with(tmp_path / "again", ENTERED)).sla_for(None).hours)
+
+    # The shipped rules enter no year: back to the package and Monday to Friday.
+    RuleSet.load(REPO / "rules")
+    assert is_working_day(date(2027, 2, 8))
+    assert add_working_time(at("2027-02-05T17:30"), day) == at("2027-02-08T17:30")
+    assert holiday_data_until() == date(2026, 12, 31)
+
+
+def test_a_rule_set_that_fails_to_load_leaves_the_calendar_as_it_was(tmp_path: Path) -> None:
+    RuleSet.load(rules_with(tmp_path / "good", ENTERED))
+    broken = rules_with(tmp_path / "bad", ENTERED.replace("2027-02-06]", "2027-02-15]"))
+    with pytest.raises(FileProblems):
+        RuleSet.load(broken)
+    assert not is_working_day(date(2027, 2, 8))
+
+
+@pytest.mark.parametrize(("edit", "message", "line"), [
+    (("2027-02-12]", "2028-02-12]"), "2028-02-12 is listed under 2027: move it to its own year",
+     4),
+    (("2027-02-06]", "2027-02-15]"), "2027-02-15 is a weekday, a working day anyway", 5),
+])
+def test_a_wrong_entry_is_refused_with_its_file_and_line(
+        tmp_path: Path, edit: tuple[str, str], message: str, line: int) -> None:
+    rules = rules_with(tmp_path, ENTERED.replace(*edit))
+    with pytest.raises(FileProblems) as refused:
+        RuleSet.load(rules)
+    problems = [str(p) for p in refused.value.problems]
+    assert any(p.startswith(f"{rules / 'reference' / 'holidays.yaml'}:{line}: {message}")
+               for p in problems), problems
+
+
+def test_a_day_both_off_and_worked_is_refused(tmp_path: Path) -> None:
+    text = ENTERED.replace("workdays: [2027-02-06]", "workdays: [2027-02-06, 2027-02-13]") \
+        .replace("2027-02-12]", "2027-02-12, 2027-02-13]")
+    with pytest.raises(FileProblems) as refused:
+        RuleSet.load(rules_with(tmp_path, text))
+    assert any("2027-02-13 is both a day off and a working day" in str(p)
+               for p in refused.value.problems)
