@@ -22,13 +22,19 @@ _second = itemgetter(1)  # automaton.iter yields (end index, word)
 
 
 @dataclass(frozen=True)
-class KeywordRule:
-    """A classification rule after merging: where it came from and what it needs."""
+class RuleOrigin:
+    """Where a rule was written: what every error, explanation and trace points at."""
 
     id: str
     layer: str
     line: int
     file: str
+
+
+@dataclass(frozen=True)
+class KeywordRule(RuleOrigin):
+    """A classification rule after merging: where it came from and what it needs."""
+
     keywords: tuple[str, ...]
     exclude: tuple[str, ...]
     patterns: tuple[re.Pattern[str], ...]
@@ -51,11 +57,9 @@ class KeywordRule:
 
 
 @dataclass(frozen=True)
-class PriorityRule:
-    id: str
-    layer: str
-    line: int
-    file: str
+class PriorityRule(RuleOrigin):
+    """A priority rule after merging: the first whose conditions all hold sets the priority."""
+
     keywords: tuple[str, ...]
     matters: tuple[str, ...]
     channels: frozenset[str]
