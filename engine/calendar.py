@@ -133,7 +133,7 @@ def holiday_data_until() -> date:
 
     Working-time limits that run past it count Monday–Friday (see ``is_working_day``), so
     the workers export it (``griddispatch_calendar_covered_until_timestamp_seconds``) and
-    an alert asks for the package upgrade weeks before a deadline can cross it.
+    an alert asks for an upgrade or an entered year weeks before a deadline can cross it.
     """
     last = max(chinese_calendar.constants.holidays).year
     while last + 1 in _entered.days_off:  # entered years extend it only without a gap

@@ -33,7 +33,7 @@ class GridIndex(Generic[P]):
     """Polygons, each with what a lookup should answer for it (a code, or the grid itself)."""
 
     def __init__(self, polygons: list[tuple[P, Ring]]):
-        self._codes = [code for code, _ in polygons]
+        self._payloads = [payload for payload, _ in polygons]
         self._rings = [ring for _, ring in polygons]
         self._boxes = [(min(x for x, _ in r), min(y for _, y in r),
                         max(x for x, _ in r), max(y for _, y in r)) for r in self._rings]
@@ -52,7 +52,7 @@ class GridIndex(Generic[P]):
                     self._buckets[_bucket(bx, by)].append(i)
         # What a lookup reads, packed per bucket: one tuple per candidate, and whether its
         # ring is an axis-aligned rectangle (the box test is then the whole answer).
-        self._entries = {key: tuple((*self._boxes[i], self._codes[i], self._rings[i],
+        self._entries = {key: tuple((*self._boxes[i], self._payloads[i], self._rings[i],
                                      _is_rectangle(self._rings[i])) for i in members)
                          for key, members in self._buckets.items()}
 
@@ -64,15 +64,15 @@ class GridIndex(Generic[P]):
         cell = self._cell
         found: list[P] = []
         floor = math.floor
-        for x0, y0, x1, y1, code, ring, rectangle in self._entries.get(
+        for x0, y0, x1, y1, payload, ring, rectangle in self._entries.get(
                 (floor(lon / cell) << 32) ^ floor(lat / cell), ()):  # _bucket, inlined
             # A rectangle needs no ray casting: its west and south edges are inside, as
             # point_in_ring decides for them.
             if rectangle:
                 if x0 <= lon < x1 and y0 <= lat < y1:
-                    found.append(code)
+                    found.append(payload)
             elif x0 <= lon <= x1 and y0 <= lat <= y1 and point_in_ring(lon, lat, ring):
-                found.append(code)
+                found.append(payload)
         return found
 
 

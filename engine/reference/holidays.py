@@ -27,7 +27,8 @@ class HolidayYearFile(BaseModel):
     notice: str = Field(min_length=1, description="the notice the days come from, by its "
                                                   "number, e.g. 国办发明电〔2026〕N号")
     days_off: list[date] = Field(min_length=1, description="every day off (放假) of the "
-                                                           "year's holidays, weekends included")
+                                                           "year's holidays (weekend days may "
+                                                           "be left out)")
     workdays: list[date] = Field(default_factory=list,
                                  description="make-up working days (调休上班): the Saturdays "
                                              "and Sundays that are worked")
@@ -68,4 +69,3 @@ def load_holidays(path: Path) -> HolidayYears:
         {year: frozenset(e.days_off) for year, e in parsed.years.items()},
         {year: frozenset(e.workdays) for year, e in parsed.years.items()},
         digest if parsed.years else "")
-

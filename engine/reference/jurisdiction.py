@@ -138,9 +138,9 @@ class Jurisdiction:
         return self.divisions.get(code.ljust(12, "0"))
 
     def grid_at(self, lon: float, lat: float, when: datetime) -> Grid | None:
+        day = when.date()
         for grid in self.index.containing(lon, lat):
-            # Most grids were never renumbered: no dates to compare (the per-report path).
-            if (grid.valid_from is None and grid.valid_to is None) or grid.valid_on(when.date()):
+            if grid.valid_on(day):
                 return grid
         return None
 
