@@ -128,6 +128,12 @@ def is_working_day(day: date) -> bool:
         return day.weekday() < 5
 
 
+# How long before the holiday data ends operators are told (`rules check`, and the alert
+# GriddispatchHolidayDataEnding in ops/prometheus/alerts.yml): the notice usually comes in
+# November, and a 20-working-day limit opened in December already runs into January.
+HOLIDAY_WARNING_DAYS = 60
+
+
 def holiday_data_until() -> date:
     """The last day of the years with the State Council's holidays, package or entered.
 

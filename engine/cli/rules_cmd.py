@@ -7,6 +7,7 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
+from engine.calendar import HOLIDAY_WARNING_DAYS, SHANGHAI, holiday_data_until
 from engine.classify import classify_raw
 from engine.contracts import Classified, Rejected, Triage, to_json
 from engine.rules import RuleSet
@@ -74,6 +75,13 @@ def rules_check(args: argparse.Namespace, settings: Settings) -> int:
     print(f"rules OK: revision {ruleset.revision}; {len(ruleset.matters)} matters, "
           f"{len(ruleset.jurisdiction.grids)} grids, {len(ruleset.departments)} departments, "
           f"{len(ruleset.layers)} layers with {rules} rules, {len(scopes)} county scope(s)")
+    until = holiday_data_until()
+    left = (until - datetime.now(SHANGHAI).date()).days
+    if left < HOLIDAY_WARNING_DAYS:  # a warning, not a failure: the rules themselves are fine
+        print(f"warning: the holiday data ends on {until} ({left} days from today); working-"
+              "time limits past it count Monday to Friday. Enter next year's State Council "
+              f"notice in {root / 'reference' / 'holidays.yaml'} or upgrade chinesecalendar.",
+              file=sys.stderr)
     return 0
 
 

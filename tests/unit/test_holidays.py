@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Iterator
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from pathlib import Path
 
 import pytest
+import yaml
 
 from engine.calendar import (
+    HOLIDAY_WARNING_DAYS,
     SHANGHAI,
     HolidayYears,
     add_working_time,
@@ -23,6 +25,7 @@ from engine.calendar import (
     use_holiday_years,
     working_day_length,
 )
+from engine.cli import main
 from engine.rules import RuleSet
 from engine.yamlfile import FileProblems
 
@@ -110,3 +113,24 @@ def test_a_day_both_off_and_worked_is_refused(tmp_path: Path) -> None:
         RuleSet.load(rules_with(tmp_path, text))
     assert any("2027-02-13 is both a day off and a working day" in str(p)
                for p in refused.value.problems)
+
+
+@pytest.mark.parametrize(("days_left", "warned"), [(30, True), (365, False)])
+def test_rules_check_warns_while_the_holiday_data_ends_soon(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+        days_left: int, warned: bool) -> None:
+    today = datetime.now(SHANGHAI).date()
+    monkeypatch.setattr("engine.cli.rules_cmd.holiday_data_until",
+                        lambda: today + timedelta(days=days_left))
+    assert main(["rules", "check", str(REPO / "rules")]) == 0  # a warning, not a failure
+    err = capsys.readouterr().err
+    assert ("warning: the holiday data ends on" in err) is warned
+    if warned:
+        assert f"({days_left} days from today)" in err and "holidays.yaml" in err
+
+
+def test_the_alert_warns_as_early_as_rules_check() -> None:
+    alerts = yaml.safe_load((REPO / "ops/prometheus/alerts.yml").read_text(encoding="utf-8"))
+    rule = next(r for g in alerts["groups"] for r in g["rules"]
+                if r.get("alert") == "GriddispatchHolidayDataEnding")
+    assert rule["expr"].endswith(f"< {HOLIDAY_WARNING_DAYS} * 86400")
