@@ -260,17 +260,23 @@ def decide_matter(ruleset: RuleSet, scope: CompiledScope, report: IntakeReport, 
             if note:
                 note(f"matter: {report.channel} category '{report.channel_category}' maps to "
                      f"{mapping.matter}")
-            return MatterDecision(mapping.matter, "channel_category", RuleMatch(
-                field="matter_code", rule=f"channel:{report.channel}", layer="channels",
-                why=f"category '{report.channel_category}'"))
+            return MatterDecision(mapping.matter, "channel_category", _trace_entry(
+                "matter_code", f"channel:{report.channel}", "channels",
+                f"category '{report.channel_category}'"))
         if note:
             note(f"matter: {report.channel} category '{report.channel_category}' is not mapped")
     best = best_keyword_rule(scope, report, found, prefix, note)
     if best is None:
         return None
     rule, word = best
-    return MatterDecision(rule.matter, "keywords", _trace_entry("matter_code", rule.id,
-                                                                rule.layer, f"keyword '{word}'"))
+    return _decided_by_keyword(rule.matter, rule.id, rule.layer, word)
+
+
+@lru_cache(maxsize=65536)
+def _decided_by_keyword(matter: str, rule: str, layer: str, word: str) -> MatterDecision:
+    """Few (rule, keyword) pairs ever decide: build each decision and its trace entry once."""
+    return MatterDecision(matter, "keywords", RuleMatch(field="matter_code", rule=rule,
+                                                        layer=layer, why=f"keyword '{word}'"))
 
 
 def best_keyword_rule(scope: CompiledScope, report: IntakeReport, found: set[str], prefix: str,

@@ -138,22 +138,20 @@ class Jurisdiction:
         return self.divisions.get(code.ljust(12, "0"))
 
     def grid_at(self, lon: float, lat: float, when: datetime) -> Grid | None:
-        day = when.date()
-        for grid in self.index.containing(lon, lat):
-            if grid.valid_on(day):
-                return grid
-        return None
+        placement = self.placement_at(lon, lat, when)
+        return self.grids[placement.grid_code or ""] if placement is not None else None
 
     def placement_at(self, lon: float, lat: float, when: datetime) -> Placement | None:
         """The placement of a point inside a grid valid at ``when``, if any."""
-        grid = self.grid_at(lon, lat, when)
-        if grid is None:
-            return None
-        placement = self._in_grid.get(grid.code)
-        if placement is None:
-            placement = self._in_grid[grid.code] = Placement(
-                self.chain(grid.community), "coordinates", grid.code)
-        return placement
+        day = when.date()
+        for grid in self.index.containing(lon, lat):
+            if grid.valid_on(day):
+                placement = self._in_grid.get(grid.code)
+                if placement is None:
+                    placement = self._in_grid[grid.code] = Placement(
+                        self.chain(grid.community), "coordinates", grid.code)
+                return placement
+        return None
 
     @classmethod
     def load(cls, divisions_path: Path, grids_path: Path) -> Jurisdiction:
