@@ -269,14 +269,11 @@ def decide_matter(ruleset: RuleSet, scope: CompiledScope, report: IntakeReport, 
     if best is None:
         return None
     rule, word = best
-    return _decided_by_keyword(rule.matter, rule.id, rule.layer, word)
-
-
-@lru_cache(maxsize=65536)
-def _decided_by_keyword(matter: str, rule: str, layer: str, word: str) -> MatterDecision:
-    """Few (rule, keyword) pairs ever decide: build each decision and its trace entry once."""
-    return MatterDecision(matter, "keywords", RuleMatch(field="matter_code", rule=rule,
-                                                        layer=layer, why=f"keyword '{word}'"))
+    match = rule.traces.get(word)
+    if match is None:
+        match = rule.traces[word] = RuleMatch(field="matter_code", rule=rule.id,
+                                              layer=rule.layer, why=f"keyword '{word}'")
+    return MatterDecision(rule.matter, "keywords", match)
 
 
 def best_keyword_rule(scope: CompiledScope, report: IntakeReport, found: set[str], prefix: str,

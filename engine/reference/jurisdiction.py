@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import date, datetime
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
@@ -82,8 +83,11 @@ class _Validity:
     valid_to: date | None
 
     def valid_on(self, day: date) -> bool:
-        return ((self.valid_from is None or self.valid_from <= day)
-                and (self.valid_to is None or day < self.valid_to))
+        return valid_on(self.valid_from, self.valid_to, day)
+
+
+def valid_on(valid_from: date | None, valid_to: date | None, day: date) -> bool:
+    return (valid_from is None or valid_from <= day) and (valid_to is None or day < valid_to)
 
 
 @dataclass(frozen=True)
@@ -109,11 +113,14 @@ class Jurisdiction:
     def __init__(self, divisions: list[Division], grids: list[Grid]):
         self.divisions = {d.code: d for d in divisions}
         self.grids = {g.code: g for g in grids}
-        self.index = GridIndex([(g, g.ring) for g in grids])
         self.addresses = AddressParser(divisions)
         self._chains: dict[str, tuple[str, ...]] = {}
-        # Placements by coordinates, per grid: the same few thousand serve every report.
-        self._in_grid: dict[str, Placement] = {}
+        # The index answers with what placing a point needs and nothing more (the validity
+        # dates and the placement itself, built once per grid), so a lookup never touches
+        # the Grid record: at 30,000 grids and more it would be cold in the caches.
+        self.index = GridIndex([((g.valid_from, g.valid_to,
+                                  Placement(self.chain(g.community), "coordinates", g.code)),
+                                 g.ring) for g in grids])
 
     def chain(self, code: str) -> tuple[str, ...]:
         """Codes from the province down to ``code`` (a 12-digit division code).
@@ -144,12 +151,8 @@ class Jurisdiction:
     def placement_at(self, lon: float, lat: float, when: datetime) -> Placement | None:
         """The placement of a point inside a grid valid at ``when``, if any."""
         day = when.date()
-        for grid in self.index.containing(lon, lat):
-            if grid.valid_on(day):
-                placement = self._in_grid.get(grid.code)
-                if placement is None:
-                    placement = self._in_grid[grid.code] = Placement(
-                        self.chain(grid.community), "coordinates", grid.code)
+        for valid_from, valid_to, placement in self.index.containing(lon, lat):
+            if valid_on(valid_from, valid_to, day):
                 return placement
         return None
 
@@ -240,4 +243,11 @@ def _load_grids(path: Path, communities: set[str], problems: list[FileProblem]) 
 
 
 def _date(value: object) -> date | None:
-    return date.fromisoformat(str(value)) if value else None
+    return _parsed_date(str(value)) if value else None
+
+
+@lru_cache(maxsize=1024)
+def _parsed_date(text: str) -> date:
+    """One object per distinct date: most grids share their valid_from, and placing a point
+    compares it, so one object stays warm in the caches instead of one per grid."""
+    return date.fromisoformat(text)

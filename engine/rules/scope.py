@@ -45,6 +45,10 @@ class KeywordRule(RuleOrigin):
     # Whether the keyword alone is not enough (channels, exclusions or patterns to check);
     # most rules need nothing more, and the per-report loop skips the checks for them.
     conditional: bool = field(init=False, repr=False, compare=False)
+    # The trace entry for each keyword that decided a matter, built the first time: kept on
+    # the rule, which a report has just read, rather than in a table it would find cold.
+    traces: dict[str, RuleMatch] = field(init=False, repr=False, compare=False,
+                                         default_factory=dict)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "conditional",
