@@ -81,6 +81,7 @@ from tests.bench.dispatch_report import (
 from tests.bench.harness import (
     PASSTHROUGH_TOPIC,
     READY_TIMEOUT,
+    RULES,
     Processes,
     broker,
     classified_count,
@@ -98,9 +99,6 @@ from tests.bench.harness import (
 )
 from tests.bench.latency import Latency, LatencyPlan, measure_latency
 from tests.bench.reports import ReportSet, encode, expected_outcomes, make_reports
-
-REPO = Path(__file__).resolve().parents[2]
-RULES = REPO / "rules"
 
 LATENCY_SECONDS = 15.0
 # The broker is a JVM started minutes before; at small transactions its JIT is still
