@@ -4,8 +4,10 @@ Holidays come from the ``chinesecalendar`` package, which the State Council's ye
 updates (upgrade the package each December), or for a year the operators entered from the
 notice themselves, from the rules (``engine.reference.holidays``, applied with
 ``use_holiday_years`` when a rule set loads: holidays are the country's, one calendar per
-process, like the package). For a year neither covers we fall back to Monday–Friday and say
-so in a log line once, rather than failing dispatch.
+process, like the package). For a year neither covers, the statutory holidays are computed
+(``engine.statutory_holidays``) and the year is *provisional*: the calendar revision frozen on
+each case says so, a metric and an alert say so until the notice is entered, and a log line
+says so once. Only the notice's rearranged days (调休) are missing from such a year.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from importlib.metadata import version
 from zoneinfo import ZoneInfo
 
 import chinese_calendar
+
+from engine.statutory_holidays import provisional_days_off
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 Sessions = tuple[tuple[time, time], ...]
@@ -113,7 +117,9 @@ def calendar_revision(hours: WorkingHours) -> str:
     """Names the holiday data and the hours a deadline was computed with, for the case."""
     digest = hashlib.sha1(repr(hours).encode(), usedforsecurity=False).hexdigest()[:8]
     entered = f"+holidays-{_entered.digest}" if _entered.digest else ""
-    return f"chinesecalendar-{version('chinesecalendar')}{entered}+hours-{digest}"
+    provisional = f"+provisional-from-{holiday_data_until().year + 1}"
+    return (f"chinesecalendar-{version('chinesecalendar')}{entered}{provisional}"
+            f"+hours-{digest}")
 
 
 @lru_cache(maxsize=4096)
@@ -124,8 +130,8 @@ def is_working_day(day: date) -> bool:
     try:
         return bool(chinese_calendar.is_workday(day))
     except NotImplementedError:
-        _warn_uncovered(day.year)
-        return day.weekday() < 5
+        _warn_provisional(day.year)
+        return day.weekday() < 5 and day not in provisional_days_off(day.year)
 
 
 # How long before the holiday data ends operators are told (`rules check`, and the alert
@@ -137,9 +143,10 @@ HOLIDAY_WARNING_DAYS = 60
 def holiday_data_until() -> date:
     """The last day of the years with the State Council's holidays, package or entered.
 
-    Working-time limits that run past it count Monday–Friday (see ``is_working_day``), so
-    the workers export it (``griddispatch_calendar_covered_until_timestamp_seconds``) and
-    an alert asks for an upgrade or an entered year weeks before a deadline can cross it.
+    Working-time limits that run past it count a provisional calendar (see
+    ``is_working_day``), so the workers export it
+    (``griddispatch_calendar_covered_until_timestamp_seconds``) and an alert asks for an
+    upgrade or an entered year weeks before a deadline can cross it.
     """
     last = max(chinese_calendar.constants.holidays).year
     while last + 1 in _entered.days_off:  # entered years extend it only without a gap
@@ -153,10 +160,27 @@ def holiday_data_until_timestamp() -> float:
                             SHANGHAI).timestamp()
 
 
+def is_provisional(year: int) -> bool:
+    """Whether ``year``'s holidays are computed from the statutory rules (no notice yet)."""
+    return year > holiday_data_until().year
+
+
+def provisional_ahead(today: date) -> bool:
+    """Whether limits started now can end in a provisional year: this year's or the next
+    year's holidays lack the notice (a limit of weeks opened in December runs into it)."""
+    return is_provisional(today.year) or is_provisional(today.year + 1)
+
+
+def provisional_now() -> float:
+    """``provisional_ahead`` for today in Shanghai, as the metric's 1 or 0."""
+    return 1.0 if provisional_ahead(datetime.now(SHANGHAI).date()) else 0.0
+
+
 @lru_cache(maxsize=64)
-def _warn_uncovered(year: int) -> None:
-    log.warning("chinesecalendar has no holiday data for %d: treating Monday-Friday as working "
-                "days; upgrade the package or enter the year in rules/reference/holidays.yaml",
+def _warn_provisional(year: int) -> None:
+    log.warning("no State Council notice for %d (chinesecalendar or "
+                "rules/reference/holidays.yaml): counting its statutory holidays only, "
+                "without the notice's rearranged days; enter the notice when it is published",
                 year)
 
 

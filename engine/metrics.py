@@ -179,7 +179,13 @@ SLA_CASES = Gauge(
 CALENDAR_COVERED_UNTIL = Gauge(
     "griddispatch_calendar_covered_until_timestamp_seconds",
     "End of the last day the holiday data (the chinesecalendar package) covers, as Unix "
-    "time; working-time limits past it count Monday to Friday only.",
+    "time; working-time limits past it count a provisional calendar (statutory holidays "
+    "only).",
+)
+CALENDAR_PROVISIONAL = Gauge(
+    "griddispatch_calendar_provisional",
+    "1 while this year's or next year's holidays are provisional: computed from the statutory "
+    "rules because no State Council notice is entered or packaged yet; 0 otherwise.",
 )
 
 # --- intake (griddispatch intake: Open311, JSON API, channel adapters) ---------------------------

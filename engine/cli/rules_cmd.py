@@ -79,7 +79,8 @@ def rules_check(args: argparse.Namespace, settings: Settings) -> int:
     left = (until - datetime.now(SHANGHAI).date()).days
     if left < HOLIDAY_WARNING_DAYS:  # a warning, not a failure: the rules themselves are fine
         print(f"warning: the holiday data ends on {until} ({left} days from today); working-"
-              "time limits past it count Monday to Friday. Enter next year's State Council "
+              "time limits past it use a provisional calendar (statutory holidays only, "
+              "without the notice's rearranged days). Enter next year's State Council "
               f"notice in {root / 'reference' / 'holidays.yaml'} or upgrade chinesecalendar.",
               file=sys.stderr)
     return 0

@@ -52,7 +52,7 @@ from confluent_kafka import (
 from pydantic import ValidationError
 
 from engine import kafka, lag, metrics
-from engine.calendar import holiday_data_until_timestamp
+from engine.calendar import holiday_data_until_timestamp, provisional_now
 from engine.cases.dispatch import StepResult, on_classified, on_status
 from engine.cases.merge import DUPLICATE_MEMORY, CaseStore
 from engine.contracts import Classified, to_json
@@ -364,6 +364,7 @@ def run(settings: Settings, instance: str, metrics_port: int | None) -> int:
     # Both count working time: say until when the holiday data holds (an alert watches it;
     # read at each scrape, so a reload that enters a year shows at once).
     metrics.CALENDAR_COVERED_UNTIL.set_function(holiday_data_until_timestamp)
+    metrics.CALENDAR_PROVISIONAL.set_function(provisional_now)
     if metrics_port is not None:
         metrics.serve_metrics(metrics_port)
         log.info("metrics on http://127.0.0.1:%d/metrics", metrics_port)

@@ -23,7 +23,7 @@ import redis
 from confluent_kafka import KafkaError, KafkaException, Message
 
 from engine import kafka, lag, metrics
-from engine.calendar import holiday_data_until_timestamp
+from engine.calendar import holiday_data_until_timestamp, provisional_now
 from engine.reference.departments import DepartmentRegistry
 from engine.settings import Settings
 from engine.sla.model import SlaTimer
@@ -179,6 +179,7 @@ def run(settings: Settings, metrics_port: int | None, audit_every: float) -> int
     # Both count working time: say until when the holiday data holds (an alert watches it;
     # read at each scrape, so a reload that enters a year shows at once).
     metrics.CALENDAR_COVERED_UNTIL.set_function(holiday_data_until_timestamp)
+    metrics.CALENDAR_PROVISIONAL.set_function(provisional_now)
     if metrics_port is not None:
         metrics.serve_metrics(metrics_port)
         log.info("metrics on http://127.0.0.1:%d/metrics", metrics_port)

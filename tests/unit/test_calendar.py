@@ -27,6 +27,7 @@ from engine.calendar import (
     working_day_length,
     working_time_between,
 )
+from engine.statutory_holidays import provisional_days_off
 
 _US = timedelta(microseconds=1)
 
@@ -42,14 +43,17 @@ def test_national_day_week_is_off_and_its_make_up_saturday_works() -> None:
     assert not is_working_day(at("2026-10-11T10:00").date())  # an ordinary Sunday
 
 
-def test_holiday_data_ends_where_the_package_stops_and_monday_to_friday_follows() -> None:
+def test_holiday_data_ends_where_the_package_stops_and_a_provisional_year_follows() -> None:
     until = holiday_data_until()
     assert (until.month, until.day) == (12, 31)
     chinese_calendar.is_workday(until)  # covered: no exception
     with pytest.raises(NotImplementedError):
         chinese_calendar.is_workday(until + timedelta(days=1))
     after = [until + timedelta(days=n) for n in range(1, 15)]
-    assert [is_working_day(d) for d in after] == [d.weekday() < 5 for d in after]
+    off = provisional_days_off(until.year + 1)
+    assert [is_working_day(d) for d in after] == [d.weekday() < 5 and d not in off
+                                                  for d in after]
+    assert not is_working_day(until + timedelta(days=1))  # 元旦 is never a working day
     assert holiday_data_until_timestamp() == datetime(until.year + 1, 1, 1,
                                                       tzinfo=SHANGHAI).timestamp()
 

@@ -59,8 +59,9 @@ def at(text: str) -> datetime:
 
 def test_an_entered_year_decides_which_days_are_worked(tmp_path: Path) -> None:
     day = working_day_length()
-    # Before: the package has no 2027, so Monday to Friday (and the tables are cached).
-    assert add_working_time(at("2027-02-05T17:30"), day) == at("2027-02-08T17:30")
+    # Before: the package has no 2027, so its statutory days (provisional: 除夕 5 Feb to
+    # 初三 8 Feb, the weekend's two made up on 9-10 Feb), and the tables are cached.
+    assert add_working_time(at("2027-02-05T17:30"), day) == at("2027-02-11T17:30")
     assert holiday_data_until() == date(2026, 12, 31)
 
     RuleSet.load(rules_with(tmp_path, ENTERED))
@@ -76,10 +77,11 @@ def test_an_entered_year_decides_which_days_are_worked(tmp_path: Path) -> None:
     assert "+holidays-" in calendar_revision(
         RuleSet.load(rules_with(tmp_path / "again", ENTERED)).sla_for(None).hours)
 
-    # The shipped rules enter no year: back to the package and Monday to Friday.
+    # The shipped rules enter no year: back to the package and the provisional 2027.
     RuleSet.load(REPO / "rules")
-    assert is_working_day(date(2027, 2, 8))
-    assert add_working_time(at("2027-02-05T17:30"), day) == at("2027-02-08T17:30")
+    assert is_working_day(date(2027, 2, 11))
+    assert not is_working_day(date(2027, 2, 6))
+    assert add_working_time(at("2027-02-05T17:30"), day) == at("2027-02-11T17:30")
     assert holiday_data_until() == date(2026, 12, 31)
 
 
