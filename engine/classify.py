@@ -17,12 +17,15 @@ from typing import Any, Literal, NamedTuple
 
 from pydantic import ValidationError
 
+from engine.classifier.decide import decide_by_model
+from engine.classifier.model import Suggestion
 from engine.contracts import (
     MAX_REPORT_BYTES,
     SCHEMA_CLASSIFIED,
     SCHEMA_TRIAGE,
     Classified,
     IntakeReport,
+    MatterSuggestion,
     Outcome,
     Priority,
     Rejected,
@@ -65,10 +68,28 @@ def _trace_entry(field: str, rule: str, layer: str, why: str) -> RuleMatch:
     return RuleMatch(field=field, rule=rule, layer=layer, why=why)
 
 
+# Channels whose descriptions are written by machines ("设备告警"), not people: the model
+# learned people's words, so it neither classifies nor judges urgency there; their channel
+# categories and the sensor priority rules do.
+MACHINE_CHANNELS = frozenset({"sensor"})
+
+
 class MatterDecision(NamedTuple):
     code: str
-    by: Literal["matter_code", "channel_category", "keywords"]
+    by: Literal["matter_code", "channel_category", "keywords", "model"]
     match: RuleMatch
+    confidence: float | None = None  # the model's, when it decided
+    suggestions: tuple[Suggestion, ...] = ()
+    urgency: float | None = None  # the model's, when it was asked
+
+
+class Undecided(NamedTuple):
+    """Nothing decided the matter: a person must, with the model's suggestions."""
+
+    reason: TriageReason
+    detail: str
+    suggestions: tuple[Suggestion, ...] = ()
+    urgency: float | None = None
 
 
 def classify_raw(ruleset: RuleSet, raw: bytes, received_at: datetime,
@@ -149,21 +170,35 @@ def classify_report(ruleset: RuleSet, report: IntakeReport, received_at: datetim
     if isinstance(decided, Refusal):
         return _reject(ruleset, decided.reason, decided.detail, "matter_code",
                        raw or report.model_dump_json(), received_at, _ids(report))
-    if decided is None:
-        return _triage(ruleset, report, received_at, "unclassified",
-                       "no matter code, channel category or keyword rule decided the matter",
-                       None, chain, placed.grid_code if placed else None, matched)
+    urgency = decided.urgency
+    if urgency is None and ruleset.model is not None \
+            and report.channel not in MACHINE_CHANNELS:
+        urgency = ruleset.model.urgency(report.description)
+    if isinstance(decided, Undecided):
+        urgent = _urgent(ruleset, scope, report, found, urgency, note)
+        return _triage(ruleset, report, received_at, decided.reason, decided.detail, None,
+                       chain, placed.grid_code if placed else None, matched, urgent,
+                       decided.suggestions)
     matter_code = decided.code
     matched.append(decided.match)
     if placed is None:
+        urgent = _urgent(ruleset, scope, report, found, urgency, note)
         return _triage(ruleset, report, received_at, "unplaced",
                        "no grid code, coordinates inside a grid, known division code or "
-                       "recognisable address", matter_code, (), None, matched)
+                       "recognisable address", matter_code, (), None, matched, urgent,
+                       decided.suggestions)
     matter = ruleset.matters.by_code[matter_code]
     priority, prio_match = decide_priority(scope, report, matter_code, matter.priority, found,
                                            note)
     if prio_match:
         matched.append(prio_match)
+    if priority != "urgent" and ruleset.model is not None and urgency is not None \
+            and urgency >= ruleset.model.calibration.urgent_threshold:
+        priority = "urgent"
+        matched.append(_trace_entry("priority", "model:urgency", "examples",
+                                    "danger to life judged from the text"))
+        if note:
+            note(f"priority: the classifier judges danger to life ({urgency:.2f}): urgent")
     # Built without re-validation: every value comes from the validated report or the loaded
     # rules, and validating the nested report again was a third of a classification's time.
     # The route worker validates the record it reads, so a bug here cannot pass unnoticed.
@@ -176,7 +211,24 @@ def classify_report(ruleset: RuleSet, report: IntakeReport, received_at: datetim
         matter_code=matter_code, matter_name=matter.name, platform=matter.platform,
         priority=priority, division_chain=list(chain), grid_code=placed.grid_code,
         placed_by=placed.placed_by, classified_by=decided.by, matched_rules=matched,
-        report=report)
+        report=report, confidence=decided.confidence)
+
+
+def _urgent(ruleset: RuleSet, scope: CompiledScope, report: IntakeReport, found: set[str],
+            urgency: float | None, note: Note) -> bool:
+    """Danger to life on a report no one has classified yet: a priority rule that needs no
+    matter, or the classifier's urgency head."""
+    rule = scope.priority_rule(found, "", report.channel)
+    if rule is not None and rule.set == "urgent":
+        if note:
+            note(f"urgency: '{rule.id}' ({rule.layer}) marks it urgent")
+        return True
+    model = ruleset.model
+    urgent = (model is not None and urgency is not None
+              and urgency >= model.calibration.urgent_threshold)
+    if note and urgent:
+        note(f"urgency: the classifier judges danger to life ({urgency:.2f}): urgent")
+    return urgent
 
 
 def _ids(report: IntakeReport) -> dict[str, Any]:
@@ -185,14 +237,20 @@ def _ids(report: IntakeReport) -> dict[str, Any]:
 
 def _triage(ruleset: RuleSet, report: IntakeReport, received_at: datetime,
             reason: TriageReason, detail: str, matter_code: str | None,
-            chain: tuple[str, ...], grid_code: str | None, matched: list[RuleMatch]) -> Triage:
+            chain: tuple[str, ...], grid_code: str | None, matched: list[RuleMatch],
+            urgent: bool, suggestions: tuple[Suggestion, ...]) -> Triage:
     """A triage record, built without re-validation like the classified one (one in ten)."""
+    by_code = ruleset.matters.by_code
     return trusted(
         Triage, incident_id=report.incident_id, channel=report.channel,
         channel_id=report.channel_id, reported_at=report.reported_at, received_at=received_at,
         rules_revision=ruleset.revision, schema_=SCHEMA_TRIAGE, reason=reason, detail=detail,
         matter_code=matter_code, division_chain=list(chain), grid_code=grid_code,
-        matched_rules=matched, report=report)
+        matched_rules=matched, report=report, urgent=urgent,
+        suggestions=[trusted(MatterSuggestion, matter_code=s.matter,
+                             matter_name=by_code[s.matter].name,
+                             platform=by_code[s.matter].platform,
+                             confidence=round(s.confidence, 4)) for s in suggestions])
 
 
 def place(ruleset: RuleSet, report: IntakeReport,
@@ -240,7 +298,10 @@ def place(ruleset: RuleSet, report: IntakeReport,
 
 
 def decide_matter(ruleset: RuleSet, scope: CompiledScope, report: IntakeReport, found: set[str],
-                  note: Note) -> MatterDecision | Refusal | None:
+                  note: Note) -> MatterDecision | Refusal | Undecided:
+    """Explicit code, channel category, operators' keyword rules, then the model (which
+    weighs the catalogue's keywords as evidence); without examples, catalogue keywords
+    decide as operators' rules do."""
     prefix = ""
     if report.matter_code:
         code = report.matter_code
@@ -253,7 +314,7 @@ def decide_matter(ruleset: RuleSet, scope: CompiledScope, report: IntakeReport, 
             return Refusal("unknown_matter_code", f"matter code {code} is not in the catalogue")
         prefix = code
         if note:
-            note(f"matter: explicit class/subclass {code}; keywords choose the item within it")
+            note(f"matter: explicit class/subclass {code}; the text chooses the item within it")
     elif report.channel_category:
         mapping = ruleset.channels.lookup(report.channel, report.channel_category)
         if mapping is not None:
@@ -265,31 +326,50 @@ def decide_matter(ruleset: RuleSet, scope: CompiledScope, report: IntakeReport, 
                 f"category '{report.channel_category}'"))
         if note:
             note(f"matter: {report.channel} category '{report.channel_category}' is not mapped")
-    best = best_keyword_rule(scope, report, found, prefix, note)
-    if best is None:
-        return None
-    rule, word = best
+    model = ruleset.model if report.channel not in MACHINE_CHANNELS else None
+    operator, named = keyword_evidence(scope, report, found, prefix, model is None, note)
+    if operator is not None:
+        rule, word = operator
+        return MatterDecision(rule.matter, "keywords", _keyword_match(rule, word))
+    if model is None:
+        if note:
+            note("matter: no keyword rule matched")
+        return Undecided("unclassified", "no matter code, channel category or keyword rule "
+                         "decided the matter")
+    decision = decide_by_model(model, ruleset.classifier.keyword_boost, scope, ruleset.matters,
+                               report.description, set(named), prefix, note)
+    if decision.matter is None or decision.match is None:
+        return Undecided(decision.reason, decision.detail, decision.suggestions,
+                         decision.urgency)
+    return MatterDecision(decision.matter, "model", decision.match, decision.confidence,
+                          decision.suggestions, decision.urgency)
+
+
+def _keyword_match(rule: KeywordRule, word: str) -> RuleMatch:
     match = rule.traces.get(word)
     if match is None:
         match = rule.traces[word] = RuleMatch(field="matter_code", rule=rule.id,
                                               layer=rule.layer, why=f"keyword '{word}'")
-    return MatterDecision(rule.matter, "keywords", match)
+    return match
 
 
-def best_keyword_rule(scope: CompiledScope, report: IntakeReport, found: set[str], prefix: str,
-                      note: Note) -> tuple[KeywordRule, str] | None:
-    """Highest weight wins, then the longest matched keyword, then the most specific layer.
+def keyword_evidence(scope: CompiledScope, report: IntakeReport, found: set[str], prefix: str,
+                     catalogue_decides: bool, note: Note
+                     ) -> tuple[tuple[KeywordRule, str] | None, dict[str, str]]:
+    """The best operators' rule that applies, and the catalogue items whose keywords apply.
 
-    Equal ranks can only come from one rule matched by two keywords of the same length;
-    the keyword's own order then decides, so the explanation is the same in every process
-    (``found`` is a set, and set order changes with the hash seed).
+    Operators' rules (any layer's ``classify:``) are meant to decide: the highest weight
+    wins, then the longest matched keyword, then the most specific layer. Catalogue
+    keywords are generic: they are the model's evidence (item → keyword), or, with
+    ``catalogue_decides`` (no model), they compete like operators' rules. Ranks are total,
+    so the decision does not depend on the order words are seen; explaining takes them in
+    a fixed order so that its lines are the same in every process.
     """
     best: KeywordRule | None = None
     best_rank: tuple[int, int, int, str] | None = None
     best_word = ""
+    named: dict[str, str] = {}
     own, shared = scope.keyword_choices, scope.shared_choices  # see CompiledScope.base
-    # The decision does not depend on the order words are seen (ranks are total); the
-    # explanation's lines do, so explaining takes them in a fixed order.
     for word in found if note is None else sorted(found):
         choices = own.get(word)
         for rule in choices if choices is not None else shared.get(word, ()):
@@ -301,6 +381,9 @@ def best_keyword_rule(scope: CompiledScope, report: IntakeReport, found: set[str
                     if note:
                         note(f"  '{rule.id}' ({rule.layer}) {unmet}")
                     continue
+            if rule.layer == "catalogue" and not catalogue_decides:
+                named.setdefault(rule.matter, word)
+                continue
             rank = (-rule.weight, -len(word), rule.order, word)
             if best_rank is None or rank < best_rank:
                 if note and best is not None and best is not rule:
@@ -311,14 +394,28 @@ def best_keyword_rule(scope: CompiledScope, report: IntakeReport, found: set[str
                      f"'{best.id}'")
             if note is None:
                 break  # the word's later rules rank lower still; only explaining needs them
-    if best is None:
         if note:
-            note("matter: no keyword rule matched")
-        return None
+            for rule_id, (rule, layer) in sorted(scope.disabled.items()):
+                if word in rule.keywords:
+                    note(f"  '{rule_id}' matched '{word}' but layer {layer} switches it off "
+                         "(disable:)")
     if note:
-        note(f"matter: '{best.id}' ({best.layer}, weight {best.weight}) matched "
-             f"'{best_word}' → {best.matter}")
-    return best, best_word
+        if best is not None:
+            note(f"matter: '{best.id}' ({best.layer}, weight {best.weight}) matched "
+                 f"'{best_word}' → {best.matter}")
+        elif named:
+            note("matter: no operators' rule matched; catalogue keywords: "
+                 + ", ".join(f"'{w}' → {c}" for c, w in sorted(named.items())))
+        else:
+            note("matter: no keyword rule matched")
+    return (best, best_word) if best is not None else None, named
+
+
+def best_keyword_rule(scope: CompiledScope, report: IntakeReport, found: set[str], prefix: str,
+                      note: Note) -> tuple[KeywordRule, str] | None:
+    """The best rule when every keyword rule competes by rank, catalogue ones included: the
+    decision without a model (and the index's property tests)."""
+    return keyword_evidence(scope, report, found, prefix, True, note)[0]
 
 
 def _unmet(rule: KeywordRule, report: IntakeReport, found: set[str]) -> str | None:

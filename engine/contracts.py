@@ -122,14 +122,31 @@ class Classified(_Record):
     division_chain: list[str]
     grid_code: str | None
     placed_by: str
-    classified_by: Literal["matter_code", "channel_category", "keywords"]
+    classified_by: Literal["matter_code", "channel_category", "keywords", "model"]
     matched_rules: list[RuleMatch]
     report: IntakeReport
+    confidence: float | None = Field(
+        default=None, description="the model's calibrated confidence in the platform when "
+                                  "it decided (classified_by: model); None otherwise")
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
-TriageReason = Literal["unplaced", "unclassified", "outside_jurisdiction", "code_retired"]
+class MatterSuggestion(BaseModel):
+    """One of the classifier's best guesses, for a person to accept with one click."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    matter_code: str
+    matter_name: str
+    platform: Platform
+    confidence: float
+
+
+# unclassified: nothing pointed at an item (or the model says it fits none); uncertain: the
+# model's best guess is below the dispatch threshold, or its item is switched off here.
+TriageReason = Literal["unplaced", "unclassified", "uncertain", "outside_jurisdiction",
+                       "code_retired"]
 
 
 class Triage(_Record):
@@ -144,6 +161,11 @@ class Triage(_Record):
     grid_code: str | None = None
     matched_rules: list[RuleMatch] = Field(default_factory=list)
     report: IntakeReport
+    urgent: bool = Field(default=False, description="danger to life, judged from the text "
+                                                    "whatever the matter: see it first")
+    suggestions: list[MatterSuggestion] = Field(
+        default_factory=list, description="the classifier's best items, best first (at "
+                                          "most three)")
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 

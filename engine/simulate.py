@@ -206,7 +206,9 @@ def simulate(ruleset: RuleSet, lines: Iterable[bytes], escalations: bool = False
                                rules_revision=outcome.rules_revision)
             retirement.after(store, outcome.reported_at)
         elif isinstance(outcome, Triage):
-            out.update(outcome="triage", reason=outcome.reason, detail=outcome.detail)
+            out.update(outcome="triage", reason=outcome.reason, detail=outcome.detail,
+                       urgent=outcome.urgent,
+                       suggestions=[s.model_dump() for s in outcome.suggestions])
             if outcome.matter_code:
                 out["matter_code"] = outcome.matter_code
         elif isinstance(outcome, Rejected):

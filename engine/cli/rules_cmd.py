@@ -6,15 +6,18 @@ import argparse
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from engine.calendar import HOLIDAY_WARNING_DAYS, SHANGHAI, holiday_data_until
 from engine.classify import classify_raw
+from engine.cli.rules_files import check_every_file
 from engine.contracts import Classified, Rejected, Triage, to_json
 from engine.rules import RuleSet
 from engine.rules.cases import load_cases, run_case
 from engine.schemas import export_schemas
 from engine.settings import Settings
 from engine.simulate import describe, destination, label, simulate
+from engine.yamlfile import FileProblems
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -50,6 +53,22 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     diff.add_argument("history", type=Path, metavar="FILE.jsonl",
                       help="intake reports, one per line")
     diff.set_defaults(handler=rules_diff)
+    evaluate = verbs.add_parser(
+        "eval", help="measure classification against labelled reports",
+        description="Classify every labelled report of FILE.jsonl through the rules stage and "
+                    "print the automatic-dispatch rate, platform and item accuracy, precision "
+                    "when dispatched, urgent recall and the share of no-item reports sent to "
+                    "triage, per platform and writing style, with the worst items and the "
+                    "most common confusions. Each line: {\"text\": ..., \"matter_code\": "
+                    "\"010101\" or null, \"urgent\": bool, \"style\": ..., \"kind\": ...}.")
+    evaluate.add_argument("file", type=Path, nargs="?", metavar="FILE.jsonl",
+                          help="labelled reports (e.g. rules/eval/*.jsonl; several with a "
+                               "shell glob are read one by one)")
+    evaluate.add_argument("--cv", type=int, metavar="K",
+                          help="also cross-validate the model over the examples in K folds")
+    evaluate.add_argument("--rules-dir", type=Path, help="rules folder (default: rules)")
+    evaluate.add_argument("--json", action="store_true", help="print the figures as JSON")
+    evaluate.set_defaults(handler=rules_eval)
 
     schema = commands.add_parser("schema", help="export JSON Schema for contracts and rule files",
                                  description="Export JSON Schema for contracts and rule files.")
@@ -68,13 +87,29 @@ def _rules_dir(given: Path | None, settings: Settings) -> Path:
 def rules_check(args: argparse.Namespace, settings: Settings) -> int:
     root = _rules_dir(args.dir, settings)
     ruleset = RuleSet.load(root)  # FileProblems → printed by main, exit 1
+    problems, warnings = check_every_file(ruleset)
+    if problems:
+        raise FileProblems(problems)
     scopes = {ruleset.scope_for(code).name for code, d in ruleset.jurisdiction.divisions.items()
               if d.level == "county"}
     rules = sum(len(la.file.classify) + len(la.file.priority) + len(la.file.route)
                 for la in ruleset.layers)
     print(f"rules OK: revision {ruleset.revision}; {len(ruleset.matters)} matters, "
           f"{len(ruleset.jurisdiction.grids)} grids, {len(ruleset.departments)} departments, "
-          f"{len(ruleset.layers)} layers with {rules} rules, {len(scopes)} county scope(s)")
+          f"{len(ruleset.layers)} layers with {rules} rules, {len(scopes)} county scope(s), "
+          f"{len(ruleset.examples.examples)} examples")
+    if ruleset.model is not None:
+        calibration = ruleset.model.calibration
+        cv = calibration.cv
+        print(f"classifier {ruleset.model.identity}: dispatches from platform confidence "
+              f"{calibration.dispatch_threshold:.2f}; cross-validated over "
+              f"{int(cv.get('examples', 0))} examples: dispatch rate "
+              f"{cv.get('dispatch_rate', 0):.1%}, platform precision "
+              f"{cv.get('platform_precision_dispatched', 0):.1%}, item right "
+              f"{cv.get('item_right_share', 0):.1%}, urgent recall "
+              f"{cv.get('urgent_recall', 0):.1%}")
+    for warning in [*ruleset.warnings, *warnings]:
+        print(f"warning: {warning}", file=sys.stderr)
     until = holiday_data_until()
     left = (until - datetime.now(SHANGHAI).date()).days
     if left < HOLIDAY_WARNING_DAYS:  # a warning, not a failure: the rules themselves are fine
@@ -142,6 +177,35 @@ def rules_explain(args: argparse.Namespace, settings: Settings) -> int:
         print(f"→ triage: {outcome.reason}: {outcome.detail}")
     elif isinstance(outcome, Rejected):
         print(f"→ rejected: {outcome.reason}: {outcome.detail}")
+    return 0
+
+
+def rules_eval(args: argparse.Namespace, settings: Settings) -> int:
+    from engine.classifier.evaluate import cross_validate, evaluate, load_eval, render, to_json
+
+    if args.file is None and args.cv is None:
+        print("error: give FILE.jsonl, --cv K, or both", file=sys.stderr)
+        return 2
+    if args.cv is not None and args.cv < 2:
+        print("error: --cv needs at least 2 folds", file=sys.stderr)
+        return 2
+    ruleset = RuleSet.load(_rules_dir(args.rules_dir, settings))
+    result: dict[str, Any] = {"revision": ruleset.revision}
+    if args.file is not None:
+        lines = load_eval(args.file, ruleset)  # FileProblems → printed by main, exit 1
+        result["eval"] = evaluate(ruleset, lines).as_json(ruleset)
+    if args.cv is not None:
+        result["cv"] = cross_validate(ruleset, args.cv)
+    if args.json:
+        print(to_json(result))
+        return 0
+    print(f"rules revision {ruleset.revision}")
+    if "eval" in result:
+        print(f"{args.file}:")
+        print(render(result["eval"]))
+    if "cv" in result:
+        print(f"\ncross-validation over the examples ({args.cv} folds; the model alone):")
+        print(to_json(result["cv"]))
     return 0
 
 

@@ -44,6 +44,10 @@ class RuleCase(BaseModel):
     received_at: AwareDatetime | None = Field(
         default=None, description="when the report reached the system (routing time windows); "
                                   "default 2026-11-24T10:00:05+08:00")
+    model: bool = Field(
+        default=True, description="false: decide without the learned classifier, as a rule "
+                                  "set without examples does (to test keyword and priority "
+                                  "rule semantics on their own)")
 
 
 class CaseFile(BaseModel):
@@ -100,6 +104,8 @@ def report_of(case: RuleCase) -> dict[str, Any]:
 
 def run_case(ruleset: RuleSet, loaded: LoadedCase) -> CaseResult:
     received_at = loaded.case.received_at or RECEIVED_AT
+    if not loaded.case.model:
+        ruleset = ruleset.without_model()
     outcome = classify_data(ruleset, report_of(loaded.case), received_at)
     return CaseResult(loaded, outcome, compare(loaded.case.expect, outcome, ruleset))
 

@@ -16,8 +16,12 @@ from typing import TypeVar
 import ahocorasick
 
 from engine.calendar import HolidayYears, use_holiday_years
+from engine.classifier.model import MatterModel
+from engine.classifier.settings import ClassifierSettings, load_classifier_settings
+from engine.classifier.train import load_or_train
 from engine.reference.channels import ChannelMaps
 from engine.reference.departments import DepartmentRegistry
+from engine.reference.examples import ExampleCorpus, load_examples
 from engine.reference.holidays import load_holidays
 from engine.reference.jurisdiction import Jurisdiction
 from engine.reference.matters import MatterCatalogue
@@ -42,7 +46,10 @@ class RuleSet:
     def __init__(self, root: Path, revision: str, matters: MatterCatalogue,
                  jurisdiction: Jurisdiction, departments: DepartmentRegistry,
                  channels: ChannelMaps, layers: list[Layer],
-                 holidays: HolidayYears | None = None):
+                 holidays: HolidayYears | None = None,
+                 examples: ExampleCorpus | None = None,
+                 classifier: ClassifierSettings | None = None,
+                 model: MatterModel | None = None):
         self.root = root
         self.revision = revision
         self.matters = matters
@@ -51,6 +58,13 @@ class RuleSet:
         self.channels = channels
         self.layers = layers
         self.holidays = holidays or HolidayYears()
+        self.examples = examples or ExampleCorpus()
+        self.classifier = classifier or ClassifierSettings()
+        # The model learned from the examples (None without any): part of the revision,
+        # trained or loaded with the rest of the rule set and swapped with it atomically.
+        self.model = model
+        self.warnings: list[FileProblem] = list(self.examples.warnings)
+        self._without_model: RuleSet | None = None
         self._scopes: dict[tuple[str, ...], CompiledScope] = {}
         self._routing: dict[tuple[str, ...], RoutingTable] = {}
         self._routing_by_county: dict[str, RoutingTable] = {}
@@ -81,20 +95,46 @@ class RuleSet:
         channels = collect(lambda: ChannelMaps.load(reference / "channels.yaml"))
         layers = collect(lambda: load_layers(root / "layers"))
         holidays = collect(lambda: load_holidays(reference / "holidays.yaml"))
+        settings = collect(lambda: load_classifier_settings(reference / "classifier.yaml"))
+        examples = None
+        if matters is not None:
+            known = matters
+            examples = collect(lambda: load_examples(root / "examples", known.by_code,
+                                                     list(known.by_code)))
         if (problems or matters is None or jurisdiction is None or departments is None
-                or channels is None or layers is None or holidays is None):
+                or channels is None or layers is None or holidays is None
+                or settings is None or examples is None):
             raise FileProblems(problems)
         ruleset = cls(root, revision_of(root), matters, jurisdiction, departments, channels,
-                      layers, holidays)
+                      layers, holidays, examples, settings)
         from engine.rules.check import check
 
         problems = check(ruleset)
         if problems:
             raise FileProblems(problems)
+        # Trained last, once everything else is known to be right (a broken file costs no
+        # training); loaded from the cache when the same inputs were trained before.
+        ruleset.model = load_or_train(examples, matters, settings, ruleset.urgent_words())
         # The rule set that loaded last decides which days are worked in this process, as
         # it decides everything else; a rule set that failed to load changes nothing.
         use_holiday_years(holidays)
         return ruleset
+
+    def without_model(self) -> RuleSet:
+        """The same rules deciding as they would without examples (rule tests use it to
+        test keyword and priority semantics on their own); built once."""
+        if self._without_model is None:
+            self._without_model = RuleSet(
+                self.root, self.revision, self.matters, self.jurisdiction, self.departments,
+                self.channels, self.layers, self.holidays, self.examples, self.classifier)
+        return self._without_model
+
+    def urgent_words(self) -> list[str]:
+        """Keywords of priority rules that mark a report urgent whatever its matter or
+        channel, in any layer: what the urgency threshold is calibrated together with."""
+        return sorted({w for layer in self.layers for p in layer.file.priority
+                       if p.set == "urgent" and not p.matters and not p.channels
+                       for w in p.keywords})
 
     def scope_for(self, county: str | None) -> CompiledScope:
         """The effective classification rules for a county (12-digit code), or the province's."""
@@ -140,9 +180,12 @@ class RuleSet:
         """
         classify = {rule.id: rule for rule in self._catalogue_rules()}
         priority: dict[str, PriorityRule] = {}
+        disabled: dict[str, tuple[KeywordRule, str]] = {}
         for layer in layers:
             for rule_id in layer.file.disable:
-                classify.pop(rule_id, None)
+                gone = classify.pop(rule_id, None)
+                if gone is not None:
+                    disabled[rule_id] = (gone, layer.name)
                 priority.pop(rule_id, None)
             keyword_rules, priority_rules = self._rules_of(layer)
             for rule in keyword_rules:
@@ -156,7 +199,7 @@ class RuleSet:
         return CompiledScope(name, [la.name for la in layers],
                              sorted(classify.values(), key=by_order),
                              sorted(priority.values(), key=by_order),
-                             self._keyword_automaton(), base)
+                             self._keyword_automaton(), base, disabled)
 
     def _catalogue_rules(self) -> list[KeywordRule]:
         if self._catalogue is None:
@@ -208,11 +251,15 @@ def _order(depth: int, position: int) -> int:
     return (_DEEPEST - depth) * _ORDER_STRIDE + position
 
 
+# Rule tests and the evaluation set check decisions and never change one: not in revisions.
+_NOT_DECIDING = {"tests", "eval"}
+
+
 def revision_of(root: Path) -> str:
     """A content hash of every rule file: the same files give the same revision anywhere."""
     digest = hashlib.sha256()
     for path in sorted(p for p in root.rglob("*")
-                       if p.is_file() and "tests" not in p.relative_to(root).parts):
+                       if p.is_file() and not _NOT_DECIDING & set(p.relative_to(root).parts)):
         digest.update(str(path.relative_to(root)).encode())
         digest.update(b"\0")
         digest.update(path.read_bytes())

@@ -99,6 +99,10 @@ class CompiledScope:
     # rest from the province's. A hundred full copies (one per county) were a hundred
     # tables that each report found cold in the caches.
     base: CompiledScope | None = field(repr=False, default=None)
+    # Rules a layer's ``disable:`` switched off here: rule id → (the rule, the layer). Their
+    # keywords still show in explanations, and the model does not dispatch a disabled
+    # catalogue item on its own (the layer meant it for a person to decide).
+    disabled: dict[str, tuple[KeywordRule, str]] = field(repr=False, default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.automaton is None:
@@ -140,6 +144,9 @@ class CompiledScope:
                 for channel in prio.channels:
                     self.priority_by_channel.setdefault(channel, []).append(prio)
         self.prefix_lengths: list[int] = sorted({len(p) for p in self.priority_by_prefix})
+        self.disabled_items: dict[str, str] = {
+            rule.matter: layer for rule, layer in self.disabled.values()
+            if rule.layer == "catalogue"}
         self._standing: dict[tuple[str, str], tuple[PriorityRule, ...]] = {}
 
     def priority_rule(self, found: set[str], matter: str, channel: str) -> PriorityRule | None:
