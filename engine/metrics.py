@@ -33,6 +33,19 @@ TRIAGE = Counter(
     "(unplaced, unclassified, ...).",
     ["reason"],
 )
+URGENT_TRIAGE = Counter(
+    "griddispatch_triage_urgent",
+    "Reports judged danger to life (gas, fire, people trapped or hurt, self-harm, missing "
+    "people, violence) that went to incidents.triage instead of a department, by reason: "
+    "each one waits for a person, so any is alerted.",
+    ["reason"],
+)
+CLASSIFIED_BY = Counter(
+    "griddispatch_classified_by",
+    "Reports dispatched automatically, by what decided the matter (matter_code, "
+    "channel_category, keywords, model).",
+    ["by"],
+)
 REJECTED = Counter(
     "griddispatch_rejected",
     "Reports sent to incidents.rejected because they cannot be an incident, by reason "

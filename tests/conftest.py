@@ -33,6 +33,19 @@ def _docker_answers() -> bool:
         return False
 
 
+@pytest.fixture(scope="session", autouse=True)
+def trained_classifier() -> None:
+    """Train (or find in the model cache) the shipped rules' classifier once, before any
+    test starts a worker process: workers started together would each train it.
+
+    The cache (``engine.classifier.train.cache_folder``) is shared with ``make run`` on
+    purpose: entries are named by a hash of everything they are trained from and written by
+    atomic rename, so a test can neither see nor leave a wrong model."""
+    from engine.rules import RuleSet
+
+    RuleSet.load(REPO / "rules")
+
+
 @pytest.fixture(scope="session")
 def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):

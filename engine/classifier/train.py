@@ -113,14 +113,28 @@ def load_or_train(corpus: ExampleCorpus, catalogue: MatterCatalogue,
     path = cache_folder() / f"{name}.npz"
     try:
         model = MatterModel.load(path)
+        with contextlib.suppress(OSError):
+            path.touch()  # recently used: kept by _prune
     except (OSError, ValueError, KeyError):
         model = train(corpus, catalogue, settings, urgent_words, name)
         with contextlib.suppress(OSError):  # a read-only cache costs a training next time
             model.save(path)
+            _prune(path.parent)
     if len(_memo) >= 4:
         _memo.pop(next(iter(_memo)))
     _memo[name] = model
     return model
+
+
+CACHE_KEEP = 6  # models of about 85 MB: the last few revisions, for rollbacks and tests
+
+
+def _prune(folder: Path) -> None:
+    """Keep the most recently used models only."""
+    models = sorted(folder.glob("*.npz"), key=lambda p: p.stat().st_mtime, reverse=True)
+    for old in models[CACHE_KEEP:]:
+        with contextlib.suppress(OSError):
+            old.unlink()
 
 
 # --- training ----------------------------------------------------------------------------

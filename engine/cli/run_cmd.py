@@ -109,6 +109,14 @@ def run_up(args: argparse.Namespace, settings: Settings) -> int:
 
             rules_dir = demo_rules(settings.rules_dir, stack.home / "demo-rules")
             keys, api_key = demo_keys(stack.home)
+        # Load the rules once here, so that the classifier is trained (first run: about a
+        # minute) or found in the model cache before the workers start, instead of every
+        # worker training the same model at once.
+        from engine.rules import RuleSet
+
+        print("loading the rules (a first run trains the classifier: about a minute)",
+              flush=True)
+        RuleSet.load(rules_dir or settings.rules_dir)
         specs = workers(args.metrics_base, args.intake_port, stack.mqtt_url, rules_dir, keys)
         base = [sys.executable, "-m", "engine", "--bootstrap", settings.kafka_bootstrap,
                 "--redis", settings.redis_url, "--topic-prefix", settings.topic_prefix]

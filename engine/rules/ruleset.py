@@ -252,14 +252,14 @@ def _order(depth: int, position: int) -> int:
 
 
 # Rule tests and the evaluation set check decisions and never change one: not in revisions.
-_NOT_DECIDING = {"tests", "eval"}
+NOT_DECIDING = {"tests", "eval"}
 
 
 def revision_of(root: Path) -> str:
     """A content hash of every rule file: the same files give the same revision anywhere."""
     digest = hashlib.sha256()
     for path in sorted(p for p in root.rglob("*")
-                       if p.is_file() and not _NOT_DECIDING & set(p.relative_to(root).parts)):
+                       if p.is_file() and not NOT_DECIDING & set(p.relative_to(root).parts)):
         digest.update(str(path.relative_to(root)).encode())
         digest.update(b"\0")
         digest.update(path.read_bytes())

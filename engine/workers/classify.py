@@ -111,6 +111,10 @@ def count(record: Outcome) -> None:
     metrics.CLASSIFY_RECORDS.labels(outcome=OUTCOMES[type(record)]).inc()
     if isinstance(record, Triage):
         metrics.TRIAGE.labels(reason=record.reason).inc()
+        if record.urgent:
+            metrics.URGENT_TRIAGE.labels(reason=record.reason).inc()
+    elif isinstance(record, Classified):
+        metrics.CLASSIFIED_BY.labels(by=record.classified_by).inc()
     elif isinstance(record, Rejected):
         metrics.REJECTED.labels(reason=record.reason).inc()
 

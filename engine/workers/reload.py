@@ -7,8 +7,9 @@ of a minute ago. Every record carries ``rules_revision``, so nobody has to guess
 decided it.
 
 The holder knows nothing about Kafka or Faust, so it is tested with a fake loader. It is
-called from a worker thread (the load takes a fraction of a second and must not block the
-event loop) while the stream reads ``holder.current`` from the loop thread: the swap is one
+called from a worker thread (the load takes a fraction of a second, or a minute when changed
+examples retrain the classifier, and must not block the event loop) while the stream reads
+``holder.current`` from the loop thread: the swap is one
 attribute assignment, which Python makes atomic, so a reader sees the old or the new set and
 never half of each. A lock keeps a timer tick and a SIGHUP from loading at the same time.
 """
@@ -25,6 +26,7 @@ from pathlib import Path
 
 from engine import metrics
 from engine.rules import RuleSet
+from engine.rules.ruleset import NOT_DECIDING
 from engine.yamlfile import FileProblems
 
 log = logging.getLogger("griddispatch.rules")
@@ -37,7 +39,8 @@ def fingerprint(rules_dir: Path) -> str:
 
     It reads no file contents, so a timer can call it every few seconds; a change only means
     "worth loading": the revision (a content hash) decides whether the rules really changed.
-    ``tests/`` is left out, as it is from the revision: test cases do not change decisions.
+    ``tests/`` and ``eval/`` are left out, as they are from the revision: they check
+    decisions and never change one.
     A file that vanishes while we look (an editor's save-by-rename) is skipped; the next poll
     sees the final state.
     """
@@ -47,7 +50,7 @@ def fingerprint(rules_dir: Path) -> str:
     except OSError:
         return "unreadable"
     for path in paths:
-        if "tests" in path.relative_to(rules_dir).parts:
+        if NOT_DECIDING & set(path.relative_to(rules_dir).parts):
             continue
         try:
             stat = path.stat()
