@@ -36,7 +36,8 @@ from engine.contracts import (
     incident_id,
     trusted,
 )
-from engine.reference.jurisdiction import Placement
+from engine.placement import PLACED as _PLACED
+from engine.placement import Refusal, place
 from engine.rules import CompiledScope, KeywordRule, RuleSet
 
 # pydantic-core's validator itself: ``model_validate`` is a Python wrapper around it that
@@ -46,20 +47,6 @@ _validate_report = IntakeReport.__pydantic_validator__.validate_python
 Trace = list[str] | None
 # Where explanation lines go; None on the hot path, so no explanation text is built.
 Note = Callable[[str], None] | None
-
-
-# Named tuples, not frozen dataclasses: a frozen dataclass sets each field through
-# object.__setattr__, and these are built for every report on the hot path.
-class Refusal(NamedTuple):
-    """The report names a code we do not know: it cannot be an incident as it stands."""
-
-    reason: RejectReason
-    detail: str
-
-
-# Records are immutable, so the trace entry for each way of placing is built once.
-_PLACED = {by: RuleMatch(field="place", rule=by, layer="jurisdiction", why=f"placed by {by}")
-           for by in ("grid_code", "coordinates", "division_code", "address")}
 
 
 @lru_cache(maxsize=65536)
@@ -251,50 +238,6 @@ def _triage(ruleset: RuleSet, report: IntakeReport, received_at: datetime,
                              matter_name=by_code[s.matter].name,
                              platform=by_code[s.matter].platform,
                              confidence=round(s.confidence, 4)) for s in suggestions])
-
-
-def place(ruleset: RuleSet, report: IntakeReport,
-          note: Note) -> Placement | Refusal | None:
-    """Where the incident is; None when nothing places it; (reason, detail) to reject."""
-    where = ruleset.jurisdiction
-    if report.grid_code:
-        grid = where.grids.get(report.grid_code)
-        if grid is None:
-            return Refusal("unknown_grid_code",
-                           f"grid code {report.grid_code} is not in the registry")
-        if note:
-            note(f"place: explicit grid code {grid.code} ({grid.name})")
-        return Placement(where.chain_of_grid(grid.code), "grid_code", grid.code)
-    location = report.location
-    if location is not None:
-        placement = where.placement_at(location.lon, location.lat, report.reported_at)
-        if placement is not None:
-            if note:
-                grid = where.grids[placement.grid_code or ""]
-                note(f"place: coordinates {location.lat},{location.lon} lie in grid "
-                     f"{grid.code} ({grid.name})")
-            return placement
-        if note:
-            note("place: coordinates lie in no grid of this jurisdiction")
-    if report.division_code:
-        division = where.division_for(report.division_code)
-        if division is None:
-            return Refusal("unknown_division_code",
-                           f"division code {report.division_code} is not in the registry")
-        if note:
-            note(f"place: explicit division code {division.code} ({division.name})")
-        return Placement(where.chain(division.code), "division_code")
-    if report.address:
-        division = where.addresses.parse(report.address)
-        if division is not None:
-            if note:
-                note(f"place: address names {division.name} ({division.code})")
-            return Placement(where.chain(division.code), "address")
-        if note:
-            note("place: address names no township or community unambiguously")
-    if note:
-        note("place: nothing placed the incident")
-    return None
 
 
 def decide_matter(ruleset: RuleSet, scope: CompiledScope, report: IntakeReport, found: set[str],

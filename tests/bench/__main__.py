@@ -30,7 +30,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tests.bench import dispatch_bench, dispatch_report, timers_bench, timers_rebuild
+from tests.bench import (
+    dispatch_bench,
+    dispatch_report,
+    model_bench,
+    timers_bench,
+    timers_rebuild,
+)
 from tests.bench.classify_bench import (
     TARGET_COST_RATIO,
     TARGET_EVENTS_PER_S,
@@ -101,7 +107,7 @@ def _table(results: list[ScaleResult], ratio: float | None) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--only", choices=["classify", "dispatch", "timers"],
+    parser.add_argument("--only", choices=["classify", "model", "dispatch", "timers"],
                         help="run only this benchmark (default: all)")
     parser.add_argument("--scales", type=int, nargs="+", default=[1, 10])
     parser.add_argument("--events", type=int, default=20_000, help="reports per round")
@@ -136,6 +142,11 @@ def main(argv: list[str] | None = None) -> int:
                         default="dispatched",
                         help="the case record varied for the rebuild: just dispatched (both "
                              "clocks, 10 timers) or accepted (5 timers)")
+    parser.add_argument("--model-rounds", type=int, default=7,
+                        help="interleaved rounds of the model benchmark")
+    parser.add_argument("--model-no-training", action="store_true",
+                        help="skip timing a training of the model (about a minute)")
+    parser.add_argument("--model-out", type=Path, default=REPO / "bench-results" / "model.json")
     parser.add_argument("--timers-out", type=Path,
                         default=REPO / "bench-results" / "timers.json")
     args = parser.parse_args(argv)
@@ -146,6 +157,12 @@ def main(argv: list[str] | None = None) -> int:
             run_classify(args)
         finally:
             os.sched_setaffinity(0, allowed)  # the dispatch run needs every core
+    if args.only in (None, "model"):
+        allowed = os.sched_getaffinity(0)
+        try:
+            run_model(args)
+        finally:
+            os.sched_setaffinity(0, allowed)
     if args.only in (None, "dispatch"):
         run_dispatch(args)
     if args.only in (None, "timers"):
@@ -161,6 +178,37 @@ def _write(path: Path, result: dict[str, Any], table: str) -> None:
     print(table)
     seconds = result.get("seconds_total")
     print(f"\nwritten to {path}" + (f" ({seconds:.0f}s)" if seconds else ""))
+
+
+def run_model(args: argparse.Namespace) -> None:
+    nproc, cpu = _pin_one_core()
+    machine = _machine(nproc, cpu)
+    print(f"\nmachine: nproc={nproc}, pinned to cpu {cpu}, {machine['cpu_model']}", flush=True)
+    started = time.monotonic()
+    result = model_bench.run(args.model_rounds, log=lambda m: print(m, flush=True),
+                             train=not args.model_no_training)
+    out = {"benchmark": "model", "machine": machine,
+           "method": {"statistic": "median of interleaved rounds; ratios = median of the "
+                                   "rounds' own ratios",
+                      "floor": "json.loads + the intake contract's validator",
+                      "measured": "engine.classify.classify_raw on bytes (decoding, "
+                                  "validation, placing by grid code, keyword rules, the "
+                                  "model, urgency, the output record)",
+                      "pinned_cores": 1},
+           **result, "seconds_total": round(time.monotonic() - started, 1),
+           "loadavg_at_end": [round(x, 2) for x in os.getloadavg()]}
+    per = result["per_report_us"]
+    lines = [f"{'pass':<20}{'µs/report':>12}{'reports/s':>12}"]
+    lines += [f"{name:<20}{per[name]:>12.1f}{result['reports_per_s'][name]:>12,}"
+              for name in per]
+    lines.append(f"cost over the floor: model-decided {result['cost_over_floor']['model_decided']}"
+                 f"x, rule-decided {result['cost_over_floor']['rule_decided']}x "
+                 f"(target <= {model_bench.TARGET_COST_OVER_FLOOR}x)")
+    lines.append(f"10x vocabulary / 1x: {result['cost_ratio_10x_over_1x']} "
+                 f"(target <= {model_bench.TARGET_COST_RATIO})")
+    if "load" in result:
+        lines.append(f"load: {result['load']}")
+    _write(args.model_out, out, "\n".join(lines))
 
 
 def run_dispatch(args: argparse.Namespace) -> None:
