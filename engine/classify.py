@@ -185,7 +185,7 @@ def classify_report(ruleset: RuleSet, report: IntakeReport, received_at: datetim
         matched.append(_trace_entry("priority", "model:urgency", "examples",
                                     "danger to life judged from the text"))
         if note:
-            note(f"priority: the classifier judges danger to life ({urgency:.2f}): urgent")
+            note(f"priority: the classifier judges danger to life ({urgency:.3f}): urgent")
     # Built without re-validation: every value comes from the validated report or the loaded
     # rules, and validating the nested report again was a third of a classification's time.
     # The route worker validates the record it reads, so a bug here cannot pass unnoticed.
@@ -214,7 +214,7 @@ def _urgent(ruleset: RuleSet, scope: CompiledScope, report: IntakeReport, found:
     urgent = (model is not None and urgency is not None
               and urgency >= model.calibration.urgent_threshold)
     if note and urgent:
-        note(f"urgency: the classifier judges danger to life ({urgency:.2f}): urgent")
+        note(f"urgency: the classifier judges danger to life ({urgency:.3f}): urgent")
     return urgent
 
 

@@ -106,5 +106,5 @@ def _explain(model: MatterModel, matters: MatterCatalogue, text: str, scored: Sc
         name = matters.by_code[suggestion.matter].name
         note(f"  {'best' if i == 0 else 'runner-up'}: {suggestion.matter} {name} "
              f"{suggestion.confidence:.2f}")
-    note(f"model: danger to life {scored.urgency:.2f} (urgent from "
-         f"{model.calibration.urgent_threshold:.2f})")
+    note(f"model: danger to life {scored.urgency:.3f} (urgent from "
+         f"{model.calibration.urgent_threshold:.3f})")

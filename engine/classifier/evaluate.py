@@ -118,9 +118,9 @@ class Tally:
     all_dispatched: int = 0
     all_dispatched_platform_right: int = 0
 
-    def figures(self) -> dict[str, float | int]:
-        def share(a: int, b: int) -> float:
-            return round(a / b, 4) if b else 0.0
+    def figures(self) -> dict[str, float | int | None]:
+        def share(a: int, b: int) -> float | None:
+            return round(a / b, 4) if b else None  # nothing to measure in this slice
 
         return {
             "lines": self.items + self.none_lines,
@@ -237,7 +237,8 @@ def render(report: dict[str, Any]) -> str:
         out.append(f"{title}\n{head}")
         for name, figures in rows.items():
             out.append(f"{name:<22}{figures['lines']:>6}"
-                       + "".join(f"{figures[key]:>13.1%}" for key, _ in columns))
+                       + "".join(f"{figures[key]:>13.1%}" if figures[key] is not None
+                                 else f"{'-':>13}" for key, _ in columns))
         out.append("")
     out.append("worst items (dispatched right / lines)")
     for row in report["worst_items"]:
@@ -283,7 +284,7 @@ def cross_validate(ruleset: RuleSet, folds: int) -> dict[str, Any]:
     probabilities = boosted(softmax(oof.scores, calibration.temperature), data.texts[:n],
                             oof.classes, keywords, settings.keyword_boost)
     platform, confidence, matter = platform_decisions(probabilities, oof.classes, platforms)
-    by_style: dict[str, dict[str, float | int]] = {}
+    by_style: dict[str, dict[str, float | int | None]] = {}
     for style in sorted(set(data.styles)):
         tally = Tally()
         for i in (i for i in range(n) if data.styles[i] == style):

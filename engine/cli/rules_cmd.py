@@ -17,7 +17,7 @@ from engine.rules.cases import load_cases, run_case
 from engine.schemas import export_schemas
 from engine.settings import Settings
 from engine.simulate import describe, destination, label, simulate
-from engine.yamlfile import FileProblems
+from engine.yamlfile import FileProblem, FileProblems
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -61,9 +61,9 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
                     "triage, per platform and writing style, with the worst items and the "
                     "most common confusions. Each line: {\"text\": ..., \"matter_code\": "
                     "\"010101\" or null, \"urgent\": bool, \"style\": ..., \"kind\": ...}.")
-    evaluate.add_argument("file", type=Path, nargs="?", metavar="FILE.jsonl",
-                          help="labelled reports (e.g. rules/eval/*.jsonl; several with a "
-                               "shell glob are read one by one)")
+    evaluate.add_argument("files", type=Path, nargs="*", metavar="FILE.jsonl",
+                          help="labelled reports (e.g. rules/eval/*.jsonl: several files are "
+                               "measured together)")
     evaluate.add_argument("--cv", type=int, metavar="K",
                           help="also cross-validate the model over the examples in K folds")
     evaluate.add_argument("--rules-dir", type=Path, help="rules folder (default: rules)")
@@ -183,7 +183,7 @@ def rules_explain(args: argparse.Namespace, settings: Settings) -> int:
 def rules_eval(args: argparse.Namespace, settings: Settings) -> int:
     from engine.classifier.evaluate import cross_validate, evaluate, load_eval, render, to_json
 
-    if args.file is None and args.cv is None:
+    if not args.files and args.cv is None:
         print("error: give FILE.jsonl, --cv K, or both", file=sys.stderr)
         return 2
     if args.cv is not None and args.cv < 2:
@@ -191,8 +191,16 @@ def rules_eval(args: argparse.Namespace, settings: Settings) -> int:
         return 2
     ruleset = RuleSet.load(_rules_dir(args.rules_dir, settings))
     result: dict[str, Any] = {"revision": ruleset.revision}
-    if args.file is not None:
-        lines = load_eval(args.file, ruleset)  # FileProblems → printed by main, exit 1
+    if args.files:
+        problems: list[FileProblem] = []
+        lines = []
+        for path in args.files:
+            try:
+                lines += load_eval(path, ruleset)
+            except FileProblems as exc:
+                problems += exc.problems
+        if problems:
+            raise FileProblems(problems)  # printed by main, exit 1
         result["eval"] = evaluate(ruleset, lines).as_json(ruleset)
     if args.cv is not None:
         result["cv"] = cross_validate(ruleset, args.cv)
@@ -201,7 +209,7 @@ def rules_eval(args: argparse.Namespace, settings: Settings) -> int:
         return 0
     print(f"rules revision {ruleset.revision}")
     if "eval" in result:
-        print(f"{args.file}:")
+        print(" ".join(str(f) for f in args.files) + ":")
         print(render(result["eval"]))
     if "cv" in result:
         print(f"\ncross-validation over the examples ({args.cv} folds; the model alone):")

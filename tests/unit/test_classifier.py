@@ -313,3 +313,42 @@ def test_the_examples_are_part_of_the_revision_and_the_eval_set_is_not(tmp_path:
     path = next((rules / "examples").glob("*.yaml"))
     path.write_text(path.read_text(encoding="utf-8") + "\n# changed\n", encoding="utf-8")
     assert revision_of(rules) != before
+
+
+# --- rules eval -----------------------------------------------------------------------------
+
+
+def test_rules_eval_prints_the_figures_and_refuses_bad_usage(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from engine.cli import main
+
+    lines = [{"text": "路上有个大坑，车子颠得厉害", "matter_code": "120101", "urgent": False,
+              "style": "colloquial", "kind": "item"},
+             {"text": "燃气泄露了快来人", "matter_code": "030201", "urgent": True,
+              "style": "colloquial", "kind": "item"},
+             {"text": "谢谢你们，辛苦了", "matter_code": None, "urgent": False,
+              "style": "colloquial", "kind": "no_item"}]
+    path = tmp_path / "mine.jsonl"
+    path.write_text("".join(json.dumps(x, ensure_ascii=False) + "\n" for x in lines),
+                    encoding="utf-8")
+    assert main(["rules", "eval", str(path), "--json"]) == 0
+    figures = json.loads(capsys.readouterr().out)["eval"]["overall"]
+    assert figures["lines"] == 3
+    assert figures["urgent_recall"] == 1.0
+    assert main(["rules", "eval"]) == 2
+    path.write_text('{"text": "x", "matter_code": "000000"}\n', encoding="utf-8")
+    assert main(["rules", "eval", str(path)]) == 1
+    assert f"{path}:1: matter_code 000000 is not in the catalogue" in capsys.readouterr().err
+
+
+def test_cross_validation_scores_every_example_by_a_model_that_did_not_see_it() -> None:
+    from engine.classifier.evaluate import cross_validate
+
+    rules = ruleset()
+    tiny = RuleSet(rules.root, rules.revision, rules.matters, rules.jurisdiction,
+                   rules.departments, rules.channels, rules.layers, rules.holidays,
+                   tiny_corpus(), rules.classifier, rules.model)
+    result = cross_validate(tiny, 3)
+    assert result["folds"] == 3 and result["examples"] == len(tiny_corpus().examples)
+    assert set(result["by_style"]) == {"colloquial"}
+    assert 0.0 <= result["overall"]["item_accuracy_top"] <= 1.0

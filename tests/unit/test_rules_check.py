@@ -119,3 +119,26 @@ def test_revision_changes_with_content_and_only_with_content(rules_copy: Path) -
     assert RuleSet.load(rules_copy).revision == before
     write_county(rules_copy, "disable: [catalogue:110103]\n")
     assert RuleSet.load(rules_copy).revision != before
+
+
+def test_rules_check_reads_every_file_bridge_mappings_included(rules_copy: Path,
+                                                               capsys: pytest.CaptureFixture[str]
+                                                               ) -> None:
+    bridge = next((rules_copy / "bridges").glob("*.yaml"))
+    bridge.write_text(bridge.read_text(encoding="utf-8") + "\n  : [unclosed\n",
+                      encoding="utf-8")
+    assert main(["rules", "check", str(rules_copy)]) == 1
+    assert f"{bridge}:" in capsys.readouterr().err
+
+
+def test_rules_check_names_a_bad_evaluation_line_and_a_file_nothing_reads(
+        rules_copy: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (rules_copy / "notes.txt").write_text("a stray file", encoding="utf-8")
+    assert main(["rules", "check", str(rules_copy)]) == 0
+    assert "notes.txt: no part of griddispatch reads this file" in capsys.readouterr().err
+    path = next((rules_copy / "eval").glob("*.jsonl"))
+    path.write_text(path.read_text(encoding="utf-8") + '{"text": "x", "matter_code": "99"}\n',
+                    encoding="utf-8")
+    assert main(["rules", "check", str(rules_copy)]) == 1
+    lines = len(path.read_text(encoding="utf-8").splitlines())
+    assert f"{path}:{lines}:" in capsys.readouterr().err
