@@ -101,7 +101,7 @@ def _first_township(ruleset: RuleSet) -> str:
 
 
 @dataclass
-class Tally:
+class Counts:
     """Counts behind the figures, for one slice of the lines (all, a platform, a style)."""
 
     items: int = 0
@@ -139,10 +139,10 @@ class Tally:
 
 @dataclass
 class Evaluation:
-    overall: Tally = field(default_factory=Tally)
-    by_platform: dict[str, Tally] = field(default_factory=lambda: defaultdict(Tally))
-    by_style: dict[str, Tally] = field(default_factory=lambda: defaultdict(Tally))
-    by_kind: dict[str, Tally] = field(default_factory=lambda: defaultdict(Tally))
+    overall: Counts = field(default_factory=Counts)
+    by_platform: dict[str, Counts] = field(default_factory=lambda: defaultdict(Counts))
+    by_style: dict[str, Counts] = field(default_factory=lambda: defaultdict(Counts))
+    by_kind: dict[str, Counts] = field(default_factory=lambda: defaultdict(Counts))
     item_lines: Counter[str] = field(default_factory=Counter)
     item_right: Counter[str] = field(default_factory=Counter)
     confusions: Counter[tuple[str, str]] = field(default_factory=Counter)
@@ -199,7 +199,7 @@ def evaluate(ruleset: RuleSet, lines: Iterable[Labelled]) -> Evaluation:
     return result
 
 
-def _count(tally: Tally, labelled: Labelled, decided: str | None, top: str | None,
+def _count(tally: Counts, labelled: Labelled, decided: str | None, top: str | None,
            marked: bool, platform_of: dict[str, str]) -> None:
     expected = labelled.matter
     if decided:
@@ -286,7 +286,7 @@ def cross_validate(ruleset: RuleSet, folds: int) -> dict[str, Any]:
     platform, confidence, matter = platform_decisions(probabilities, oof.classes, platforms)
     by_style: dict[str, dict[str, float | int | None]] = {}
     for style in sorted(set(data.styles)):
-        tally = Tally()
+        tally = Counts()
         for i in (i for i in range(n) if data.styles[i] == style):
             expected = data.labels[i] or None
             decided = (str(matter[i]) if platform[i] != NONE

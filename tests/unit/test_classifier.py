@@ -26,6 +26,7 @@ from engine.contracts import Classified, Triage
 from engine.reference.examples import Example, ExampleCorpus, load_examples
 from engine.rules import RuleSet
 from engine.yamlfile import FileProblems
+from tests.unit.rules_copy import rules_copy_with
 
 REPO = Path(__file__).resolve().parents[2]
 AT = datetime(2026, 11, 24, 10, 0, tzinfo=SHANGHAI)
@@ -246,10 +247,7 @@ def test_explain_shows_the_words_the_confidence_and_the_runners_up() -> None:
 
 
 def corpus_with(tmp_path: Path, body: str) -> Path:
-    rules = tmp_path / "rules"
-    shutil.copytree(REPO / "rules", rules)
-    (rules / "examples" / "zz-test.yaml").write_text(body, encoding="utf-8")
-    return rules
+    return rules_copy_with(tmp_path, {"examples/zz-test.yaml": body})
 
 
 def test_an_unknown_item_code_is_a_problem_with_file_and_line(tmp_path: Path) -> None:

@@ -6,7 +6,6 @@ The dates below are test data shaped like a State Council notice, not the real 2
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -28,6 +27,7 @@ from engine.calendar import (
 from engine.cli import main
 from engine.rules import RuleSet
 from engine.yamlfile import FileProblems
+from tests.unit.rules_copy import rules_copy_with
 
 REPO = Path(__file__).resolve().parents[2]
 ENTERED = """\
@@ -47,10 +47,7 @@ def package_calendar_afterwards() -> Iterator[None]:
 
 
 def rules_with(tmp_path: Path, holidays: str) -> Path:
-    rules = tmp_path / "rules"
-    shutil.copytree(REPO / "rules", rules)
-    (rules / "reference" / "holidays.yaml").write_text(holidays, encoding="utf-8")
-    return rules
+    return rules_copy_with(tmp_path, {"reference/holidays.yaml": holidays})
 
 
 def at(text: str) -> datetime:
