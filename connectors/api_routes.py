@@ -1,6 +1,6 @@
 """The native JSON API and the channel endpoints of the hotline and the grid app.
 
-``POST /api/v1/incidents`` takes intake reports as they are (DESIGN.md "Intake contract"):
+``POST /api/v1/incidents`` takes intake reports as they are (docs/design.md "Intake contract"):
 one object, or an array of up to 100. ``POST /api/v1/channels/hotline`` and
 ``.../gridapp`` take the channel's own payloads (one or an array) and map them with the
 pure adapters. A batch is all or nothing at validation: one bad item refuses the batch with

@@ -13,7 +13,7 @@ workflow after it). Each becomes a ``Projection`` onto one hash per incident:
 
 A case record projects onto every incident it holds: the first is the case's own request;
 the others are merged duplicates, reported ``closed`` with notes naming the case they joined
-(DESIGN.md "Open311 GeoReport v2 notes"). ``expected_datetime`` is the case's
+(docs/design.md "Intake contract"). ``expected_datetime`` is the case's
 ``sla.resolve_by`` when the record carries one (read defensively: older records have no
 ``sla``).
 """

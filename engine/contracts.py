@@ -1,6 +1,6 @@
 """Event contracts: what travels on the incident topics, as pydantic models.
 
-Field names follow DESIGN.md's "Intake contract" exactly: connectors, ``simulate``,
+Field names follow docs/design.md "Intake contract" exactly: connectors, ``simulate``,
 ``rules explain`` and other people's programs depend on them. Every record on Kafka is JSON
 with a ``schema`` field naming its contract and version, so consumers can refuse what they
 do not understand instead of guessing.
@@ -47,7 +47,8 @@ class Reporter(BaseModel):
 
 
 class IntakeReport(BaseModel):
-    """One report from any channel: the single entry of DESIGN.md's "one entry, one exit"."""
+    """One report from any channel: the single entry of "one entry, one exit"
+    (docs/design.md "Flow")."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
 

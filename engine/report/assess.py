@@ -1,8 +1,8 @@
 """Assessment of departments and grid workers from case records: pure aggregation.
 
-Why this exists: the seed (``/work/shared/seed``, section 4) finds grid workers judged by
-the raw counts the platforms record, and asks that assessment weigh service to residents and
-their satisfaction instead. So the report measures, per lead department and per grid worker,
+Why this exists: the study behind the product (docs/design.md, the opening) found grid
+workers judged by the raw counts the platforms record, and asks that assessment weigh
+service to residents and their satisfaction instead. So the report measures, per lead department and per grid worker,
 whether cases were accepted and resolved within their time limits, how often they came back
 (returns, reopens) and whether the reporter was satisfied; volume is shown but never scored.
 

@@ -1,10 +1,10 @@
 """What a case carries about its time limits, and what an escalation record says.
 
-The terms are frozen on the case when it is opened (DESIGN: later edits apply to new cases
-only), including the office hours they count in, so a case's deadlines can be recomputed
-anywhere, years later, from the case record alone. The computed deadlines and the timer plan
-travel on the case too: Open311, the assessment report and the timer workers read them
-instead of repeating calendar arithmetic.
+The terms are frozen on the case when it is opened (docs/design.md "SLA and escalation": later
+edits apply to new cases only), including the office hours they count in, so a case's deadlines
+can be recomputed anywhere, years later, from the case record alone. The computed deadlines and
+the timer plan travel on the case too: Open311, the assessment report and the timer workers read
+them instead of repeating calendar arithmetic.
 """
 
 from __future__ import annotations

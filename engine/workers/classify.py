@@ -12,7 +12,8 @@ again because its offset was not committed yet) yields a byte-identical output r
 the same ``incident_id``, and downstream consumers dedup on that id. Faust commits an offset
 only after flushing the producer, so nothing acknowledged is lost. Faust's
 ``processing_guarantee="exactly_once"`` has open reports of duplicates and crashes on
-rebalance (DESIGN.md: faust-streaming #517, #323, #440, #177) and would buy nothing here.
+rebalance (faust-streaming #517, #323, #440, #177; docs/decisions.md "Classify at-least-once")
+and would buy nothing here.
 
 Workers never die on data: ``classify_raw`` turns bad input into ``Rejected`` records, and
 any unexpected error for one record is logged with its offset, counted in

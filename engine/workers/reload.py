@@ -1,10 +1,10 @@
 """Hot reload of the rule set: validate first, swap atomically, keep serving on failure.
 
-DESIGN.md asks that operators can edit ``rules/`` under a running worker: a new, valid rule
-set takes over for new incidents; a broken edit is logged, shown in metrics and otherwise
-ignored, because stopping dispatch for a typo would be worse than dispatching with the rules
-of a minute ago. Every record carries ``rules_revision``, so nobody has to guess which set
-decided it.
+The design (docs/design.md "Rules and classification") asks that operators can edit ``rules/``
+under a running worker: a new, valid rule set takes over for new incidents; a broken edit is
+logged, shown in metrics and otherwise ignored, because stopping dispatch for a typo would be
+worse than dispatching with the rules of a minute ago. Every record carries ``rules_revision``,
+so nobody has to guess which set decided it.
 
 The holder knows nothing about Kafka or Faust, so it is tested with a fake loader. It is
 called from a worker thread (the load takes a fraction of a second, or a minute when changed

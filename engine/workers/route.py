@@ -11,9 +11,10 @@ one Kafka transaction holding the batch's outputs and its consumed offsets
 (``send_offsets_to_transaction`` with the consumer's group metadata, KIP-447), so outputs
 and progress commit or vanish together; readers use ``isolation.level=read_committed``.
 Faust's ``processing_guarantee="exactly_once"`` has open reports of duplicates and crashes on
-rebalance (DESIGN.md: faust-streaming #517, #323, #440, #177); the kill -9 test
-(tests/integration/test_route_crash.py) is the proof for ours. On top, ``on_classified`` is
-idempotent on incident id: a re-sent report joins nothing and dispatches nothing.
+rebalance (faust-streaming #517, #323, #440, #177; docs/decisions.md "Route on transactions");
+the kill -9 test (tests/integration/test_route_crash.py) is the proof for ours. On top,
+``on_classified`` is idempotent on incident id: a re-sent report joins nothing and dispatches
+nothing.
 
 State: a ``CaseStore`` of the townships this worker owns, rebuilt from ``cases`` (read
 committed, up to the end offsets of the moment: see ``read_cases``) on every partition

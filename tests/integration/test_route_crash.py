@@ -1,10 +1,10 @@
 """kill -9 the route worker while incidents stream through; restart it; count by incident id.
 
-DESIGN.md's guarantee "no accepted incident is lost or duplicated" for the route stage: every
-incident must end in exactly one lead assignment (a ``new`` one when it opened a case, an
-``update`` when it joined one), as a read_committed department consumer sees it. The same
-count with read_uncommitted is logged to show what the transactions hide (records of the
-killed worker's open transaction, aborted when the restarted instance fences it).
+The guarantee "no accepted incident is lost or duplicated" (docs/design.md "Guarantees") for
+the route stage: every incident must end in exactly one lead assignment (a ``new`` one when it
+opened a case, an ``update`` when it joined one), as a read_committed department consumer sees
+it. The same count with read_uncommitted is logged to show what the transactions hide (records
+of the killed worker's open transaction, aborted when the restarted instance fences it).
 """
 
 from __future__ import annotations
