@@ -3,8 +3,9 @@
 Why this exists: the study behind the product (docs/design.md, the opening) found grid
 workers judged by the raw counts the platforms record, and asks that assessment weigh
 service to residents and their satisfaction instead. So the report measures, per lead
-department and per grid worker, whether cases were accepted and resolved within their time limits, how often they came back
-(returns, reopens) and whether the reporter was satisfied; volume is shown but never scored.
+department and per grid worker, whether cases were accepted and resolved within their time
+limits, how often they came back (returns, reopens) and whether the reporter was satisfied;
+volume is shown but never scored.
 
 Input is the latest ``CaseRecord`` of each case (the compacted ``cases`` topic). Definitions,
 each over the cases in the period (opened at or after ``since``):
