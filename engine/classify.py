@@ -10,7 +10,7 @@ Pass a list as ``trace`` to collect the human explanation that ``rules explain``
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from functools import lru_cache
 from typing import Any, Literal, NamedTuple
@@ -18,7 +18,7 @@ from typing import Any, Literal, NamedTuple
 from pydantic import ValidationError
 
 from engine.classifier.decide import decide_by_model
-from engine.classifier.model import Suggestion
+from engine.classifier.model import Scored, Suggestion
 from engine.contracts import (
     MAX_REPORT_BYTES,
     SCHEMA_CLASSIFIED,
@@ -38,7 +38,8 @@ from engine.contracts import (
 )
 from engine.placement import PLACED as _PLACED
 from engine.placement import Refusal, place
-from engine.rules import CompiledScope, KeywordRule, RuleSet
+from engine.rules import CompiledScope, RuleSet
+from engine.rules.matching import keyword_evidence, keyword_match
 
 # pydantic-core's validator itself: ``model_validate`` is a Python wrapper around it that
 # costs a call per report and adds nothing for a plain dict.
@@ -81,6 +82,31 @@ class Undecided(NamedTuple):
 
 def classify_raw(ruleset: RuleSet, raw: bytes, received_at: datetime,
                  trace: Trace = None) -> Outcome:
+    read = read_raw(ruleset, raw, received_at)
+    if isinstance(read, Rejected):
+        return read
+    return classify_report(ruleset, read[0], received_at, trace, read[1])
+
+
+def classify_many(ruleset: RuleSet, raws: Sequence[tuple[bytes, datetime]]) -> list[Outcome]:
+    """``classify_raw`` for a batch (the classify worker's), with the same answers: the model
+    scores every text of the batch at once (``MatterModel.score_many``), which costs a
+    fraction of scoring them one by one."""
+    read = [read_raw(ruleset, raw, at) for raw, at in raws]
+    model = ruleset.model
+    scored: dict[int, Scored] = {}
+    if model is not None:
+        texts = {i: r[0].description for i, r in enumerate(read)
+                 if not isinstance(r, Rejected) and r[0].channel not in MACHINE_CHANNELS}
+        scored = dict(zip(texts, model.score_many(list(texts.values())), strict=True))
+    return [r if isinstance(r, Rejected) else
+            classify_report(ruleset, r[0], at, None, r[1], scored.get(i))
+            for i, (r, (_, at)) in enumerate(zip(read, raws, strict=True))]
+
+
+def read_raw(ruleset: RuleSet, raw: bytes,
+             received_at: datetime) -> tuple[IntakeReport, str] | Rejected:
+    """The report in the bytes (with their text, kept on rejections), or why it is none."""
     text = raw[:MAX_REPORT_BYTES].decode("utf-8", errors="replace")
     if len(raw) > MAX_REPORT_BYTES:
         return _reject(ruleset, "too_large", f"report is {len(raw)} bytes; the limit is "
@@ -92,21 +118,29 @@ def classify_raw(ruleset: RuleSet, raw: bytes, received_at: datetime,
                        received_at)
     except ValueError as exc:
         return _reject(ruleset, "malformed_json", f"not JSON: {exc}", None, text, received_at)
-    return classify_data(ruleset, data, received_at, text, trace)
+    read = validate_data(ruleset, data, received_at, text)
+    return read if isinstance(read, Rejected) else (read, text)
 
 
 def classify_data(ruleset: RuleSet, data: Any, received_at: datetime, raw: str | None = None,
                   trace: Trace = None) -> Outcome:
+    report = validate_data(ruleset, data, received_at, raw)
+    if isinstance(report, Rejected):
+        return report
+    return classify_report(ruleset, report, received_at, trace, raw)
+
+
+def validate_data(ruleset: RuleSet, data: Any, received_at: datetime,
+                  raw: str | None) -> IntakeReport | Rejected:
     if not isinstance(data, dict):
         return _reject(ruleset, "malformed_json", "a report is one JSON object", None,
                        raw if raw is not None else json.dumps(data, default=str), received_at)
     try:
-        report: IntakeReport = _validate_report(data)
+        return _validate_report(data)  # type: ignore[no-any-return]
     except ValidationError as exc:
         reason, field, detail = _first_error(exc)
         raw = raw if raw is not None else json.dumps(data, ensure_ascii=False, default=str)
         return _reject(ruleset, reason, detail, field, raw, received_at, data)
-    return classify_report(ruleset, report, received_at, trace, raw)
 
 
 def _first_error(exc: ValidationError) -> tuple[RejectReason, str, str]:
@@ -139,7 +173,10 @@ def _reject(ruleset: RuleSet, reason: RejectReason, detail: str, field: str | No
 
 
 def classify_report(ruleset: RuleSet, report: IntakeReport, received_at: datetime,
-                    trace: Trace = None, raw: str | None = None) -> Outcome:
+                    trace: Trace = None, raw: str | None = None,
+                    scored: Scored | None = None) -> Outcome:
+    """One report's record; ``scored``: the model's scores of its text, when a batch has
+    computed them already (``classify_many``)."""
     note = trace.append if trace is not None else None
     placed = place(ruleset, report, note)
     if isinstance(placed, Refusal):
@@ -153,12 +190,14 @@ def classify_report(ruleset: RuleSet, report: IntakeReport, received_at: datetim
     found = scope.found(report.description)
     matched: list[RuleMatch] = [_PLACED[placed.placed_by]] if placed is not None else []
 
-    decided = decide_matter(ruleset, scope, report, found, note)
+    decided = decide_matter(ruleset, scope, report, found, note, scored)
     if isinstance(decided, Refusal):
         return _reject(ruleset, decided.reason, decided.detail, "matter_code",
                        raw or report.model_dump_json(), received_at, _ids(report))
     urgency = decided.urgency
-    if urgency is None and ruleset.model is not None \
+    if urgency is None and scored is not None:
+        urgency = scored.urgency
+    elif urgency is None and ruleset.model is not None \
             and report.channel not in MACHINE_CHANNELS:
         urgency = ruleset.model.urgency(report.description)
     if isinstance(decided, Undecided):
@@ -241,7 +280,8 @@ def _triage(ruleset: RuleSet, report: IntakeReport, received_at: datetime,
 
 
 def decide_matter(ruleset: RuleSet, scope: CompiledScope, report: IntakeReport, found: set[str],
-                  note: Note) -> MatterDecision | Refusal | Undecided:
+                  note: Note, scored: Scored | None = None
+                  ) -> MatterDecision | Refusal | Undecided:
     """Explicit code, channel category, operators' keyword rules, then the model (which
     weighs the catalogue's keywords as evidence); without examples, catalogue keywords
     decide as operators' rules do."""
@@ -273,104 +313,19 @@ def decide_matter(ruleset: RuleSet, scope: CompiledScope, report: IntakeReport, 
     operator, named = keyword_evidence(scope, report, found, prefix, model is None, note)
     if operator is not None:
         rule, word = operator
-        return MatterDecision(rule.matter, "keywords", _keyword_match(rule, word))
+        return MatterDecision(rule.matter, "keywords", keyword_match(rule, word))
     if model is None:
         if note:
             note("matter: no keyword rule matched")
         return Undecided("unclassified", "no matter code, channel category or keyword rule "
                          "decided the matter")
     decision = decide_by_model(model, ruleset.classifier.keyword_boost, scope, ruleset.matters,
-                               report.description, set(named), prefix, note)
+                               report.description, set(named), prefix, note, scored)
     if decision.matter is None or decision.match is None:
         return Undecided(decision.reason, decision.detail, decision.suggestions,
                          decision.urgency)
     return MatterDecision(decision.matter, "model", decision.match, decision.confidence,
                           decision.suggestions, decision.urgency)
-
-
-def _keyword_match(rule: KeywordRule, word: str) -> RuleMatch:
-    match = rule.traces.get(word)
-    if match is None:
-        match = rule.traces[word] = RuleMatch(field="matter_code", rule=rule.id,
-                                              layer=rule.layer, why=f"keyword '{word}'")
-    return match
-
-
-def keyword_evidence(scope: CompiledScope, report: IntakeReport, found: set[str], prefix: str,
-                     catalogue_decides: bool, note: Note
-                     ) -> tuple[tuple[KeywordRule, str] | None, dict[str, str]]:
-    """The best operators' rule that applies, and the catalogue items whose keywords apply.
-
-    Operators' rules (any layer's ``classify:``) are meant to decide: the highest weight
-    wins, then the longest matched keyword, then the most specific layer. Catalogue
-    keywords are generic: they are the model's evidence (item → keyword), or, with
-    ``catalogue_decides`` (no model), they compete like operators' rules. Ranks are total,
-    so the decision does not depend on the order words are seen; explaining takes them in
-    a fixed order so that its lines are the same in every process.
-    """
-    best: KeywordRule | None = None
-    best_rank: tuple[int, int, int, str] | None = None
-    best_word = ""
-    named: dict[str, str] = {}
-    own, shared = scope.keyword_choices, scope.shared_choices  # see CompiledScope.base
-    for word in found if note is None else sorted(found):
-        choices = own.get(word)
-        for rule in choices if choices is not None else shared.get(word, ()):
-            if prefix and not rule.matter.startswith(prefix):
-                continue
-            if rule.conditional:
-                unmet = _unmet(rule, report, found)
-                if unmet:
-                    if note:
-                        note(f"  '{rule.id}' ({rule.layer}) {unmet}")
-                    continue
-            if rule.layer == "catalogue" and not catalogue_decides:
-                named.setdefault(rule.matter, word)
-                continue
-            rank = (-rule.weight, -len(word), rule.order, word)
-            if best_rank is None or rank < best_rank:
-                if note and best is not None and best is not rule:
-                    note(f"  '{best.id}' lost to '{rule.id}'")
-                best, best_rank, best_word = rule, rank, word
-            elif note and best is not None and rule is not best:
-                note(f"  '{rule.id}' ({rule.layer}) matched '{word}' but ranks below "
-                     f"'{best.id}'")
-            if note is None:
-                break  # the word's later rules rank lower still; only explaining needs them
-        if note:
-            for rule_id, (rule, layer) in sorted(scope.disabled.items()):
-                if word in rule.keywords:
-                    note(f"  '{rule_id}' matched '{word}' but layer {layer} switches it off "
-                         "(disable:)")
-    if note:
-        if best is not None:
-            note(f"matter: '{best.id}' ({best.layer}, weight {best.weight}) matched "
-                 f"'{best_word}' → {best.matter}")
-        elif named:
-            note("matter: no operators' rule matched; catalogue keywords: "
-                 + ", ".join(f"'{w}' → {c}" for c, w in sorted(named.items())))
-        else:
-            note("matter: no keyword rule matched")
-    return (best, best_word) if best is not None else None, named
-
-
-def best_keyword_rule(scope: CompiledScope, report: IntakeReport, found: set[str], prefix: str,
-                      note: Note) -> tuple[KeywordRule, str] | None:
-    """The best rule when every keyword rule competes by rank, catalogue ones included: the
-    decision without a model (and the index's property tests)."""
-    return keyword_evidence(scope, report, found, prefix, True, note)[0]
-
-
-def _unmet(rule: KeywordRule, report: IntakeReport, found: set[str]) -> str | None:
-    """Why a rule whose keyword matched still does not apply, or None when it does."""
-    if rule.channels and report.channel not in rule.channels:
-        return f"skipped: only for {sorted(rule.channels)}"
-    for word in rule.exclude:
-        if word in found:
-            return f"vetoed by '{word}'"
-    if rule.patterns and not all(p.search(report.description) for p in rule.patterns):
-        return "keyword matched but a pattern did not"
-    return None
 
 
 def decide_priority(scope: CompiledScope, report: IntakeReport, matter_code: str,

@@ -36,8 +36,10 @@ class ModelDecision(NamedTuple):
 
 def decide_by_model(model: MatterModel, boost: float, scope: CompiledScope,
                     matters: MatterCatalogue, text: str, named: set[str], prefix: str,
-                    note: Note) -> ModelDecision:
-    scored = model.score(text)
+                    note: Note, scored: Scored | None = None) -> ModelDecision:
+    """``scored``: the text's scores when a batch computed them (else scored here)."""
+    if scored is None:
+        scored = model.score(text)
     if named:
         scored = model.with_evidence(scored, named, boost)
     if prefix:
@@ -78,13 +80,7 @@ def _within(model: MatterModel, scored: Scored, prefix: str) -> Scored:
     unsure (a person decides) instead of becoming sure of the prefix's least bad item."""
     keep = np.asarray([c != NONE and c.startswith(prefix) for c in model.classes])
     probabilities = np.where(keep, scored.probabilities, np.float32(0.0)).astype(np.float32)
-    masses = model.platform_masks @ probabilities
-    best = int(np.argmax(masses))
-    inside = probabilities * model.platform_masks[best]
-    suggestions = model._scored(probabilities, scored.urgency, 3).suggestions
-    return Scored(model.platform_names[best], float(masses[best]),
-                  model.classes[int(np.argmax(inside))], suggestions, scored.urgency,
-                  probabilities)
+    return model._scored(probabilities, scored.urgency, 3)
 
 
 def _explain(model: MatterModel, matters: MatterCatalogue, text: str, scored: Scored,

@@ -63,3 +63,22 @@ def gram_keys(normalised: str) -> Keys:
     pairs = (points[:-1] << _BITS) | points[1:]
     triples = (pairs[:-1] << _BITS) | points[2:]
     return np.concatenate((points, pairs, triples))
+
+
+def batch_keys(normalised: list[str]) -> tuple[Keys, npt.NDArray[np.int64]]:
+    """The keys of every text's n-grams and, for each, the index of its text: one pass over
+    the texts joined by NUL (which ``normalise`` removes), dropping n-grams across a join."""
+    points = np.frombuffer("\0".join(normalised).encode("utf-32-le"),
+                           dtype=np.uint32).astype(np.uint64)
+    if not len(points):
+        return points, np.empty(0, dtype=np.int64)
+    text_of = np.cumsum(points == 0)
+    inside = points != 0
+    pairs = (points[:-1] << _BITS) | points[1:]
+    triples = (pairs[:-1] << _BITS) | points[2:]
+    keep1 = inside
+    keep2 = inside[:-1] & inside[1:]
+    keep3 = keep2[:-1] & inside[2:]
+    keys = np.concatenate((points[keep1], pairs[keep2], triples[keep3]))
+    texts = np.concatenate((text_of[keep1], text_of[:-1][keep2], text_of[:-2][keep3]))
+    return keys, texts.astype(np.int64)

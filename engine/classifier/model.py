@@ -23,7 +23,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import numpy.typing as npt
 
-from engine.classifier.features import gram_key, gram_keys, normalise
+from engine.classifier.features import batch_keys, gram_key, gram_keys, normalise
 
 NONE = ""  # the class of reports that fit no catalogue item
 Floats = npt.NDArray[np.float32]
@@ -120,36 +120,83 @@ class MatterModel:
         return rows, values
 
     def score(self, text: str, top: int = 3) -> Scored:
-        rows, values = self.vector(text)
-        raw = values @ self.weights[rows] + self.bias if len(rows) else self.bias.copy()
+        """One text's scores: a batch of one, so that a report gets the same figures to the
+        last bit whether the worker scored it alone or with others (a replayed record must
+        be byte-identical)."""
+        return self.score_many([text], top)[0]
+
+    def score_many(self, texts: list[str], top: int = 3) -> list[Scored]:
+        """``score`` for many texts at once (the classify worker's batches): the same
+        answers, but each numpy step runs once for the batch instead of once per text, and
+        the n-grams that many reports share are read from memory once."""
+        from scipy.sparse import csr_matrix
+
+        count = len(texts)
+        if not count:
+            return []
+        keys, docs = batch_keys([normalise(t) for t in texts])
+        order = np.lexsort((keys, docs))
+        keys, docs = keys[order], docs[order]
+        first = np.ones(len(keys), dtype=bool)
+        if len(keys) > 1:
+            first[1:] = (keys[1:] != keys[:-1]) | (docs[1:] != docs[:-1])
+        starts = np.flatnonzero(first)
+        counts = np.diff(np.append(starts, len(keys)))
+        keys, docs = keys[starts], docs[starts]
+        vocabulary = self.keys
+        at = np.minimum(np.searchsorted(vocabulary, keys), max(len(vocabulary) - 1, 0))
+        known = vocabulary[at] == keys if len(vocabulary) else np.zeros(len(keys), bool)
+        rows, docs, counts = self.key_rows[at[known]], docs[known], counts[known]
+        values = (np.log(counts).astype(np.float32) + np.float32(1.0)) * self.idf[rows]
+        norms = np.sqrt(np.bincount(docs, weights=values * values, minlength=count))
+        values = (values / np.where(norms > 0, norms, 1.0)[docs]).astype(np.float32)
+        indptr = np.searchsorted(docs, np.arange(count + 1))
+        matrix = csr_matrix((values, rows, indptr), shape=(count, len(self.features)))
+        raw = np.asarray(matrix @ self.weights, dtype=np.float32) + self.bias
+        urgent_raw = np.asarray(matrix @ self.urgent_weights, dtype=np.float64) \
+            + self.urgent_bias
         calibration = self.calibration
         scaled = raw / np.float32(calibration.temperature)
-        scaled -= scaled.max()
+        scaled -= scaled.max(axis=1, keepdims=True)
         probabilities = np.exp(scaled)
-        probabilities /= probabilities.sum()
-        urgent_raw = float(values @ self.urgent_weights[rows]) + self.urgent_bias
-        urgency = _sigmoid(calibration.urgent_scale * urgent_raw + calibration.urgent_shift)
-        return self._scored(probabilities, urgency, top)
+        probabilities /= probabilities.sum(axis=1, keepdims=True)
+        urgency = 1.0 / (1.0 + np.exp(-(calibration.urgent_scale * urgent_raw
+                                         + calibration.urgent_shift)))
+        return self._scored_rows(probabilities, urgency, top)
+
+    def _scored_rows(self, probabilities: Floats, urgency: npt.NDArray[np.float64],
+                     top: int) -> list[Scored]:
+        """``_scored`` for every row of a batch, each step once for all rows."""
+        # Summed with numpy, not a BLAS product, whose rounding depends on the batch's shape:
+        # a report's figures must not depend on which reports shared its batch.
+        masses = (probabilities[:, None, :] * self.platform_masks[None, :, :]).sum(axis=2)
+        best = masses.argmax(axis=1)
+        inside = probabilities * self.platform_masks[best]
+        matters = inside.argmax(axis=1)
+        keep = min(top + 1, probabilities.shape[1])
+        candidates = np.argpartition(-probabilities, keep - 1, axis=1)[:, :keep]
+        picked = np.take_along_axis(probabilities, candidates, axis=1)
+        order = np.argsort(-picked, axis=1, kind="stable")
+        candidates = np.take_along_axis(candidates, order, axis=1).tolist()
+        picked = np.take_along_axis(picked, order, axis=1).tolist()
+        classes, names = self.classes, self.platform_names
+        out = []
+        for i, (platform, mass, matter) in enumerate(zip(
+                best.tolist(), masses.max(axis=1).tolist(), matters.tolist(), strict=True)):
+            name = names[platform]
+            suggestions = tuple(Suggestion(classes[c], p)
+                                for c, p in zip(candidates[i], picked[i], strict=True)
+                                if classes[c] != NONE)[:top]
+            out.append(Scored(name, mass, classes[matter] if name != NONE else NONE,
+                              suggestions, float(urgency[i]), probabilities[i]))
+        return out
 
     def urgency(self, text: str) -> float:
-        """The calibrated probability of danger to life alone (no matter scores)."""
-        rows, values = self.vector(text)
-        raw = float(values @ self.urgent_weights[rows]) + self.urgent_bias
-        return _sigmoid(self.calibration.urgent_scale * raw + self.calibration.urgent_shift)
+        """The calibrated probability of danger to life (as ``score`` computes it)."""
+        return self.score(text).urgency
 
     def _scored(self, probabilities: Floats, urgency: float, top: int) -> Scored:
-        masses = self.platform_masks @ probabilities
-        best = int(np.argmax(masses))
-        platform = self.platform_names[best]
-        inside = probabilities * self.platform_masks[best]
-        matter = self.classes[int(np.argmax(inside))] if platform != NONE else NONE
-        order = np.argpartition(-probabilities, min(top, len(probabilities) - 1))[:top + 1]
-        order = order[np.argsort(-probabilities[order], kind="stable")]
-        classes = self.classes
-        suggestions = tuple(Suggestion(classes[int(i)], float(probabilities[i]))
-                            for i in order if classes[int(i)] != NONE)[:top]
-        return Scored(platform, float(masses[best]), matter, suggestions, urgency,
-                      probabilities)
+        return self._scored_rows(probabilities[None, :], np.asarray([urgency]), top)[0]
 
     def with_evidence(self, scored: Scored, items: set[str], boost: float,
                       top: int = 3) -> Scored:

@@ -10,6 +10,8 @@ pinned process, with interleaved rounds so the machine's drift hits every pass a
   12345 operators and grid workers write, 76 characters on average, long letters
   included), placed by grid code; almost all are decided by the model or sent to triage
   by it;
+- ``..._batches``: the same through ``classify_many`` in batches of 64, as the classify
+  worker runs (the model scores a batch's texts in one pass);
 - ``rule-decided``: the same texts with an operators' keyword phrase (``rules/layers``)
   prepended, so an operators' rule decides and the model only judges urgency;
 - ``10x``: the model-decided pass against a model whose vocabulary is padded to ten times
@@ -38,7 +40,7 @@ from typing import Any
 import numpy as np
 
 from engine.classifier.model import MatterModel
-from engine.classify import classify_raw
+from engine.classify import classify_many, classify_raw
 from engine.contracts import Classified, IntakeReport
 from engine.rules import RuleSet
 
@@ -46,6 +48,7 @@ REPO = Path(__file__).resolve().parents[2]
 RECEIVED_AT = datetime(2026, 11, 24, 2, 0, tzinfo=UTC)
 TARGET_COST_OVER_FLOOR = 4.0
 TARGET_COST_RATIO = 1.5
+BATCH_MAX = 64  # engine.workers.classify.BATCH_MAX
 _validate = IntakeReport.__pydantic_validator__.validate_python
 
 
@@ -77,6 +80,12 @@ def _floor(raws: list[bytes]) -> None:
 def _classify(ruleset: RuleSet, raws: list[bytes]) -> None:
     for raw in raws:
         classify_raw(ruleset, raw, RECEIVED_AT)
+
+
+def _classify_batches(ruleset: RuleSet, raws: list[bytes]) -> None:
+    """As the classify worker does: batches of ``BATCH_MAX`` through ``classify_many``."""
+    for start in range(0, len(raws), BATCH_MAX):
+        classify_many(ruleset, [(raw, RECEIVED_AT) for raw in raws[start:start + BATCH_MAX]])
 
 
 def _timed(run: Any, raws: list[bytes]) -> float:
@@ -148,6 +157,12 @@ def run(rounds: int, log: Any = print, train: bool = True) -> dict[str, Any]:
         "model_decided": lambda: _timed(lambda rs: _classify(ruleset, rs), model_raws),
         "rule_decided": lambda: _timed(lambda rs: _classify(ruleset, rs), rule_raws),
         "model_decided_10x": lambda: _timed(lambda rs: _classify(tenfold, rs), model_raws),
+        "model_decided_batches": lambda: _timed(lambda rs: _classify_batches(ruleset, rs),
+                                                model_raws),
+        "rule_decided_batches": lambda: _timed(lambda rs: _classify_batches(ruleset, rs),
+                                               rule_raws),
+        "model_decided_batches_10x": lambda: _timed(
+            lambda rs: _classify_batches(tenfold, rs), model_raws),
     }
     for timed in passes.values():  # warm-up, untimed
         timed()
@@ -166,9 +181,11 @@ def run(rounds: int, log: Any = print, train: bool = True) -> dict[str, Any]:
         "decided_by": paths, "tenfold_decisions_equal": f"{same}/{len(model_raws)}",
         "per_report_us": {k: round(statistics.median(v) * 1e6, 1) for k, v in seconds.items()},
         "reports_per_s": {k: round(1 / statistics.median(v)) for k, v in seconds.items()},
-        "cost_over_floor": {"model_decided": round(ratio("model_decided", "floor"), 2),
-                            "rule_decided": round(ratio("rule_decided", "floor"), 2)},
+        "cost_over_floor": {name: round(ratio(name, "floor"), 2) for name in (
+            "model_decided", "rule_decided", "model_decided_batches", "rule_decided_batches")},
         "cost_ratio_10x_over_1x": round(ratio("model_decided_10x", "model_decided"), 3),
+        "cost_ratio_10x_over_1x_batches": round(ratio("model_decided_batches_10x",
+                                                      "model_decided_batches"), 3),
         "targets": {"cost_over_floor": TARGET_COST_OVER_FLOOR,
                     "cost_ratio_10x_over_1x": TARGET_COST_RATIO},
         "model": {"classes": len(ruleset.model.classes),

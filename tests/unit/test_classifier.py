@@ -350,3 +350,24 @@ def test_cross_validation_scores_every_example_by_a_model_that_did_not_see_it() 
     assert result["folds"] == 3 and result["examples"] == len(tiny_corpus().examples)
     assert set(result["by_style"]) == {"colloquial"}
     assert 0.0 <= result["overall"]["item_accuracy_top"] <= 1.0
+
+
+def test_a_batch_is_classified_exactly_as_one_report_at_a_time() -> None:
+    from engine.classify import classify_many, classify_raw
+    from engine.contracts import to_json
+
+    rules = ruleset()
+    raws = [line for line in (REPO / "tests/data/history.jsonl").read_bytes().splitlines()
+            if line.strip()]
+    for path in sorted((REPO / "rules" / "eval").glob("*.jsonl"))[:1]:
+        for i, line in enumerate(path.read_text(encoding="utf-8").splitlines()[:200]):
+            raws.append(json.dumps({"channel": "hotline", "channel_id": f"b-{i}",
+                                    "reported_at": AT.isoformat(),
+                                    "description": json.loads(line)["text"],
+                                    "address": "余杭区五常街道"}, ensure_ascii=False).encode())
+    raws += [b"not json", b'{"channel": "sensor"}', "😀".encode()]
+    inputs = [(raw, AT) for raw in raws]
+    batch = classify_many(rules, inputs)
+    one = [classify_raw(rules, raw, AT) for raw in raws]
+    assert [to_json(r) for r in batch] == [to_json(r) for r in one]
+    assert classify_many(rules, []) == []

@@ -18,9 +18,9 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.classify import best_keyword_rule
 from engine.contracts import IntakeReport
 from engine.rules import CompiledScope, KeywordRule, RuleSet
+from engine.rules.matching import best_keyword_rule
 from engine.rules.scope import PriorityRule, keyword_automaton
 
 REPO = Path(__file__).resolve().parents[2]
