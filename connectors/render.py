@@ -10,6 +10,7 @@ as empty elements. JSON carries the same documents with ``null`` for missing val
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 from xml.etree import ElementTree
 
@@ -19,12 +20,18 @@ ITEMS = {"attributes": "attribute", "values": "value", "endpoints": "endpoint",
          "formats": "format", **ROOTS}
 
 
+# What XML 1.0 cannot carry at all, not even escaped: C0 controls but tab, newline and
+# carriage return; lone surrogates; U+FFFE and U+FFFF. Residents' texts arrive with them
+# (pasted from other apps), and one would make the whole document unreadable.
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+
+
 def _text(value: Any) -> str | None:
     if value is None:
         return None
     if isinstance(value, bool):
         return "true" if value else "false"
-    return str(value)
+    return _NOT_XML.sub("", str(value))
 
 
 def _fill(element: ElementTree.Element, value: Any, name: str) -> None:

@@ -20,7 +20,8 @@ Outcomes, one dict per non-blank line, in input order:
 - ``rejected``: the line cannot be an incident (``reason``: malformed_json, unknown_field, ...);
 - ``status``: a line that is a department's status update (``"schema":
   "griddispatch.status/1"``, as on ``assignments.status``), applied at its own ``at``;
-  ``result`` says what it did (updated, rerouted, rejected);
+  ``result`` says what it did (updated, rerouted, rejected), ``state`` and ``departments``
+  (lead first) what the case became;
 - ``escalated`` (with ``escalations=True``): an SLA timer of a case fell due on the simulated
   clock before the next line's time: ``case_id``, ``limit`` (accept, resolve), ``step``
   (warning, breach, level1, ...; ``autoclose`` with limit ``verify``: a resolved case nobody
@@ -161,6 +162,10 @@ def _status(ruleset: RuleSet, store: CaseStore, number: int, raw: bytes,
     rejected = step.outputs[0].value if step.outcome == "rejected" else None
     out: dict[str, Any] = {"line": number, "outcome": "status", "result": step.outcome,
                            "case_id": step.case.case_id if step.case else None}
+    if step.case is not None:
+        # What the answer did to the case: a return names the new lead (改派), every answer
+        # the state it left the case in.
+        out.update(state=step.case.state, departments=[step.case.lead, *step.case.assist])
     if isinstance(rejected, StatusRejected):
         out.update(case_id=rejected.case_id, reason=rejected.reason, detail=rejected.detail)
     yield out

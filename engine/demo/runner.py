@@ -61,7 +61,7 @@ class Feed(threading.Thread):
         elif report.channel == "open311":
             form = {**report.payload, "api_key": "dev-open311"}
             self._post("/open311/v2/requests.json", urllib.parse.urlencode(form).encode(),
-                       "application/x-www-form-urlencoded")
+                       "application/x-www-form-urlencoded", report.key)
         elif report.channel in ("hotline", "gridapp"):
             self._post(f"/api/v1/channels/{report.channel}",
                        json.dumps(report.payload, ensure_ascii=False).encode(),
@@ -70,10 +70,13 @@ class Feed(threading.Thread):
             self._post("/api/v1/incidents", json.dumps(report.payload, ensure_ascii=False)
                        .encode(), "application/json")
 
-    def _post(self, path: str, body: bytes, content_type: str) -> None:
+    def _post(self, path: str, body: bytes, content_type: str,
+              idempotency_key: str | None = None) -> None:
+        headers = {"Content-Type": content_type, "X-API-Key": self.key}
+        if idempotency_key:
+            headers["Idempotency-Key"] = idempotency_key
         request = urllib.request.Request(f"{self.intake}{path}", data=body, method="POST",
-                                         headers={"Content-Type": content_type,
-                                                  "X-API-Key": self.key})
+                                         headers=headers)
         try:
             with urllib.request.urlopen(request, timeout=15) as answer:
                 answer.read()

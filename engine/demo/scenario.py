@@ -34,6 +34,7 @@ class DemoReport:
     payload: dict[str, Any]
     expect: str  # what the demo means it to become: new, merge, resend, triage, reject
     device: str | None = None  # sensor: the device id (the MQTT topic names it)
+    key: str | None = None  # open311: the Idempotency-Key header (the request's channel id)
 
 
 def centre(grid: Grid) -> tuple[float, float]:
@@ -44,8 +45,11 @@ def centre(grid: Grid) -> tuple[float, float]:
 
 class DemoFeed:
     def __init__(self, ruleset: RuleSet, devices: dict[str, dict[str, Any]],
-                 seed: int = 20261124) -> None:
+                 seed: int = 20261124, run: str | None = None) -> None:
         self.ruleset, self.devices = ruleset, devices
+        # Part of every channel id: the intake remembers (channel, channel id) for 30 days, so
+        # ids that restarted at 1 each run made a second run on the same day all duplicates.
+        self.run = run or datetime.now(SHANGHAI).strftime("%H%M%S")
         self.rng = random.Random(seed)
         self.grids = sorted(ruleset.jurisdiction.grids.values(), key=lambda g: g.code)
         self.matters = [m for m in ruleset.matters.by_code.values() if m.keywords]
@@ -97,7 +101,7 @@ class DemoFeed:
         description, _ = self._sentence(community, vague)
         expect = "triage" if vague else "new"
         local = now.astimezone(SHANGHAI)
-        ident = f"{local:%Y%m%d}-{self.count:05d}"
+        ident = self._ident(local)
         if channel == "hotline":
             person = self._person()
             payload = {"工单编号": f"ZJ12345-{ident}", "诉求内容": description,
@@ -119,7 +123,8 @@ class DemoFeed:
             code = self.rng.choice(self.open311)
             return DemoReport(channel, {
                 "service_code": code, "lat": str(lat), "long": str(lon),
-                "description": description, "first_name": self._person()["name"]}, expect)
+                "description": description, "first_name": self._person()["name"]}, expect,
+                key=f"OS-{ident}")
         if channel == "sensor" and self.devices and not vague:
             device = self.rng.choice(sorted(self.devices))
             return DemoReport(channel, {"alarm_id": f"AL-{ident}", "time": local.isoformat(),
@@ -134,21 +139,25 @@ class DemoFeed:
             expect = "reject"
         return DemoReport("api", report, expect)
 
+    def _ident(self, local: datetime) -> str:
+        return f"{local:%Y%m%d}-{self.run}-{self.count:05d}"
+
     def _again(self, first: DemoReport, now: datetime) -> DemoReport:
         """Someone else reports the same thing a little later, at the same spot."""
         local = now.astimezone(SHANGHAI)
         payload = dict(first.payload)
         if first.channel == "gridapp":
-            payload["report_id"] = f"GA-{local:%Y%m%d}-{self.count:05d}"
+            payload["report_id"] = f"GA-{self._ident(local)}"
             payload["reported_at"] = local.isoformat()
         elif first.channel == "hotline":
-            payload["工单编号"] = f"ZJ12345-{local:%Y%m%d}-{self.count:05d}"
+            payload["工单编号"] = f"ZJ12345-{self._ident(local)}"
             payload["来电时间"] = local.strftime("%Y-%m-%d %H:%M:%S")
         elif first.channel == "sensor":
-            payload["alarm_id"] = f"AL-{local:%Y%m%d}-{self.count:05d}"
+            payload["alarm_id"] = f"AL-{self._ident(local)}"
             payload["time"] = local.isoformat()
         elif first.channel == "api":
-            payload["channel_id"] = f"API-{local:%Y%m%d}-{self.count:05d}"
+            payload["channel_id"] = f"API-{self._ident(local)}"
             payload["reported_at"] = local.isoformat()
-        return DemoReport(first.channel, payload, "merge", first.device)
+        key = f"OS-{self._ident(local)}" if first.channel == "open311" else None
+        return DemoReport(first.channel, payload, "merge", first.device, key)
 

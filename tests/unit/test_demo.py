@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,10 +22,10 @@ REPO = Path(__file__).resolve().parents[2]
 NOW = datetime(2026, 11, 24, 2, 0, tzinfo=UTC)
 
 
-def feed() -> DemoFeed:
+def feed(run: str = "090000") -> DemoFeed:
     ruleset = RuleSet.load(REPO / "rules")
     devices = yaml.safe_load((REPO / "rules/reference/devices.yaml").read_text())["devices"]
-    return DemoFeed(ruleset, devices)
+    return DemoFeed(ruleset, devices, run=run)
 
 
 def test_the_feed_uses_every_channel_and_becomes_every_kind_of_outcome() -> None:
@@ -93,3 +94,13 @@ def test_the_summary_reads_the_workers_expositions() -> None:
                     {"hotline": 3}, {"accepted": 1}, 42)
     assert "assigned 14" in screen and "breach 4" in screen
     assert "timers DOWN" in screen and "hotline 3" in screen
+
+
+def test_two_runs_on_one_day_send_different_channel_ids() -> None:
+    first, second = feed("090000"), feed("093000")
+    def sent(feed: DemoFeed) -> set[str]:
+        return {json.dumps([r.payload, r.key], ensure_ascii=False)
+                for r in (feed.next(NOW) for _ in range(30))}
+
+    assert not sent(first) & sent(second)  # same seed, same texts, other ids
+    assert DemoFeed(first.ruleset, first.devices).run != ""  # a run id by default

@@ -149,3 +149,13 @@ def test_hash_key_command(capsys: pytest.CaptureFixture[str]) -> None:
     assert hash_line.endswith(hash_key(key_line.split()[1]))
     assert main(["intake", "--host", "0.0.0.0"]) == 1
     assert "refusing to serve" in capsys.readouterr().err
+
+
+def test_control_characters_in_a_description_leave_the_xml_readable() -> None:
+    document = [{"service_request_id": "r1",
+                 "description": "路灯不亮\x00\x07\x1b[0m，\t第二行\n\ud800结束\uffff"}]
+    body = render.to_xml("service_requests", document)
+    parsed = ElementTree.fromstring(body)  # raised on \x00 and \x07 before
+    assert parsed.find("request/description").text == "路灯不亮[0m，\t第二行\n结束"
+    # JSON keeps the control characters (it escapes them).
+    assert "\\u0000" in render.to_json([{"description": "a\x00b"}]).decode("utf-8")

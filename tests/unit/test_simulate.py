@@ -298,3 +298,21 @@ def test_an_unverified_resolution_closes_on_the_simulated_clock(ruleset: RuleSet
     late = out[-1]  # the call-back after the case was closed finds no live case
     assert (late["outcome"], late["result"], late["reason"]) == ("status", "rejected",
                                                                   "unknown_case")
+
+
+def test_a_return_shows_the_new_lead_and_the_case_state(ruleset: RuleSet) -> None:
+    vendor = {"description": "小区门口有人占道摆摊卖水果", "address": "仓前街道太炎社区"}
+    first = list(simulate(ruleset, [report("R-1", "2026-11-24T10:00:00+08:00", **vendor)]))
+    case_id, lead = first[0]["case_id"], first[0]["departments"][0]
+    out = list(simulate(ruleset, [
+        report("R-1", "2026-11-24T10:00:00+08:00", **vendor),
+        line_of({"schema": "griddispatch.status/1", "case_id": case_id, "department": lead,
+                 "action": "returned", "at": "2026-11-24T10:10:00+08:00",
+                 "note": "不属于本单位职责"}),
+        status_line(case_id, "330110.xf", "accepted", "2026-11-24T10:20:00+08:00")]))
+    returned = out[1]
+    assert returned["result"] == "rerouted"
+    assert returned["state"] == "dispatched"
+    assert returned["departments"][0] != lead  # re-dispatched (改派) to another lead
+    accepted_by_stranger = out[2]
+    assert accepted_by_stranger["result"] == "rejected"
