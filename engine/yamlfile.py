@@ -68,7 +68,19 @@ def _to_python(node: yaml.Node, path: Path_, lines: dict[Path_, int], file: str,
     lines[path] = node.start_mark.line + 1
     if isinstance(node, yaml.MappingNode):
         out: dict[Any, Any] = {}
+        merged: list[yaml.MappingNode] = []
         for key_node, value_node in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *anchor` (or a list of them)
+                sources = (value_node.value if isinstance(value_node, yaml.SequenceNode)
+                           else [value_node])
+                for source in sources:
+                    if not isinstance(source, yaml.MappingNode):
+                        raise FileProblems([FileProblem(
+                            file, source.start_mark.line + 1,
+                            "'<<' merges mappings only: give it an anchored mapping "
+                            "(<<: *name) or a list of them")])
+                    merged.append(source)
+                continue
             if not isinstance(key_node, yaml.ScalarNode):
                 raise FileProblems([FileProblem(file, key_node.start_mark.line + 1,
                                                 "mapping keys must be plain scalars")])
@@ -80,6 +92,15 @@ def _to_python(node: yaml.Node, path: Path_, lines: dict[Path_, int], file: str,
                     "remove or merge one of them")])
             out[name] = _to_python(value_node, (*path, name), lines, file, loader)
             lines[(*path, name)] = key_node.start_mark.line + 1  # the key's line, not its value's
+        # Merged keys fill in what the mapping does not say itself (YAML's merge-key rule:
+        # explicit keys win, then earlier sources over later ones).
+        for source in merged:
+            for key_node, value_node in source.value:
+                if key_node.tag == "tag:yaml.org,2002:merge" or not isinstance(
+                        key_node, yaml.ScalarNode) or key_node.value in out:
+                    continue
+                out[key_node.value] = _to_python(value_node, (*path, key_node.value), lines,
+                                                 file, loader)
         return out
     if isinstance(node, yaml.SequenceNode):
         return [_to_python(item, (*path, i), lines, file, loader)

@@ -116,7 +116,7 @@ class Departments(threading.Thread):
 
     def run(self) -> None:
         prefix = self.settings.topic_prefix.replace(".", r"\.")
-        consumer = kafka.consumer(self.settings, self.settings.topic("griddispatch-demo"),
+        consumer = kafka.consumer(self.settings, "griddispatch-demo",  # prefixed there
                                   **{"enable.auto.commit": True,
                                      "auto.offset.reset": "latest"})
         consumer.subscribe([f"^{prefix}assignments\\.[0-9].*", self.settings.topic("cases")])

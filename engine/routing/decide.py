@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from engine.calendar import is_working_time
+from engine.calendar import WorkingHours, is_working_time
 from engine.contracts import Classified, Priority, RuleMatch
 from engine.routing.table import RouteRule
 from engine.rules import RuleSet
@@ -36,7 +36,7 @@ def resolve_target(ruleset: RuleSet, target: str, matter_code: str,
     return ruleset.departments.resolve(target, chain)
 
 
-def _applies(rule: RouteRule, record: Classified) -> bool:
+def _applies(rule: RouteRule, record: Classified, hours: WorkingHours) -> bool:
     place = record.grid_code or record.division_chain[-1]
     if rule.divisions and not any(place.startswith(p) for p in rule.divisions):
         return False
@@ -45,7 +45,9 @@ def _applies(rule: RouteRule, record: Classified) -> bool:
     if rule.channels and record.channel not in rule.channels:
         return False
     if rule.time is not None:
-        working = is_working_time(record.received_at)
+        # The county's office hours, as its SLA deadlines use (Yuhang's summer afternoons
+        # start at 14:30: 14:10 in August is off hours there).
+        working = is_working_time(record.received_at, hours)
         if working != (rule.time == "working"):
             return False
     return True
@@ -77,8 +79,9 @@ def route(ruleset: RuleSet, record: Classified, exclude: frozenset[str] = frozen
         matched.append(RuleMatch(field="route", rule="max-returns", layer="routing",
                                  why=f"returned {returns} times: the command centre decides"))
     else:
+        hours = ruleset.sla_for(county).hours
         for rule in table.candidates(matter):
-            if not _applies(rule, record):
+            if not _applies(rule, record, hours):
                 continue
             if rule.lead and lead is None:
                 lead = usable(rule.lead)

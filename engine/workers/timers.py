@@ -46,7 +46,7 @@ class TimerWorker:
         self.settings, self.holder, self.store = settings, holder, store
         self.audit_every = audit_every
         self.stopping = False
-        self.consumer = kafka.consumer(settings, settings.topic(GROUP))
+        self.consumer = kafka.consumer(settings, GROUP)  # kafka.consumer adds the prefix
         self.producer = kafka.producer(settings)
 
     def stop(self, signum: int, frame: object) -> None:

@@ -37,3 +37,24 @@ def test_sampling_interval_comes_from_the_environment(
     else:
         monkeypatch.setenv("GRIDDISPATCH_LAG_SECONDS", value)
     assert interval_from_env() == expected
+
+
+def test_the_timers_worker_commits_under_the_group_its_lag_sampler_watches(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """With a topic prefix the group must be prefixed once (kafka.consumer adds it): it was
+    prefixed twice, so the sampler watched a group nobody committed to."""
+    from engine import kafka
+    from engine.settings import Settings
+    from engine.workers import timers
+
+    seen: dict[str, str] = {}
+
+    class Recorder:
+        def __init__(self, config: dict[str, object]) -> None:
+            seen["group"] = str(config["group.id"])
+
+    monkeypatch.setattr(kafka, "Consumer", Recorder)
+    monkeypatch.setattr(kafka, "producer", lambda settings: None)
+    settings = Settings().with_(topic_prefix="t1.")
+    timers.TimerWorker(settings, None, None)  # type: ignore[arg-type]
+    assert seen["group"] == settings.topic(timers.GROUP) == "t1." + timers.GROUP

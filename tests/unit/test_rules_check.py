@@ -142,3 +142,26 @@ def test_rules_check_names_a_bad_evaluation_line_and_a_file_nothing_reads(
     assert main(["rules", "check", str(rules_copy)]) == 1
     lines = len(path.read_text(encoding="utf-8").splitlines())
     assert f"{path}:{lines}:" in capsys.readouterr().err
+
+
+def test_yaml_merge_keys_are_merged_not_kept_as_literal_keys(rules_copy: Path) -> None:
+    write_county(rules_copy, """classify:
+  - &stall
+    id: yh-stall-a
+    keywords: [卖笋摊]
+    matter: "090101"
+    weight: 45
+  - <<: *stall
+    id: yh-stall-b
+    keywords: [笋摊子]
+""")
+    rules = RuleSet.load(rules_copy)
+    layer = next(la for la in rules.layers if la.file.scope == "330110")
+    second = layer.file.classify[1]
+    assert (second.id, second.matter, second.weight, second.keywords) == (
+        "yh-stall-b", "090101", 45, ["笋摊子"])
+
+
+def test_a_merge_key_that_names_no_mapping_is_a_problem_with_its_line(rules_copy: Path) -> None:
+    write_county(rules_copy, "classify:\n  - <<: [1, 2]\n    id: x\n")
+    assert "330110-yuhang.yaml:4: '<<' merges mappings only" in problems_of(rules_copy)
