@@ -41,7 +41,6 @@ PLATFORM_NAMES = {"governance": "综治工作", "market": "市场监管", "enfor
                   "services": "便民服务"}
 DEFAULT_NOTICE = "已受理：系统将自动分类并派遣至责任部门，可凭 service_request_id 查询办理进度"
 _ATTRIBUTE = re.compile(r"^attribute\[([^\[\]]+)\](\[\])?$")
-_PERSON = ("email", "first_name", "last_name", "phone")
 _KEPT = ("email", "device_id", "account_id", "address_id", "jurisdiction_id")
 
 

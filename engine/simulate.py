@@ -51,7 +51,7 @@ from pydantic import AwareDatetime, TypeAdapter, ValidationError
 from engine.calendar import SHANGHAI
 from engine.cases.dispatch import on_classified, on_status
 from engine.cases.merge import CaseStore
-from engine.cases.records import CaseRecord, StatusRejected, StatusUpdate
+from engine.cases.records import SCHEMA_STATUS, CaseRecord, StatusRejected, StatusUpdate
 from engine.classify import classify_data, classify_raw
 from engine.contracts import MAX_REPORT_BYTES, Classified, Outcome, Rejected, Triage
 from engine.rules import RuleSet
@@ -61,7 +61,7 @@ from engine.sla.timers import TimerBook, autoclose_update, timers_of_case
 FALLBACK_TIME = datetime(1970, 1, 1, tzinfo=UTC)
 REPORT_OUTCOMES = ("assigned", "merged", "duplicate", "triage", "rejected")
 OUTCOMES = (*REPORT_OUTCOMES, "status", "escalated")
-STATUS_SCHEMA = b'"griddispatch.status/1"'
+STATUS_SCHEMA = f'"{SCHEMA_STATUS}"'.encode()
 # How far out of time order a history may be without missing a merge (see above), and how
 # often (in reports) the live cases are swept for ones to retire.
 RETIRE_SLACK = timedelta(days=1)

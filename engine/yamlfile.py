@@ -162,10 +162,6 @@ def validate(doc: LoadedYaml, model: type[ModelT]) -> ModelT:
         raise FileProblems(problems) from None
 
 
-def load_model(path: Path, model: type[ModelT]) -> ModelT:
-    return validate(load_yaml(path), model)
-
-
 def load_folder(folder: Path, model: type[ModelT]) -> list[tuple[LoadedYaml, ModelT]]:
     """Every ``*.yaml`` in a folder, sorted by name, validated; all files' problems at once."""
     loaded: list[tuple[LoadedYaml, ModelT]] = []

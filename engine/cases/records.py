@@ -100,6 +100,9 @@ class CaseRecord(_Wire):
                                                           "current deadlines, timer plan")
 
 
+SCHEMA_STATUS = "griddispatch.status/1"  # the Literal below must spell it out for mypy
+
+
 class StatusUpdate(_Wire):
     """A department's answer on ``assignments.status`` (key: the case's partition_key)."""
 

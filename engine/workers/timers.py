@@ -24,6 +24,7 @@ from confluent_kafka import KafkaError, KafkaException, Message
 
 from engine import kafka, lag, metrics
 from engine.calendar import holiday_data_until_timestamp, provisional_now
+from engine.cases.records import SCHEMA_STATUS
 from engine.reference.departments import DepartmentRegistry
 from engine.settings import Settings
 from engine.sla.model import SlaTimer
@@ -157,7 +158,7 @@ class TimerWorker:
             self.producer.produce(self.settings.topic(STATUS),
                                   update.model_dump_json(by_alias=True).encode(),
                                   str(case.summary["partition_key"]).encode(),
-                                  headers=[("schema", b"griddispatch.status/1")],
+                                  headers=[("schema", SCHEMA_STATUS.encode())],
                                   on_delivery=delivered)
             return
         record = escalation_for(case.claimed.case_id, case.claimed.version, timer,
