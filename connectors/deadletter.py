@@ -7,7 +7,7 @@ message, so the people who run that device platform or system can see and fix it
 bridge acknowledges the source message and goes on: bad input never stops a bridge.
 
 Writes wait for the broker's acknowledgement: a bridge acknowledges its source only after
-the dead letter is safely on Kafka (``BrokerUnavailable`` otherwise, like ``submit``).
+the dead letter is safely on Kafka (``KafkaUnavailable`` otherwise, like ``submit``).
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from pydantic import BaseModel, ConfigDict, Field
 
 from connectors.errors import AdapterError
-from connectors.publish import BrokerUnavailable
 from engine import kafka, metrics
 from engine.contracts import MAX_REPORT_BYTES, to_json
+from engine.kafka import KafkaUnavailable
 from engine.settings import Settings
 
 INTAKE_DEADLETTER = "intake.deadletter"
@@ -95,15 +95,15 @@ class AckedProducer:
         try:
             self._producer.produce(topic, key=key.encode(), value=value, on_delivery=on_delivery)
         except (BufferError, KafkaException) as exc:
-            raise BrokerUnavailable(f"cannot queue a record for {topic}: {exc}") from None
+            raise KafkaUnavailable(f"cannot queue a record for {topic}: {exc}") from None
         # Several threads may poll: whichever serves the callback, ``done`` is set.
         self._producer.flush(self.ack_timeout + 2.0)
         if not done.wait(0.5):
-            raise BrokerUnavailable(f"no acknowledgement for {topic} from "
+            raise KafkaUnavailable(f"no acknowledgement for {topic} from "
                                     f"{self.settings.kafka_bootstrap} within "
                                     f"{self.ack_timeout:g}s")
         if failure:
-            raise BrokerUnavailable(f"the broker did not take the record for {topic}: "
+            raise KafkaUnavailable(f"the broker did not take the record for {topic}: "
                                     f"{failure[0].str()}")
 
     def close(self) -> None:

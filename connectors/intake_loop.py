@@ -14,9 +14,10 @@ from collections.abc import Callable
 
 from connectors.deadletter import DeadLetterReason, IntakeDeadLetters, dead_letter, reason_for
 from connectors.errors import AdapterError
-from connectors.publish import BrokerUnavailable, IntakePublisher
+from connectors.publish import IntakePublisher
 from engine import metrics
 from engine.contracts import IntakeReport
+from engine.kafka import KafkaUnavailable
 
 log = logging.getLogger("griddispatch.connectors")
 
@@ -70,7 +71,7 @@ class BridgeIntake:
             try:
                 action()
                 return True
-            except BrokerUnavailable as exc:
+            except KafkaUnavailable as exc:
                 log.warning("Kafka unavailable (%s); retrying in %.0fs", exc, self.retry_seconds)
                 if self.stop.wait(self.retry_seconds):
                     return False

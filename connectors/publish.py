@@ -7,7 +7,7 @@ What ``submit`` promises its caller (an HTTP handler, an MQTT bridge, a file rep
   parses) by an idempotent producer with ``acks=all``, and ``submit`` returns only after the
   delivery report says the broker has it. If the broker does not ack within ``ack_timeout``
   (librdkafka's ``message.timeout.ms`` is set to the same bound, so the message is dropped
-  from the local queue rather than sent later behind the caller's back), ``BrokerUnavailable``
+  from the local queue rather than sent later behind the caller's back), ``KafkaUnavailable``
   is raised: the caller answers 503 / retries, and nothing was marked as seen.
 * **Idempotent across retries and instances.** After the ack, a Redis key
   ``<prefix>gd:intake:seen:{<incident_id>}`` (value: when it was first accepted, ISO 8601; TTL
@@ -41,6 +41,7 @@ from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from engine import kafka
 from engine.contracts import SCHEMA_INCIDENT, IntakeReport, to_json
+from engine.kafka import KafkaUnavailable
 from engine.settings import Settings
 
 TOPIC = "incidents.reported"
@@ -48,10 +49,6 @@ SEEN_TTL_SECONDS = 30 * 24 * 3600
 _POLL_SECONDS = 0.05
 
 log = logging.getLogger("griddispatch.intake")
-
-
-class BrokerUnavailable(RuntimeError):
-    """The broker did not acknowledge in time: nothing was accepted; answer 503 / retry."""
 
 
 @dataclass(frozen=True)
@@ -155,9 +152,9 @@ class IntakePublisher:
             return accepted_at
 
     def submit(self, report: IntakeReport) -> Submitted:
-        """Publish one report and block until the broker acked it (or raise BrokerUnavailable)."""
+        """Publish one report and block until the broker acked it (or raise KafkaUnavailable)."""
         if self._closed.is_set():
-            raise BrokerUnavailable("the intake publisher is closed")
+            raise KafkaUnavailable("the intake publisher is closed")
         incident = report.incident_id
         first = self._seen(incident)
         if first is not None:
@@ -168,16 +165,16 @@ class IntakePublisher:
                                     headers=[("schema", SCHEMA_INCIDENT.encode())],
                                     on_delivery=delivery)
         except BufferError:
-            raise BrokerUnavailable("the intake producer's queue is full; the broker is not "
+            raise KafkaUnavailable("the intake producer's queue is full; the broker is not "
                                     "keeping up") from None
         except KafkaException as exc:
-            raise BrokerUnavailable(f"the broker refused the report: {exc}") from None
+            raise KafkaUnavailable(f"the broker refused the report: {exc}") from None
         # message.timeout.ms bounds the wait; the margin covers the callback's scheduling
         if not delivery.done.wait(self.ack_timeout + 2.0):
-            raise BrokerUnavailable(f"no acknowledgement from {self.settings.kafka_bootstrap} "
+            raise KafkaUnavailable(f"no acknowledgement from {self.settings.kafka_bootstrap} "
                                     f"within {self.ack_timeout:g}s")
         if delivery.error is not None:
-            raise BrokerUnavailable(f"the broker at {self.settings.kafka_bootstrap} did not "
+            raise KafkaUnavailable(f"the broker at {self.settings.kafka_bootstrap} did not "
                                     f"take the report: {delivery.error.str()}")
         accepted_at = self._mark(incident, datetime.now(UTC))
         return Submitted(incident, False, accepted_at)

@@ -33,11 +33,12 @@ from connectors import render
 from connectors.keys import Client, KeyRefused, Keys
 from connectors.limits import RateLimited, RateLimiter
 from connectors.open311 import Catalog
-from connectors.publish import BrokerUnavailable, IntakePublisher, Submitted
+from connectors.publish import IntakePublisher, Submitted
 from connectors.readmodel import ReadModelFeed, RequestStore
 from connectors.requests_view import from_report
 from engine import kafka, metrics
 from engine.contracts import MAX_REPORT_BYTES, IntakeReport
+from engine.kafka import KafkaUnavailable
 from engine.settings import Settings
 
 MAX_BATCH_ITEMS = 100
@@ -130,7 +131,7 @@ class Intake:
         failed = [o for o in outcomes if not isinstance(o, Submitted)]
         if failed:
             metrics.INTAKE_REQUESTS.labels(channel=entry, result="unavailable").inc(len(failed))
-            unexpected = [o for o in failed if not isinstance(o, BrokerUnavailable)]
+            unexpected = [o for o in failed if not isinstance(o, KafkaUnavailable)]
             for error in unexpected:
                 log.error("intake submit failed unexpectedly", exc_info=error)
             raise Refusal(503, None, f"not accepted, retry later: {failed[0]}",

@@ -30,7 +30,11 @@ log = logging.getLogger("griddispatch.kafka")
 
 
 class KafkaUnavailable(RuntimeError):
-    """The cluster did not answer: the message says where we looked and what to check."""
+    """The cluster did not answer, or did not acknowledge in time: nothing was accepted.
+
+    The message says where we looked and what to check. One exception for the failure,
+    whoever meets it: the admin client, the intake publisher (which answers 503 on it) and
+    the dead-letter producer alike."""
 
 
 def client_config(settings: Settings, **overrides: Any) -> dict[str, Any]:

@@ -29,7 +29,6 @@ from typing import Any
 from confluent_kafka import Message
 
 from connectors.deadletter import AckedProducer
-from connectors.publish import BrokerUnavailable
 from connectors.webhooks.config import Target, load_config
 from connectors.webhooks.delivery import (
     Answer,
@@ -41,6 +40,7 @@ from connectors.webhooks.delivery import (
 )
 from engine import kafka, metrics
 from engine.contracts import to_json
+from engine.kafka import KafkaUnavailable
 from engine.reference.departments import DepartmentRegistry
 from engine.settings import Settings
 
@@ -91,7 +91,7 @@ class Parking:
             try:
                 self.park(record)
                 return True
-            except BrokerUnavailable as exc:
+            except KafkaUnavailable as exc:
                 log.warning("cannot park a record of %s yet (%s); retrying", record.department,
                             exc)
                 if stop.wait(2.0):

@@ -109,13 +109,13 @@ def _publisher(settings: Settings) -> IntakePublisher:
 
 def _submit(publisher: IntakePublisher, report: IntakeReport, line: int) -> str:
     """``accepted``, ``duplicate``, or ``unavailable`` (said on stderr) when Kafka stays away."""
-    from connectors.publish import BrokerUnavailable
+    from engine.kafka import KafkaUnavailable
 
     deadline = time.monotonic() + BROKER_PATIENCE_SECONDS
     while True:
         try:
             return "duplicate" if publisher.submit(report).duplicate else "accepted"
-        except BrokerUnavailable as exc:
+        except KafkaUnavailable as exc:
             if time.monotonic() > deadline:
                 print(f"error: line {line}: Kafka did not take the report ({exc}); stopping. "
                       f"Lines before {line} are in; resume with: tail -n +{line} FILE",

@@ -7,8 +7,9 @@ from datetime import UTC, datetime
 import pytest
 import redis
 
-from connectors.publish import BrokerUnavailable, IntakePublisher, seen_key
+from connectors.publish import IntakePublisher, seen_key
 from engine.contracts import IntakeReport
+from engine.kafka import KafkaUnavailable
 from engine.settings import Settings
 from engine.stack.process import free_port
 from tests.integration.intake_helpers import records
@@ -51,7 +52,7 @@ def test_broker_down_marks_nothing_and_a_retry_succeeds(kafka_settings: Settings
     down = kafka_settings.with_(kafka_bootstrap=f"127.0.0.1:{free_port()}")
     publisher = IntakePublisher(down, client, ack_timeout=1.0)
     try:
-        with pytest.raises(BrokerUnavailable):
+        with pytest.raises(KafkaUnavailable):
             publisher.submit(report)
     finally:
         publisher.close()
