@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from engine.cli.long_running import add_metrics_port, port_taken, start_logging
+from engine.cli.options import Commands, add_rules_dir
 from engine.settings import Settings
 
 DEFAULT_MQTT_URL = "mqtt://127.0.0.1:1883"
@@ -22,7 +23,7 @@ DEFAULT_MQTT_METRICS_PORT = 9105
 DEFAULT_KAFKA_METRICS_PORT = 9106
 
 
-def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def register(commands: Commands) -> None:
     connect = commands.add_parser("connect", help="run a channel bridge (mqtt, kafka)",
                                   description="Run a channel bridge onto incidents.reported.")
     kinds = connect.add_subparsers(dest="kind", metavar="KIND", required=True)
@@ -36,8 +37,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
                            f"(default: $MQTT_URL or {DEFAULT_MQTT_URL})")
     mqtt.add_argument("--devices", type=Path, metavar="FILE",
                       help="device registry (default: <rules>/reference/devices.yaml)")
-    mqtt.add_argument("--rules-dir", type=Path,
-                      help="rules folder (default: $GRIDDISPATCH_RULES or rules)")
+    add_rules_dir(mqtt)
     mqtt.add_argument("--client-id", default="griddispatch-mqtt-bridge",
                       help="MQTT client id; keep it stable: the broker keeps this id's "
                            "session and queued alarms (the topic prefix is prepended)")

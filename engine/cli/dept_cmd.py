@@ -29,6 +29,7 @@ from pydantic import ValidationError
 
 from engine import kafka
 from engine.cases.records import Assignment, StatusAction, StatusUpdate
+from engine.cli.options import Commands, add_rules_dir
 from engine.contracts import to_json
 from engine.reference.departments import DepartmentRegistry
 from engine.settings import Settings
@@ -52,7 +53,7 @@ COLUMNS = (("time", 5), ("case_id", 22), ("kind", 10), ("role", 6), ("priority",
 FLUSH_SECONDS = 20.0
 
 
-def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def register(commands: Commands) -> None:
     dept = commands.add_parser("dept", help="the department client: watch and answer assignments",
                                description="Watch a department's assignments and answer them "
                                            "(accept, return, progress, pause, resume, "
@@ -85,8 +86,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 def _dept_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dept", required=True, metavar="CODE",
                         help="your department code, e.g. 330110005.zhzf")
-    parser.add_argument("--rules-dir", type=Path,
-                        help="rules folder with reference/departments.yaml (default: rules)")
+    add_rules_dir(parser)
 
 
 def _positive(text: str) -> int:

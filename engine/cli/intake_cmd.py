@@ -13,12 +13,13 @@ import signal
 import sys
 from pathlib import Path
 
+from engine.cli.options import Commands, add_rules_dir
 from engine.settings import Settings
 
 DEFAULT_HOST, DEFAULT_PORT = "127.0.0.1", 8080
 
 
-def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def register(commands: Commands) -> None:
     intake = commands.add_parser(
         "intake", help="serve the HTTP intake: Open311 GeoReport v2, JSON API, hotline, grid app",
         description="Serve the one HTTP entry: every report is acknowledged only once the "
@@ -31,9 +32,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     intake.add_argument("--keys", type=Path, metavar="FILE",
                         help="API key file (default: $GRIDDISPATCH_INTAKE_KEYS; without one "
                              "only the development key dev-open311 on loopback)")
-    intake.add_argument("--rules-dir", type=Path,
-                        help="rules folder for services and names (default: "
-                             "$GRIDDISPATCH_RULES or rules)")
+    add_rules_dir(intake)
     intake.add_argument("--ack-timeout", type=float, default=10.0, metavar="SECONDS",
                         help="how long to wait for the broker's ack before answering 503 "
                              "(default 10)")

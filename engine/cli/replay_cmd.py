@@ -14,6 +14,7 @@ from collections import Counter
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
+from engine.cli.options import Commands
 from engine.settings import Settings
 
 if TYPE_CHECKING:
@@ -24,7 +25,7 @@ if TYPE_CHECKING:
 BROKER_PATIENCE_SECONDS = 30.0
 
 
-def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def register(commands: Commands) -> None:
     replay = commands.add_parser(
         "replay", help="submit a JSONL file of intake reports to incidents.reported",
         description="Submit each line (one intake report) through the intake, keeping its "

@@ -15,6 +15,7 @@ from datetime import date, datetime
 from pathlib import Path
 
 from engine.calendar import SHANGHAI
+from engine.cli.options import Commands, add_rules_dir
 from engine.reference.departments import DepartmentRegistry
 from engine.report.assess import assess
 from engine.report.page import assessment_html, simulated_html
@@ -25,7 +26,7 @@ from engine.settings import Settings
 from engine.yamlfile import FileProblems
 
 
-def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def register(commands: Commands) -> None:
     report = commands.add_parser(
         "report", help="assess departments and grid workers (service, satisfaction)",
         description="Assess lead departments and grid workers from the cases topic: volume, "
@@ -39,9 +40,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     report.add_argument("--since", type=since_arg, metavar="DATE",
                         help="only cases opened at or after DATE (YYYY-MM-DD, Asia/Shanghai "
                              "midnight, or an ISO 8601 time)")
-    report.add_argument("--rules-dir", type=Path,
-                        help="rules folder whose reference/departments.yaml names departments "
-                             "(default: rules)")
+    add_rules_dir(report)
     report.add_argument("--timeout", type=float, default=120.0,
                         help="seconds allowed to read the cases topic (default 120)")
     report.set_defaults(handler=run_report)

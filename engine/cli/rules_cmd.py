@@ -10,6 +10,7 @@ from typing import Any
 
 from engine.calendar import HOLIDAY_WARNING_DAYS, SHANGHAI, holiday_data_until
 from engine.classify import classify_raw
+from engine.cli.options import Commands, add_rules_dir
 from engine.cli.rules_files import check_every_file
 from engine.contracts import Classified, Rejected, Triage, to_json
 from engine.rules import RuleSet
@@ -20,7 +21,7 @@ from engine.simulate import describe, destination, label, simulate
 from engine.yamlfile import FileProblem, FileProblems
 
 
-def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def register(commands: Commands) -> None:
     rules = commands.add_parser("rules", help="check, test and explain the YAML rules",
                                 description="Check, test and explain the YAML rules.")
     verbs = rules.add_subparsers(dest="verb", metavar="VERB", required=True)
@@ -38,7 +39,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
                                            "a report, and why others did not.")
     explain.add_argument("report", type=Path, help="a JSON file with one intake report "
                                                    "('-' for standard input)")
-    explain.add_argument("--rules-dir", type=Path, help="rules folder (default: rules)")
+    add_rules_dir(explain)
     explain.add_argument("--json", action="store_true",
                          help="print the resulting record itself as one JSON object")
     explain.set_defaults(handler=rules_explain)
@@ -66,7 +67,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
                                "measured together)")
     evaluate.add_argument("--cv", type=int, metavar="K",
                           help="also cross-validate the model over the examples in K folds")
-    evaluate.add_argument("--rules-dir", type=Path, help="rules folder (default: rules)")
+    add_rules_dir(evaluate)
     evaluate.add_argument("--json", action="store_true", help="print the figures as JSON")
     evaluate.set_defaults(handler=rules_eval)
 

@@ -22,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from engine.cli.options import Commands
 from engine.cli.stack_cmd import add_stack_options, start_stack
 from engine.cli.topics_cmd import apply_topics
 from engine.settings import Settings
@@ -57,7 +58,7 @@ def workers(base: int, intake_port: int, mqtt_url: str,
     )
 
 
-def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def register(commands: Commands) -> None:
     up = commands.add_parser("up", help="run the local stack, topics, every worker and the "
                                         "intake until Ctrl-C",
                              description="Run the local stack (Kafka, Redis, Mosquitto; "

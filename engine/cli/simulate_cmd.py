@@ -19,12 +19,13 @@ from datetime import datetime
 from pathlib import Path
 from typing import IO
 
+from engine.cli.options import Commands, add_rules_dir
 from engine.rules import RuleSet
 from engine.settings import Settings
 from engine.simulate import OUTCOMES, simulate
 
 
-def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def register(commands: Commands) -> None:
     sim = commands.add_parser(
         "simulate", help="classify and route a JSONL file of reports in one process",
         description="Classify and route intake reports (one JSON object per line) in one "
@@ -36,7 +37,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
                     "the simulated clock passes them.")
     sim.add_argument("file", type=Path, help="intake reports, one per line ('-' for standard "
                                              "input)")
-    sim.add_argument("--rules-dir", type=Path, help="rules folder (default: rules)")
+    add_rules_dir(sim)
     sim.add_argument("--out", type=Path, help="write the outcomes here instead of standard "
                                               "output")
     sim.add_argument("--until", type=_instant, metavar="ISO8601",

@@ -6,6 +6,7 @@ import argparse
 import os
 from pathlib import Path
 
+from engine.cli.options import Commands
 from engine.settings import Settings
 from engine.stack import LocalStack, ServerStatus, StackPorts
 from engine.stack.kafka_broker import DEFAULT_PORT as KAFKA_PORT
@@ -17,7 +18,7 @@ from engine.stack.redis_server import DEFAULT_PORT as REDIS_PORT
 DEFAULT_HOME = Path(os.environ.get("GRIDDISPATCH_STACK_DIR", ".stack"))
 
 
-def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def register(commands: Commands) -> None:
     stack = commands.add_parser("stack", help="start, stop or inspect the local Kafka, Redis, "
                                               "MQTT",
                                 description="Start, stop or inspect the local Kafka, Redis and "

@@ -4,30 +4,28 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 from engine.cli.long_running import add_metrics_port, run_logged
+from engine.cli.options import Commands, add_rules_dir
 from engine.settings import Settings
 
 DEFAULT_TIMERS_METRICS_PORT = 9103
 
 
-def add_worker_parser(kinds: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def add_worker_parser(kinds: Commands) -> None:
     timers = kinds.add_parser(
         "timers", help="cases → Redis timers → escalations, escalations.<dept>",
         description="Keep every open case's SLA timers in Redis and publish warnings, "
                     "breaches and ladder steps when they fall due. Rebuilds the timers from "
                     "Kafka when Redis has lost them. Any number may run at once.")
-    timers.add_argument("--rules-dir", type=Path,
-                        help="rules folder, for department names (default: "
-                             "$GRIDDISPATCH_RULES or rules)")
+    add_rules_dir(timers)
     add_metrics_port(timers, DEFAULT_TIMERS_METRICS_PORT)
     timers.add_argument("--audit-every", type=float, default=300.0, metavar="SECONDS",
                         help="how often to check every open case has its timers (default 300)")
     timers.set_defaults(handler=run_worker)
 
 
-def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def register(commands: Commands) -> None:
     timers = commands.add_parser("timers", help="inspect or rebuild the SLA timer index",
                                  description="The Redis timer index of open cases.")
     actions = timers.add_subparsers(dest="action", metavar="ACTION", required=True)

@@ -6,12 +6,13 @@ import argparse
 from pathlib import Path
 
 from engine import kafka
+from engine.cli.options import Commands, add_rules_dir
 from engine.settings import Settings
 from engine.topics import apply, pending_changes
 from engine.topics.admin import ApplyRefused
 
 
-def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def register(commands: Commands) -> None:
     topics = commands.add_parser("topics", help="create or update Kafka topics from topics/*.yaml",
                                  description="Create or update Kafka topics from topics/*.yaml.")
     verbs = topics.add_subparsers(dest="verb", metavar="VERB", required=True)
@@ -20,8 +21,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
             ("diff", topics_diff, "show what apply would change; exit 1 if anything")):
         verb = verbs.add_parser(name, help=text, description=text[0].upper() + text[1:] + ".")
         verb.add_argument("--topics-dir", type=Path, help="topic specs (default: topics)")
-        verb.add_argument("--rules-dir", type=Path,
-                          help="rules folder with reference/departments.yaml (default: rules)")
+        add_rules_dir(verb)
         verb.set_defaults(handler=handler)
 
 

@@ -9,12 +9,13 @@ import sys
 from pathlib import Path
 
 from engine.cli.long_running import add_metrics_port, run_logged
+from engine.cli.options import Commands, add_rules_dir
 from engine.settings import Settings
 
 DEFAULT_METRICS_PORT = 9107
 
 
-def add_worker_parser(kinds: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def add_worker_parser(kinds: Commands) -> None:
     """``worker webhooks``: called by ``worker_cmd.register`` beside classify and route."""
     parser = kinds.add_parser(
         "webhooks", help="assignments.<dept> + escalations.<dept> → departments' HTTPS endpoints",
@@ -26,7 +27,7 @@ def add_worker_parser(kinds: argparse._SubParsersAction[argparse.ArgumentParser]
     parser.set_defaults(handler=run_worker)
 
 
-def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def register(commands: Commands) -> None:
     webhooks = commands.add_parser("webhooks", help="re-drive parked webhook deliveries",
                                    description="Manage webhook deliveries.")
     verbs = webhooks.add_subparsers(dest="verb", metavar="VERB", required=True)
@@ -46,9 +47,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 def _config_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", type=Path, metavar="FILE",
                         help="webhook configuration YAML (default: $GRIDDISPATCH_WEBHOOKS)")
-    parser.add_argument("--rules-dir", type=Path,
-                        help="rules folder, for the department registry (default: "
-                             "$GRIDDISPATCH_RULES or rules)")
+    add_rules_dir(parser)
 
 
 def run_worker(args: argparse.Namespace, settings: Settings) -> int:

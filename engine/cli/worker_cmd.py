@@ -15,29 +15,28 @@ from pathlib import Path
 
 from engine.cli import timers_cmd, webhooks_cmd
 from engine.cli.long_running import add_metrics_port, port_taken, run_logged, start_logging
+from engine.cli.options import Commands, add_rules_dir
 from engine.settings import Settings
 
 DEFAULT_METRICS_PORT = 9101
 DEFAULT_ROUTE_METRICS_PORT = 9102
 
 
-def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def register(commands: Commands) -> None:
     worker = commands.add_parser("worker", help="run a stream worker (classify, route, timers...)",
                                  description="Run a stream worker in the foreground.")
     kinds = worker.add_subparsers(dest="kind", metavar="KIND", required=True)
     classify = kinds.add_parser(
         "classify", help="incidents.reported → classified / triage / rejected",
         description="Classify intake reports with the rules; SIGHUP reloads the rules.")
-    classify.add_argument("--rules-dir", type=Path,
-                          help="rules folder (default: $GRIDDISPATCH_RULES or rules)")
+    add_rules_dir(classify)
     add_metrics_port(classify, DEFAULT_METRICS_PORT)
     classify.set_defaults(handler=run_classify)
     route = kinds.add_parser(
         "route", help="incidents.classified + assignments.status → assignments.<dept>, cases",
         description="Open, merge and move cases in Kafka transactions (exactly once); "
                     "SIGHUP reloads the rules.")
-    route.add_argument("--rules-dir", type=Path,
-                       help="rules folder (default: $GRIDDISPATCH_RULES or rules)")
+    add_rules_dir(route)
     add_metrics_port(route, DEFAULT_ROUTE_METRICS_PORT)
     route.add_argument("--instance", default="0", type=_instance_id,
                        help="this instance's stable id (default 0): keep it across restarts, "
