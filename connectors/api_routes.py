@@ -30,7 +30,7 @@ from connectors.server import (
     MAX_BATCH_BYTES,
     MAX_BATCH_ITEMS,
     Intake,
-    Refusal,
+    RequestRefused,
     count,
     intake_of,
     read_body,
@@ -52,21 +52,22 @@ def items_of(body: bytes, entry: str) -> tuple[list[Any], bool]:
     try:
         data = json.loads(body)
     except ValueError as exc:
-        raise Refusal(400, "invalid", f"the body is not JSON: {exc}") from None
+        raise RequestRefused(400, "invalid", f"the body is not JSON: {exc}") from None
     batch = isinstance(data, list)
     items = data if batch else [data]
     if batch and not items:
-        raise Refusal(400, "invalid", "an empty batch")
+        raise RequestRefused(400, "invalid", "an empty batch")
     if len(items) > MAX_BATCH_ITEMS:
         count(entry, "too_large")
-        raise Refusal(413, None, f"a batch of {len(items)} reports; the limit is "
+        raise RequestRefused(413, None, f"a batch of {len(items)} reports; the limit is "
                                  f"{MAX_BATCH_ITEMS}")
     for index, item in enumerate(items):
         size = len(json.dumps(item, ensure_ascii=False).encode("utf-8"))
         if size > MAX_REPORT_BYTES:
             count(entry, "too_large")
-            raise Refusal(413, None, f"report is {size} bytes; the limit is {MAX_REPORT_BYTES}",
-                          index=index if batch else None)
+            raise RequestRefused(413, None,
+                                 f"report is {size} bytes; the limit is {MAX_REPORT_BYTES}",
+                                 index=index if batch else None)
     return items, batch
 
 
@@ -88,13 +89,13 @@ async def take(request: web.Request, entry: str, channel: str | None,
         try:
             report = convert(item)
         except AdapterError as exc:
-            raise Refusal(400, "invalid", exc.reason, field=exc.field, index=where) from None
+            raise RequestRefused(400, "invalid", exc.reason, field=exc.field, index=where) from None
         except ValidationError as exc:
             error = exc.errors()[0]
-            raise Refusal(400, "invalid", str(error["msg"]), field=field_name(error["loc"]),
-                          index=where) from None
+            raise RequestRefused(400, "invalid", str(error["msg"]), field=field_name(error["loc"]),
+                                 index=where) from None
         if not client.may(report.channel):
-            raise Refusal(403, "unauthorized", f"this api_key may not submit on channel "
+            raise RequestRefused(403, "unauthorized", f"this api_key may not submit on channel "
                                                f"'{report.channel}'", field="channel",
                           index=where)
         reports.append(report)
@@ -124,7 +125,7 @@ async def get_incident(request: web.Request) -> web.Response:
     incident = request.match_info["id"]
     fields = await intake.store.get(incident)
     if fields is None:
-        raise Refusal(404, None, f"no incident {incident}")
+        raise RequestRefused(404, None, f"no incident {incident}")
     return web.json_response(incident_view(incident, fields, intake.catalog),
                              dumps=lambda d: json.dumps(d, ensure_ascii=False))
 

@@ -24,7 +24,7 @@ from connectors.open311 import (
     report_from_form,
 )
 from connectors.requests_view import request_view
-from connectors.server import MAX_FORM_BYTES, Refusal, count, intake_of, read_body
+from connectors.server import MAX_FORM_BYTES, RequestRefused, count, intake_of, read_body
 from engine.contracts import MAX_REPORT_BYTES, to_json
 
 FMT = "{fmt:(json|xml)}"
@@ -38,8 +38,8 @@ def respond(request: web.Request, root: str, document: Any, status: int = 200) -
                         charset="utf-8")
 
 
-def refuse(error: Open311Error, result: str | None = None) -> Refusal:
-    return Refusal(error.code, result, error.description)
+def refuse(error: Open311Error, result: str | None = None) -> RequestRefused:
+    return RequestRefused(error.code, result, error.description)
 
 
 async def discovery(request: web.Request) -> web.Response:
@@ -67,12 +67,13 @@ async def create_request(request: web.Request) -> web.Response:
     body = await read_body(request, MAX_FORM_BYTES, ENTRY)
     if request.content_type not in ("application/x-www-form-urlencoded",
                                     "application/octet-stream"):
-        raise Refusal(400, "invalid", f"POST requests takes application/x-www-form-urlencoded "
-                                      f"(GeoReport v2), not {request.content_type}")
+        raise RequestRefused(400, "invalid",
+                             "POST requests takes application/x-www-form-urlencoded "
+                             f"(GeoReport v2), not {request.content_type}")
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError:
-        raise Refusal(400, "invalid", "the form is not UTF-8") from None
+        raise RequestRefused(400, "invalid", "the form is not UTF-8") from None
     pairs = parse_qsl(request.query_string, keep_blank_values=True) + \
         parse_qsl(text, keep_blank_values=True)
     form = dict(reversed(pairs))
@@ -86,7 +87,7 @@ async def create_request(request: web.Request) -> web.Response:
     size = len(to_json(report))
     if size > MAX_REPORT_BYTES:
         count(ENTRY, "too_large")
-        raise Refusal(413, None, f"the request makes a report of {size} bytes; the limit is "
+        raise RequestRefused(413, None, f"the request makes a report of {size} bytes; the limit is "
                                  f"{MAX_REPORT_BYTES}")
     [submitted] = await intake.submit(ENTRY, client, [report], started)
     answer = [{"service_request_id": submitted.incident_id, "service_notice": service.notice,
@@ -101,7 +102,7 @@ def _token(request: web.Request) -> str:
 async def token(request: web.Request) -> web.Response:
     incident = _token(request)
     if await intake_of(request).store.get(incident) is None:
-        raise Refusal(404, None, f"token '{incident}' not found")
+        raise RequestRefused(404, None, f"token '{incident}' not found")
     return respond(request, "service_requests",
                    [{"service_request_id": incident, "token": incident}])
 
@@ -147,7 +148,7 @@ async def get_request(request: web.Request) -> web.Response:
     incident = request.match_info["id"]
     fields = await intake.store.get(incident)
     if fields is None:
-        raise Refusal(404, None, f"service_request_id '{incident}' not found")
+        raise RequestRefused(404, None, f"service_request_id '{incident}' not found")
     return respond(request, "service_requests", [request_view(incident, fields, intake.catalog)])
 
 

@@ -54,7 +54,7 @@ def to_xml(root: str, document: Any) -> bytes:
     return b'<?xml version="1.0" encoding="UTF-8"?>\n' + body.encode("utf-8")
 
 
-def to_json(document: Any) -> bytes:
+def json_document(document: Any) -> bytes:
     return json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
@@ -62,7 +62,7 @@ def render(fmt: str, root: str, document: Any) -> tuple[bytes, str]:
     """(body, content type) of a document in ``json`` or ``xml``."""
     if fmt == "xml":
         return to_xml(root, document), FORMATS["xml"]
-    return to_json(document), FORMATS["json"]
+    return json_document(document), FORMATS["json"]
 
 
 def errors(code: int, description: str) -> list[dict[str, Any]]:

@@ -52,7 +52,7 @@ READY_CACHE_SECONDS = 5.0
 log = logging.getLogger("griddispatch.intake")
 
 
-class Refusal(Exception):
+class RequestRefused(Exception):
     """A request the intake will not take: HTTP status, metric result, reason, where."""
 
     def __init__(self, status: int, result: str | None, description: str, *,
@@ -110,7 +110,7 @@ class Intake:
         try:
             return self.keys.check(presented, channel)
         except KeyRefused as exc:
-            raise Refusal(403, "unauthorized", str(exc), field="api_key") from None
+            raise RequestRefused(403, "unauthorized", str(exc), field="api_key") from None
 
     async def submit(self, entry: str, client: Client, reports: list[IntakeReport],
                      started: float) -> list[Submitted]:
@@ -119,7 +119,8 @@ class Intake:
             limiter = RateLimiter(self.redis, self.settings.topic_prefix)
             await limiter.take(client.name, client.rate_per_minute, len(reports))
         except RateLimited as exc:
-            raise Refusal(429, "rate_limited", str(exc), retry_after=exc.retry_after) from None
+            raise RequestRefused(429, "rate_limited", str(exc),
+                                 retry_after=exc.retry_after) from None
         loop = asyncio.get_running_loop()
         outcomes = await asyncio.gather(
             *(loop.run_in_executor(self.executor, self.publisher.submit, r) for r in reports),
@@ -134,8 +135,8 @@ class Intake:
             unexpected = [o for o in failed if not isinstance(o, KafkaUnavailable)]
             for error in unexpected:
                 log.error("intake submit failed unexpectedly", exc_info=error)
-            raise Refusal(503, None, f"not accepted, retry later: {failed[0]}",
-                          retry_after=RETRY_AFTER_UNAVAILABLE)
+            raise RequestRefused(503, None, f"not accepted, retry later: {failed[0]}",
+                                 retry_after=RETRY_AFTER_UNAVAILABLE)
         metrics.INTAKE_SECONDS.observe(time.monotonic() - started)
         try:
             await self.store.apply([from_report(r, s.accepted_at)
@@ -178,14 +179,14 @@ async def read_body(request: web.Request, limit: int, result_channel: str) -> by
     """The body, or 413 as soon as it exceeds ``limit`` (declared or streamed)."""
     if request.content_length is not None and request.content_length > limit:
         metrics.INTAKE_REQUESTS.labels(channel=result_channel, result="too_large").inc()
-        raise Refusal(413, None, f"request body is {request.content_length} bytes; the limit "
-                                 f"is {limit}")
+        raise RequestRefused(413, None, f"request body is {request.content_length} bytes; "
+                                        f"the limit is {limit}")
     chunks, size = [], 0
     async for chunk in request.content.iter_chunked(65536):
         size += len(chunk)
         if size > limit:
             metrics.INTAKE_REQUESTS.labels(channel=result_channel, result="too_large").inc()
-            raise Refusal(413, None, f"request body exceeds the limit of {limit} bytes")
+            raise RequestRefused(413, None, f"request body exceeds the limit of {limit} bytes")
         chunks.append(chunk)
     return b"".join(chunks)
 
@@ -202,7 +203,7 @@ def open311_error(status: int, description: str, fmt: str,
                         charset="utf-8", headers=headers)
 
 
-def api_error(refusal: Refusal) -> web.Response:
+def api_error(refusal: RequestRefused) -> web.Response:
     error: dict[str, Any] = {"code": refusal.status, "description": refusal.description}
     if refusal.field is not None:
         error["field"] = refusal.field
@@ -210,7 +211,7 @@ def api_error(refusal: Refusal) -> web.Response:
         error["index"] = refusal.index
     headers = {"Retry-After": str(refusal.retry_after)} if refusal.retry_after else None
     return web.json_response({"errors": [error]}, status=refusal.status, headers=headers,
-                             dumps=lambda d: render.to_json(d).decode())
+                             dumps=lambda d: render.json_document(d).decode())
 
 
 def request_format(request: web.Request) -> str:
@@ -223,7 +224,7 @@ async def refusals(request: web.Request, handler: Any) -> web.StreamResponse:
     open311 = request.path.startswith("/open311/")
     try:
         return await handler(request)  # type: ignore[no-any-return]
-    except Refusal as refusal:
+    except RequestRefused as refusal:
         if refusal.result is not None:
             entry = request.match_info.get("entry", "open311" if open311 else "api")
             count(entry, refusal.result)
@@ -249,7 +250,7 @@ def _failure(request: web.Request, status: int, description: str,
              retry_after: int | None = None) -> web.Response:
     if request.path.startswith("/open311/"):
         return open311_error(status, description, request_format(request), retry_after)
-    return api_error(Refusal(status, None, description, retry_after=retry_after))
+    return api_error(RequestRefused(status, None, description, retry_after=retry_after))
 
 
 async def healthz(_request: web.Request) -> web.Response:
@@ -269,7 +270,7 @@ async def readyz(request: web.Request) -> web.Response:
         checks["redis"] = f"Redis at {intake.settings.redis_url} did not answer: {exc}"
     ready = all(v == "ok" for v in checks.values())
     return web.json_response({"ready": ready, **checks}, status=200 if ready else 503,
-                             dumps=lambda d: render.to_json(d).decode())
+                             dumps=lambda d: render.json_document(d).decode())
 
 
 async def metrics_page(_request: web.Request) -> web.Response:

@@ -19,8 +19,8 @@ from engine.reference.departments import DepartmentRegistryFile
 from engine.reference.holidays import HolidaysFile
 from engine.reference.jurisdiction import DivisionsFile
 from engine.reference.matters import CatalogueFile
-from engine.rules.cases import CaseFile
 from engine.rules.layers import LayerFile
+from engine.rules.rule_tests import CaseFile
 from engine.sla.model import Escalation
 from engine.topics.spec import TopicFile
 

@@ -123,7 +123,7 @@ class Answer:
 
 
 @dataclass(frozen=True)
-class Outcome:
+class DeliveryOutcome:
     """How one record ended: delivered, to be parked (with why), or stopped by shutdown."""
 
     delivered: bool
@@ -135,7 +135,7 @@ class Outcome:
 
 def deliver(post: Callable[[], Answer], attempts: int, policy: Backoff,
             wait: Callable[[float], bool], rand: Callable[[], float],
-            on_retry: Callable[[Answer], None] = lambda _: None) -> Outcome:
+            on_retry: Callable[[Answer], None] = lambda _: None) -> DeliveryOutcome:
     """POST until 2xx, a final answer, or ``attempts`` tries; waits between tries.
 
     ``wait(seconds)`` returns False when the worker is stopping: the record is then neither
@@ -145,15 +145,15 @@ def deliver(post: Callable[[], Answer], attempts: int, policy: Backoff,
     for attempt in range(1, attempts + 1):
         answer = post()
         if answer.ok:
-            return Outcome(True, attempt, answer)
+            return DeliveryOutcome(True, attempt, answer)
         if not answer.retryable:
-            return Outcome(False, attempt, answer, park_reason="refused")
+            return DeliveryOutcome(False, attempt, answer, park_reason="refused")
         if attempt == attempts:
             break
         on_retry(answer)
         if not wait(backoff_delay(attempt, policy, rand())):
-            return Outcome(False, attempt, answer, stopped=True)
-    return Outcome(False, attempts, answer, park_reason="gave_up")
+            return DeliveryOutcome(False, attempt, answer, stopped=True)
+    return DeliveryOutcome(False, attempts, answer, park_reason="gave_up")
 
 
 class ParkedDelivery(BaseModel):

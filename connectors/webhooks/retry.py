@@ -20,7 +20,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPar
 from pydantic import ValidationError
 
 from connectors.webhooks.config import Target
-from connectors.webhooks.delivery import Answer, Outcome, ParkedDelivery
+from connectors.webhooks.delivery import Answer, DeliveryOutcome, ParkedDelivery
 from connectors.webhooks.worker import WEBHOOKS_DEADLETTER, Parking, send
 from engine import kafka
 from engine.kafka import KafkaUnavailable
@@ -114,9 +114,9 @@ def _settle(value: bytes, targets: dict[str, Target], department: str | None, at
     target = targets.get(parked.department)
     body = parked.value.encode("utf-8")
     if target is None:
-        outcome = Outcome(False, 0, Answer(None, f"department {parked.department} is not in the "
-                                                 "webhook configuration"),
-                          park_reason="not_configured")
+        outcome = DeliveryOutcome(False, 0, Answer(None, f"department {parked.department} is "
+                                                         "not in the webhook configuration"),
+                                  park_reason="not_configured")
     else:
         outcome = send(target, parked.topic, parked.partition, parked.offset, body, attempts,
                        stop)

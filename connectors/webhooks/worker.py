@@ -32,7 +32,7 @@ from connectors.deadletter import AckedProducer
 from connectors.webhooks.config import Target, load_config
 from connectors.webhooks.delivery import (
     Answer,
-    Outcome,
+    DeliveryOutcome,
     ParkedDelivery,
     deliver,
     delivery_id,
@@ -102,7 +102,7 @@ class Parking:
 
 
 def send(target: Target, topic: str, partition: int, offset: int, value: bytes,
-         attempts: int, stop: threading.Event) -> Outcome:
+         attempts: int, stop: threading.Event) -> DeliveryOutcome:
     """One record to one receiver, with retries; counts delivered and retried."""
     delivery = delivery_id(topic, partition, offset)
     request_headers = headers(target.department, topic, delivery, target.secret, value)
@@ -120,7 +120,7 @@ def send(target: Target, topic: str, partition: int, offset: int, value: bytes,
 
 
 def parked_record(target: Target, message_topic: str, partition: int, offset: int,
-                  key: bytes | None, value: bytes, outcome: Outcome,
+                  key: bytes | None, value: bytes, outcome: DeliveryOutcome,
                   earlier_attempts: int = 0) -> ParkedDelivery:
     last = outcome.last
     return ParkedDelivery(
@@ -175,8 +175,8 @@ class Lane(threading.Thread):
             metrics.WORKER_ERRORS.labels("webhooks", "deliver").inc()
             log.exception("%s: unexpected error delivering offset %s", self.target.department,
                           offset)
-            outcome = Outcome(False, 1, Answer(None, f"{type(exc).__name__}: {exc}"),
-                              park_reason="gave_up")
+            outcome = DeliveryOutcome(False, 1, Answer(None, f"{type(exc).__name__}: {exc}"),
+                                      park_reason="gave_up")
         if outcome.stopped:
             return False
         if outcome.delivered:

@@ -253,7 +253,7 @@ def render(report: dict[str, Any]) -> str:
     return "\n".join(out)
 
 
-def to_json(report: dict[str, Any]) -> str:
+def report_json(report: dict[str, Any]) -> str:
     return json.dumps(report, ensure_ascii=False, indent=2)
 
 

@@ -14,7 +14,7 @@ from engine.cli.options import Commands, add_rules_dir
 from engine.cli.rules_files import check_every_file
 from engine.contracts import Classified, Rejected, Triage, to_json
 from engine.rules import RuleSet
-from engine.rules.cases import load_cases, run_case
+from engine.rules.rule_tests import load_cases, run_case
 from engine.schemas import export_schemas
 from engine.settings import Settings
 from engine.simulate import describe, destination, label, simulate
@@ -182,7 +182,13 @@ def rules_explain(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def rules_eval(args: argparse.Namespace, settings: Settings) -> int:
-    from engine.classifier.evaluate import cross_validate, evaluate, load_eval, render, to_json
+    from engine.classifier.evaluate import (
+        cross_validate,
+        evaluate,
+        load_eval,
+        render,
+        report_json,
+    )
 
     if not args.files and args.cv is None:
         print("error: give FILE.jsonl, --cv K, or both", file=sys.stderr)
@@ -206,7 +212,7 @@ def rules_eval(args: argparse.Namespace, settings: Settings) -> int:
     if args.cv is not None:
         result["cv"] = cross_validate(ruleset, args.cv)
     if args.json:
-        print(to_json(result))
+        print(report_json(result))
         return 0
     print(f"rules revision {ruleset.revision}")
     if "eval" in result:
@@ -214,7 +220,7 @@ def rules_eval(args: argparse.Namespace, settings: Settings) -> int:
         print(render(result["eval"]))
     if "cv" in result:
         print(f"\ncross-validation over the examples ({args.cv} folds; the model alone):")
-        print(to_json(result["cv"]))
+        print(report_json(result["cv"]))
     return 0
 
 

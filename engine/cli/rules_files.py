@@ -22,7 +22,7 @@ def check_every_file(ruleset: RuleSet) -> tuple[list[FileProblem], list[FileProb
     from connectors.bridge_mapping import BridgeMapping
     from connectors.sensors import DeviceRegistry
     from engine.classifier.evaluate import load_eval
-    from engine.rules.cases import load_cases
+    from engine.rules.rule_tests import load_cases
 
     root = ruleset.root
     problems: list[FileProblem] = []

@@ -17,7 +17,7 @@ the kill -9 test (tests/integration/test_route_crash.py) is the proof for ours. 
 nothing.
 
 State: a ``CaseStore`` of the townships this worker owns, rebuilt from ``cases`` (read
-committed, up to the end offsets of the moment: see ``read_cases``) on every partition
+committed, up to the end offsets of the moment: see ``load_case_state``) on every partition
 assignment and after every aborted transaction, so it never holds state that Kafka did not
 commit. Both inputs are keyed by township code and have the same partition count; the range
 assignor gives partition p of both topics to one member, so a township's reports and status
@@ -66,8 +66,8 @@ from engine.workers.route_state import (
     WorkerStopped,
     headers_for,
     kafka_log,
+    load_case_state,
     next_offsets,
-    read_cases,
     state_counts,
 )
 
@@ -205,7 +205,7 @@ class RouteWorker:
         started = time.monotonic()
         loader = CaseLoader(self.owned, self.partitions)
         if self.owned:
-            read_cases(self.settings, loader)
+            load_case_state(self.settings, loader)
         self.store = loader.store()
         self._freeze_heap(collect=True)
         metrics.ROUTE_REBUILDS.labels(reason=reason).inc()

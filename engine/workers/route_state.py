@@ -1,4 +1,4 @@
-"""The route worker's state: pure bookkeeping (unit-tested without Kafka) and ``read_cases``.
+"""The route worker's state: pure bookkeeping (unit-tested without Kafka) and ``load_case_state``.
 
 - ``partition_for``: the partition a key lands on with Kafka's default (murmur2) partitioner,
   the one ``engine.kafka.producer`` and Faust use, so the worker knows which townships the
@@ -8,7 +8,7 @@
   partition, Kafka's convention).
 - ``BatchTally``: a batch's outcomes, applied to the metrics only once its transaction
   committed, so an aborted batch that is processed again is not counted twice.
-- ``read_cases``: the one Kafka read here, feeding a ``CaseLoader`` from the topic.
+- ``load_case_state``: the one Kafka read here, feeding a ``CaseLoader`` from the topic.
 """
 
 from __future__ import annotations
@@ -189,7 +189,8 @@ class BatchTally:
             self.latencies.append((result.case.opened_at - reported_at).total_seconds())
 
 
-def read_cases(settings: Settings, loader: CaseLoader, timeout: float = REBUILD_TIMEOUT) -> None:
+def load_case_state(settings: Settings, loader: CaseLoader,
+                    timeout: float = REBUILD_TIMEOUT) -> None:
     """Feed ``loader`` every committed record of ``cases`` up to the end offsets of now."""
     try:
         kafka.read_to_end(settings, settings.topic(CASES), loader.add,

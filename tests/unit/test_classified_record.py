@@ -9,7 +9,7 @@ from pathlib import Path
 from engine.classify import classify_data
 from engine.contracts import Classified, RuleMatch, Triage, to_json, trusted
 from engine.rules import RuleSet
-from engine.rules.cases import RECEIVED_AT, load_cases, report_of
+from engine.rules.rule_tests import RECEIVED_AT, load_cases, report_of
 from engine.simulate import classify_line
 from engine.sla.model import SlaTimer
 

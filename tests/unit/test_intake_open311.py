@@ -158,4 +158,4 @@ def test_control_characters_in_a_description_leave_the_xml_readable() -> None:
     parsed = ElementTree.fromstring(body)  # raised on \x00 and \x07 before
     assert parsed.find("request/description").text == "路灯不亮[0m，\t第二行\n结束"
     # JSON keeps the control characters (it escapes them).
-    assert "\\u0000" in render.to_json([{"description": "a\x00b"}]).decode("utf-8")
+    assert "\\u0000" in render.json_document([{"description": "a\x00b"}]).decode("utf-8")

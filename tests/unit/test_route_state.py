@@ -231,7 +231,7 @@ class FakeConsumer:
 
 @pytest.fixture
 def worker(monkeypatch: pytest.MonkeyPatch) -> Iterator[route.RouteWorker]:
-    monkeypatch.setattr(route, "read_cases", lambda settings, loader: None)  # topic: empty
+    monkeypatch.setattr(route, "load_case_state", lambda settings, loader: None)  # topic: empty
     monkeypatch.setattr(route, "ABORT_BACKOFF_SECONDS", 0.0)
     settings = Settings(topic_prefix="p.", rules_dir=RULES)
     yield route.RouteWorker(settings, RulesHolder(RULES), "0",

@@ -500,10 +500,10 @@ def test_a_route_rule_id_used_twice_in_one_layer_is_an_error(rules_copy: Path) -
     assert "rule id 'yh-twice' is used twice in one layer" in problems_of(rules_copy)
 
 
-# --- operator cases with routing keys (engine.rules.cases) -----------------------------------
+# --- operator cases with routing keys (engine.rules.rule_tests) -----------------------------------
 
 def test_rule_cases_check_the_routing_decision() -> None:
-    from engine.rules.cases import compare
+    from engine.rules.rule_tests import compare
 
     record = classified(shipped(), "楼道里一股煤气味")
     good = {"lead": "330110.xf", "assist": ["330110005.yjgl", "330110005.zhzx"],
@@ -522,7 +522,7 @@ def test_rule_cases_check_the_routing_decision() -> None:
 
 
 def test_a_routing_key_on_an_unrouted_expectation_is_a_mismatch() -> None:
-    from engine.rules.cases import compare
+    from engine.rules.rule_tests import compare
 
     triage = classify_data(shipped(), {"channel": "test", "channel_id": "t",
                                        "reported_at": WORKING, "description": "井盖缺失"},
@@ -533,7 +533,7 @@ def test_a_routing_key_on_an_unrouted_expectation_is_a_mismatch() -> None:
 
 
 def test_rule_cases_may_set_received_at_for_time_windows(tmp_path: Path) -> None:
-    from engine.rules.cases import load_cases, run_case
+    from engine.rules.rule_tests import load_cases, run_case
 
     (tmp_path / "night.yaml").write_text(
         "cases:\n  - name: night\n    report: {description: 楼道里一股煤气味, address: 五常街道}\n"
@@ -546,7 +546,7 @@ def test_rule_cases_may_set_received_at_for_time_windows(tmp_path: Path) -> None
 
 
 def test_shipped_routing_cases_cover_every_route_rule() -> None:
-    from engine.rules.cases import load_cases
+    from engine.rules.rule_tests import load_cases
 
     cases = [c for c in load_cases(RULES / "tests") if c.file.endswith("routing.yaml")]
     assert len(cases) >= 25

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from engine.rules import RuleSet
-from engine.rules.cases import LoadedCase, load_cases, run_case
+from engine.rules.rule_tests import LoadedCase, load_cases, run_case
 
 RULES = Path(__file__).resolve().parents[2] / "rules"
 
