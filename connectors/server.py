@@ -39,6 +39,7 @@ from connectors.requests_view import from_report
 from engine import kafka, metrics
 from engine.contracts import MAX_REPORT_BYTES, IntakeReport
 from engine.kafka import KafkaUnavailable
+from engine.redis_clients import async_redis_client, redis_client
 from engine.settings import Settings
 
 MAX_BATCH_ITEMS = 100
@@ -83,8 +84,7 @@ class Intake:
     def build(cls, settings: Settings, catalog: Catalog, keys: Keys, *,
               hotline_categories: frozenset[str] = frozenset(), ack_timeout: float = 10.0,
               read_model: bool = True) -> Intake:
-        sync = redis.Redis.from_url(settings.redis_url, socket_timeout=5,
-                                    socket_connect_timeout=2)
+        sync = redis_client(settings.redis_url)
         feed = ReadModelFeed(settings, sync) if read_model else None
         return cls(settings, catalog, keys, IntakePublisher(settings, sync,
                                                             ack_timeout=ack_timeout),
@@ -93,9 +93,7 @@ class Intake:
     @property
     def redis(self) -> aioredis.Redis[Any]:
         if self.redis_async is None:  # bound to the serving loop on first use
-            self.redis_async = aioredis.Redis.from_url(self.settings.redis_url,
-                                                       socket_timeout=5,
-                                                       socket_connect_timeout=2)
+            self.redis_async = async_redis_client(self.settings.redis_url)
         return self.redis_async
 
     @property

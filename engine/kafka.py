@@ -68,6 +68,40 @@ def producer(settings: Settings, **overrides: Any) -> Producer:
     )
 
 
+def faust_broker_urls(bootstrap: str) -> str:
+    """``host1:9092,host2:9092`` (librdkafka style) → ``kafka://host1:9092;kafka://host2:9092``."""
+    return ";".join(f"kafka://{server.strip()}" for server in bootstrap.split(",")
+                    if server.strip())
+
+
+def faust_credentials(settings: Settings) -> Any:
+    """Translate the librdkafka security settings we document into Faust credentials.
+
+    ``GRIDDISPATCH_KAFKA_*`` variables are librdkafka names (``client_config`` above);
+    aiokafka under Faust knows none of them, so a secured cluster would otherwise fail with
+    a bare connection error. Names we cannot translate are refused at start, not ignored.
+    Here, beside ``client_config``, so that both kinds of client read the same settings.
+    """
+    import ssl
+
+    import faust
+
+    extra = dict(settings.kafka_extra)
+    protocol = extra.pop("security.protocol", "PLAINTEXT").upper()
+    context = None
+    if protocol in ("SSL", "SASL_SSL"):
+        context = ssl.create_default_context(cafile=extra.pop("ssl.ca.location", None))
+    mechanism = extra.pop("sasl.mechanism", extra.pop("sasl.mechanisms", "PLAIN"))
+    username, password = extra.pop("sasl.username", None), extra.pop("sasl.password", None)
+    if extra:
+        raise ValueError("the classify worker cannot use these Kafka settings: "
+                         + ", ".join(sorted(extra)))
+    if protocol.startswith("SASL"):
+        return faust.SASLCredentials(username=username, password=password,
+                                     ssl_context=context, mechanism=mechanism)
+    return faust.SSLCredentials(context) if context is not None else None
+
+
 def consumer(settings: Settings, group_id: str, **overrides: Any) -> Consumer:
     """A consumer that commits only what the caller says it has processed."""
     return Consumer(

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from engine.cli.long_running import add_metrics_port, port_taken, start_logging
 from engine.cli.options import Commands, add_rules_dir
+from engine.redis_clients import redis_client
 from engine.settings import Settings
 
 DEFAULT_MQTT_URL = "mqtt://127.0.0.1:1883"
@@ -82,7 +83,6 @@ def _serve(run: Callable[[], int], stop: threading.Event, metrics_port: int) -> 
 
 
 def run_mqtt(args: argparse.Namespace, settings: Settings) -> int:
-    import redis
 
     from connectors.deadletter import IntakeDeadLetters
     from connectors.mqtt_bridge import MqttBridge, MqttTarget
@@ -99,7 +99,7 @@ def run_mqtt(args: argparse.Namespace, settings: Settings) -> int:
     reference = settings.rules_dir / "reference"
     registry = DeviceRegistry.load(args.devices or reference / "devices.yaml",
                                    ChannelMaps.load(reference / "channels.yaml"))
-    publisher = IntakePublisher(settings, redis.Redis.from_url(settings.redis_url))
+    publisher = IntakePublisher(settings, redis_client(settings.redis_url))
     dead_letters = IntakeDeadLetters(settings)
     bridge = MqttBridge(target, settings.topic(args.client_id), registry, publisher,
                         dead_letters, share_group=args.share)
@@ -111,7 +111,6 @@ def run_mqtt(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def run_kafka(args: argparse.Namespace, settings: Settings) -> int:
-    import redis
 
     from connectors.bridge_mapping import BridgeMapping
     from connectors.deadletter import IntakeDeadLetters
@@ -119,7 +118,7 @@ def run_kafka(args: argparse.Namespace, settings: Settings) -> int:
     from connectors.publish import IntakePublisher
 
     mapping = BridgeMapping.load(args.mapping)
-    publisher = IntakePublisher(settings, redis.Redis.from_url(settings.redis_url))
+    publisher = IntakePublisher(settings, redis_client(settings.redis_url))
     dead_letters = IntakeDeadLetters(settings)
     bridge = KafkaBridge(settings, args.source, mapping, publisher, dead_letters, args.group)
     try:

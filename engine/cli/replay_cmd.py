@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
 from engine.cli.options import Commands
+from engine.redis_clients import redis_client
 from engine.settings import Settings
 
 if TYPE_CHECKING:
@@ -101,11 +102,10 @@ def run_replay(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _publisher(settings: Settings) -> IntakePublisher:
-    import redis
 
     from connectors.publish import IntakePublisher
 
-    return IntakePublisher(settings, redis.Redis.from_url(settings.redis_url))
+    return IntakePublisher(settings, redis_client(settings.redis_url))
 
 
 def _submit(publisher: IntakePublisher, report: IntakeReport, line: int) -> str:

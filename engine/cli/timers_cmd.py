@@ -5,24 +5,12 @@ from __future__ import annotations
 import argparse
 import sys
 
-from engine.cli.long_running import add_metrics_port, run_logged
-from engine.cli.options import Commands, add_rules_dir
+from engine.cli.long_running import run_logged
+from engine.cli.options import Commands
+from engine.redis_clients import redis_client
 from engine.settings import Settings
 
 DEFAULT_TIMERS_METRICS_PORT = 9103
-
-
-def add_worker_parser(kinds: Commands) -> None:
-    timers = kinds.add_parser(
-        "timers", help="cases → Redis timers → escalations, escalations.<dept>",
-        description="Keep every open case's SLA timers in Redis and publish warnings, "
-                    "breaches and ladder steps when they fall due. Rebuilds the timers from "
-                    "Kafka when Redis has lost them. Any number may run at once.")
-    add_rules_dir(timers)
-    add_metrics_port(timers, DEFAULT_TIMERS_METRICS_PORT)
-    timers.add_argument("--audit-every", type=float, default=300.0, metavar="SECONDS",
-                        help="how often to check every open case has its timers (default 300)")
-    timers.set_defaults(handler=run_worker)
 
 
 def register(commands: Commands) -> None:
@@ -54,7 +42,7 @@ def run_rebuild(args: argparse.Namespace, settings: Settings) -> int:
     from engine.sla.restore import rebuild
     from engine.sla.store import TimerStore
 
-    store = TimerStore(redis.Redis.from_url(settings.redis_url), settings.topic_prefix)
+    store = TimerStore(redis_client(settings.redis_url), settings.topic_prefix)
     try:
         report = rebuild(settings, store, args.timeout, force=True)
     except redis.RedisError as exc:
@@ -71,7 +59,7 @@ def run_status(args: argparse.Namespace, settings: Settings) -> int:
 
     from engine.sla.store import TimerStore
 
-    store = TimerStore(redis.Redis.from_url(settings.redis_url), settings.topic_prefix)
+    store = TimerStore(redis_client(settings.redis_url), settings.topic_prefix)
     try:
         pending, due, built = store.pending(), store.next_due(), store.is_built()
     except redis.RedisError as exc:

@@ -8,23 +8,11 @@ import logging
 import sys
 from pathlib import Path
 
-from engine.cli.long_running import add_metrics_port, run_logged
+from engine.cli.long_running import run_logged
 from engine.cli.options import Commands, add_rules_dir
 from engine.settings import Settings
 
 DEFAULT_METRICS_PORT = 9107
-
-
-def add_worker_parser(kinds: Commands) -> None:
-    """``worker webhooks``: called by ``worker_cmd.register`` beside classify and route."""
-    parser = kinds.add_parser(
-        "webhooks", help="assignments.<dept> + escalations.<dept> → departments' HTTPS endpoints",
-        description="POST each configured department's assignment and escalation records to "
-                    "its URL, signed (HMAC-SHA256), with retries; parks what keeps failing on "
-                    "webhooks.deadletter.")
-    _config_option(parser)
-    add_metrics_port(parser, DEFAULT_METRICS_PORT)
-    parser.set_defaults(handler=run_worker)
 
 
 def register(commands: Commands) -> None:
@@ -36,7 +24,7 @@ def register(commands: Commands) -> None:
         description="Re-post the deliveries parked on webhooks.deadletter since the last "
                     "retry run (same body, same delivery id); re-park what still fails. "
                     "Exit 1 when any record was parked again.")
-    _config_option(retry)
+    config_option(retry)
     retry.add_argument("--department", metavar="CODE",
                        help="only this department's parked deliveries")
     retry.add_argument("--attempts", type=int, default=3,
@@ -44,7 +32,7 @@ def register(commands: Commands) -> None:
     retry.set_defaults(handler=run_retry)
 
 
-def _config_option(parser: argparse.ArgumentParser) -> None:
+def config_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", type=Path, metavar="FILE",
                         help="webhook configuration YAML (default: $GRIDDISPATCH_WEBHOOKS)")
     add_rules_dir(parser)

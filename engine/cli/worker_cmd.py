@@ -23,6 +23,8 @@ DEFAULT_ROUTE_METRICS_PORT = 9102
 
 
 def register(commands: Commands) -> None:
+    """Every kind of worker, here: classify and route run from this module; timers and
+    webhooks have their handlers beside their other commands."""
     worker = commands.add_parser("worker", help="run a stream worker (classify, route, timers...)",
                                  description="Run a stream worker in the foreground.")
     kinds = worker.add_subparsers(dest="kind", metavar="KIND", required=True)
@@ -42,8 +44,24 @@ def register(commands: Commands) -> None:
                        help="this instance's stable id (default 0): keep it across restarts, "
                             "give each instance running at once its own")
     route.set_defaults(handler=run_route)
-    timers_cmd.add_worker_parser(kinds)
-    webhooks_cmd.add_worker_parser(kinds)
+    timers = kinds.add_parser(
+        "timers", help="cases → Redis timers → escalations, escalations.<dept>",
+        description="Keep every open case's SLA timers in Redis and publish warnings, "
+                    "breaches and ladder steps when they fall due. Rebuilds the timers from "
+                    "Kafka when Redis has lost them. Any number may run at once.")
+    add_rules_dir(timers)
+    add_metrics_port(timers, timers_cmd.DEFAULT_TIMERS_METRICS_PORT)
+    timers.add_argument("--audit-every", type=float, default=300.0, metavar="SECONDS",
+                        help="how often to check every open case has its timers (default 300)")
+    timers.set_defaults(handler=timers_cmd.run_worker)
+    webhooks = kinds.add_parser(
+        "webhooks", help="assignments.<dept> + escalations.<dept> → departments' HTTPS endpoints",
+        description="POST each configured department's assignment and escalation records to "
+                    "its URL, signed (HMAC-SHA256), with retries; parks what keeps failing on "
+                    "webhooks.deadletter.")
+    webhooks_cmd.config_option(webhooks)
+    add_metrics_port(webhooks, webhooks_cmd.DEFAULT_METRICS_PORT)
+    webhooks.set_defaults(handler=webhooks_cmd.run_worker)
 
 
 def _instance_id(text: str) -> str:

@@ -28,6 +28,7 @@ from typing import Any
 import redis
 
 from engine import kafka
+from engine.redis_clients import redis_client_from
 from engine.settings import Settings
 from engine.sla.store import TimerStore
 from engine.sla.timers import CasePlan, case_plan, fired_ids
@@ -117,10 +118,7 @@ def _rebuild_partitions(settings: Settings, redis_kwargs: dict[str, Any], prefix
                         partitions: list[int], fired: dict[str, list[str]],
                         timeout: float) -> tuple[int, int]:
     """One reader: (records read, open cases) of ``partitions`` of ``cases``, into Redis."""
-    if "path" in redis_kwargs:  # a unix socket
-        redis_kwargs = dict(redis_kwargs)
-        redis_kwargs["unix_socket_path"] = redis_kwargs.pop("path")
-    store = TimerStore(redis.Redis(**redis_kwargs), prefix)
+    store = TimerStore(redis_client_from(redis_kwargs), prefix)
     records = 0
     open_cases: set[str] = set()
     pipe = store.pipeline()

@@ -30,7 +30,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-import ssl
 import tempfile
 import time
 from datetime import UTC, datetime
@@ -39,7 +38,7 @@ from typing import Any
 
 import faust
 
-from engine import lag, metrics
+from engine import kafka, lag, metrics
 from engine.cases.lifecycle import partition_key
 from engine.classify import classify_many, classify_raw
 from engine.contracts import Classified, Outcome, Rejected, Triage, to_json
@@ -63,35 +62,6 @@ OUTCOMES: dict[type[Outcome], str] = {Classified: "classified", Triage: "triage"
                                       Rejected: "rejected"}
 
 log = logging.getLogger("griddispatch.classify")
-
-
-def broker_urls(bootstrap: str) -> str:
-    """``host1:9092,host2:9092`` (librdkafka style) → ``kafka://host1:9092;kafka://host2:9092``."""
-    return ";".join(f"kafka://{server.strip()}" for server in bootstrap.split(",")
-                    if server.strip())
-
-
-def credentials(settings: Settings) -> Any:
-    """Translate the librdkafka security settings we document into Faust credentials.
-
-    ``GRIDDISPATCH_KAFKA_*`` variables are librdkafka names (engine/kafka.py); aiokafka under
-    Faust knows none of them, so a secured cluster would otherwise fail with a bare
-    connection error. Names we cannot translate are refused at start, not ignored.
-    """
-    extra = dict(settings.kafka_extra)
-    protocol = extra.pop("security.protocol", "PLAINTEXT").upper()
-    context = None
-    if protocol in ("SSL", "SASL_SSL"):
-        context = ssl.create_default_context(cafile=extra.pop("ssl.ca.location", None))
-    mechanism = extra.pop("sasl.mechanism", extra.pop("sasl.mechanisms", "PLAIN"))
-    username, password = extra.pop("sasl.username", None), extra.pop("sasl.password", None)
-    if extra:
-        raise ValueError("the classify worker cannot use these Kafka settings: "
-                         + ", ".join(sorted(extra)))
-    if protocol.startswith("SASL"):
-        return faust.SASLCredentials(username=username, password=password,
-                                     ssl_context=context, mechanism=mechanism)
-    return faust.SSLCredentials(context) if context is not None else None
 
 
 def record_key(record: Outcome) -> bytes:
@@ -141,8 +111,8 @@ def build_app(settings: Settings, rules_dir: Path, metrics_port: int | None, *,
     app_id = settings.topic("griddispatch-classify")
     app: Any = faust.App(
         app_id,
-        broker=broker_urls(settings.kafka_bootstrap),
-        broker_credentials=credentials(settings),
+        broker=kafka.faust_broker_urls(settings.kafka_bootstrap),
+        broker_credentials=kafka.faust_credentials(settings),
         value_serializer="raw",
         key_serializer="raw",
         # Our prometheus server (engine.metrics) replaces Faust's web server and sensors.

@@ -25,6 +25,7 @@ from confluent_kafka import KafkaError, KafkaException, Message
 from engine import kafka, lag, metrics
 from engine.calendar import holiday_data_until_timestamp, provisional_now
 from engine.cases.records import SCHEMA_STATUS
+from engine.redis_clients import redis_client
 from engine.reference.departments import DepartmentRegistry
 from engine.settings import Settings
 from engine.sla.model import SlaTimer
@@ -175,7 +176,7 @@ class TimerWorker:
 def run(settings: Settings, metrics_port: int | None, audit_every: float) -> int:
     """Run until SIGTERM / SIGINT."""
     holder = RulesHolder(settings.rules_dir)
-    client = redis.Redis.from_url(settings.redis_url)
+    client = redis_client(settings.redis_url)
     store = TimerStore(client, settings.topic_prefix)
     # Both count working time: say until when the holiday data holds (an alert watches it;
     # read at each scrape, so a reload that enters a year shows at once).
