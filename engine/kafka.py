@@ -131,6 +131,13 @@ def broker_count(admin: AdminClient, settings: Settings, timeout: float = 10.0) 
     return len(metadata.brokers)
 
 
+def offsets_reader(settings: Settings, group: str) -> Consumer:
+    """A consumer that never subscribes: it reads ``group``'s committed offsets (the group
+    id as given, already prefixed) for the lag sampler. Quiet while the broker is down."""
+    return Consumer(client_config(settings, **{
+        "group.id": group, "enable.auto.commit": False, "log_level": 0}))
+
+
 def wait_for_broker(settings: Settings, timeout: float) -> bool:
     """True once the cluster answers a metadata request, False if it never did in time."""
     import time

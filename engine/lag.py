@@ -26,7 +26,7 @@ import threading
 import time
 from collections.abc import Iterable, Mapping
 
-from confluent_kafka import Consumer, IsolationLevel, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import IsolationLevel, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import OffsetSpec
 
 from engine import kafka, metrics
@@ -74,8 +74,7 @@ class GroupOffsets:
     def __init__(self, settings: Settings, group: str) -> None:
         self.group = group
         self.admin = kafka.admin_client(settings)
-        self.reader = Consumer(kafka.client_config(settings, **{
-            "group.id": group, "enable.auto.commit": False, "log_level": 0}))
+        self.reader = kafka.offsets_reader(settings, group)
 
     def partitions(self, topics: Iterable[str]) -> list[Partition]:
         """Every partition of the topics; a missing topic is an error, named."""

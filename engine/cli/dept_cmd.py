@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, TopicPartition
-from confluent_kafka.admin import AdminClient
 from pydantic import ValidationError
 
 from engine import kafka
@@ -124,7 +123,7 @@ def _require_topic(settings: Settings, topic: str) -> str | None:
     (producing to a missing topic would wait for a timeout, or auto-create a wrong one).
     librdkafka's own log is silenced here: without a broker it prints a line every 50 ms,
     and the error below says it once, with what to do."""
-    admin = AdminClient(kafka.client_config(settings, log_level=0))
+    admin = kafka.admin_client(settings)
     kafka.broker_count(admin, settings)  # KafkaUnavailable → printed by main, exit 1
     if topic in admin.list_topics(timeout=10).topics:
         return None
