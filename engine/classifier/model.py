@@ -71,7 +71,6 @@ class MatterModel:
     identity: str  # content hash of what it was trained from (cache key, explanations)
     classes: tuple[str, ...]  # item codes and NONE, in the order of the weight columns
     platforms: tuple[str, ...]  # each class's platform (NONE for NONE)
-    vocabulary: dict[str, int]  # n-gram → row
     features: tuple[str, ...]  # row → n-gram (explanations)
     idf: Floats  # per row
     weights: Floats  # rows × classes
@@ -245,7 +244,7 @@ class MatterModel:
             meta: dict[str, Any] = json.loads(bytes(data["meta"]).decode("utf-8"))
             features = tuple(meta["features"])
             return cls(meta["identity"], tuple(meta["classes"]), tuple(meta["platforms"]),
-                       {f: i for i, f in enumerate(features)}, features,
+                       features,
                        data["idf"], data["weights"], data["bias"], data["urgent_weights"],
                        float(meta["urgent_bias"]), Calibration(**meta["calibration"]))
 

@@ -159,8 +159,7 @@ def assemble(name: str, vectoriser: Any, matter: Any, urgent: Any, calibration: 
     classes = tuple(str(c) for c in matter.classes_)
     features = tuple(sorted(vectoriser.vocabulary_, key=vectoriser.vocabulary_.__getitem__))
     return MatterModel(
-        name, classes, tuple(platforms.get(c) or NONE for c in classes),
-        {f: i for i, f in enumerate(features)}, features,
+        name, classes, tuple(platforms.get(c) or NONE for c in classes), features,
         vectoriser.idf_.astype(np.float32),
         np.ascontiguousarray(matter.coef_.T, dtype=np.float32),
         matter.intercept_.astype(np.float32),

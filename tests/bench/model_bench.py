@@ -105,7 +105,7 @@ def padded(model: MatterModel, factor: int, seed: int = 11) -> MatterModel:
     features = model.features + tuple("".join(map(chr, p)) for p in points)
     weights = np.vstack([model.weights, np.zeros((extra, len(model.classes)), np.float32)])
     return replace(model, identity=model.identity + f"x{factor}",
-                   vocabulary={f: i for i, f in enumerate(features)}, features=features,
+                   features=features,
                    idf=np.concatenate([model.idf, np.ones(extra, np.float32)]),
                    weights=weights,
                    urgent_weights=np.concatenate([model.urgent_weights,
