@@ -6,7 +6,7 @@ also need no dictionary. Normalising first makes full-width and half-width forms
 case and particular numbers (3号楼, 12345) the same feature.
 
 Training (scikit-learn) reads n-grams as strings (``ngrams``); scoring a report reads the
-same n-grams as 63-bit integer keys computed with numpy (``gram_keys``), because slicing
+same n-grams as 63-bit integer keys computed with numpy (``batch_keys``), because slicing
 a few hundred Python strings per report cost more than the whole linear model. A key
 packs the code points of an n-gram, 21 bits each: 1-grams are below 2**21, 2-grams below
 2**42, 3-grams above, so the three kinds never collide.
@@ -48,21 +48,11 @@ def ngrams(normalised: str) -> list[str]:
 
 
 def gram_key(gram: str) -> int:
-    """The integer key of one n-gram (what ``gram_keys`` computes for every n-gram)."""
+    """The integer key of one n-gram (what ``batch_keys`` computes for every n-gram)."""
     key = 0
     for char in gram:
         key = (key << 21) | ord(char)
     return key
-
-
-def gram_keys(normalised: str) -> Keys:
-    """The keys of ``ngrams(normalised)``, in the same order."""
-    points = np.frombuffer(normalised.encode("utf-32-le"), dtype=np.uint32).astype(np.uint64)
-    if len(points) < 2:
-        return points
-    pairs = (points[:-1] << _BITS) | points[1:]
-    triples = (pairs[:-1] << _BITS) | points[2:]
-    return np.concatenate((points, pairs, triples))
 
 
 def batch_keys(normalised: list[str]) -> tuple[Keys, npt.NDArray[np.int64]]:

@@ -18,7 +18,7 @@ import pytest
 
 from engine.calendar import SHANGHAI
 from engine.classifier import train as training
-from engine.classifier.features import gram_key, gram_keys, ngrams, normalise
+from engine.classifier.features import batch_keys, gram_key, ngrams, normalise
 from engine.classifier.model import NONE, MatterModel
 from engine.classifier.settings import ClassifierSettings
 from engine.classify import classify_data
@@ -74,8 +74,10 @@ def test_normalise_folds_width_case_numbers_and_space() -> None:
 
 def test_integer_keys_are_the_ngrams_in_the_same_order() -> None:
     text = normalise("燃气泄露了快来人a1")
-    assert gram_keys(text).tolist() == [gram_key(g) for g in ngrams(text)]
-    assert gram_keys("x").tolist() == [gram_key("x")]
+    keys, texts = batch_keys([text, "x", "", "ab"])
+    # Text by text, the same n-grams as ``ngrams`` (none across a join), in order per kind.
+    for i, one in enumerate([text, "x", "", "ab"]):
+        assert sorted(keys[texts == i].tolist()) == sorted(gram_key(g) for g in ngrams(one))
 
 
 TINY = {
