@@ -1,9 +1,11 @@
-"""Channel adapters: each maps one reporting channel onto the intake contract.
+"""Connectors, by direction: what comes in, what is carried over, what goes out.
 
-``AdapterError(field, reason)`` is the shared error of every adapter; ``publish`` holds the
-one entry onto ``incidents.reported`` (``IntakePublisher``).
+* ``intake``: the HTTP server (Open311, the JSON API, keys, limits, the read model) and
+  ``publish``, the one entry onto ``incidents.reported``;
+* ``channels``: adapters that map one reporting channel's records onto the intake contract
+  (12345 hotline, grid app, sensors);
+* ``bridges``: MQTT, Kafka and file replay, feeding the intake from other systems;
+* ``outgoing``: webhooks to the departments' own systems.
+
+``errors.AdapterError`` and ``deadletter`` are shared by all of them.
 """
-
-from connectors.errors import AdapterError
-
-__all__ = ["AdapterError"]

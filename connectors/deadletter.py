@@ -20,10 +20,10 @@ from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from pydantic import BaseModel, ConfigDict, Field
 
 from connectors.errors import AdapterError
-from engine import kafka, metrics
 from engine.contracts import MAX_REPORT_BYTES, to_json
-from engine.kafka import KafkaUnavailable
-from engine.settings import Settings
+from engine.runtime import kafka, metrics
+from engine.runtime.kafka import KafkaUnavailable
+from engine.runtime.settings import Settings
 
 INTAKE_DEADLETTER = "intake.deadletter"
 SCHEMA_INTAKE_DEADLETTER: Literal["griddispatch.intake-deadletter/1"] = (

@@ -55,7 +55,7 @@ from engine.cases.records import SCHEMA_STATUS, CaseRecord, StatusRejected, Stat
 from engine.classify import classify_data, classify_raw
 from engine.contracts import MAX_REPORT_BYTES, Classified, Outcome, Rejected, Triage
 from engine.rules import RuleSet
-from engine.sla.timers import TimerBook, autoclose_update, timers_of_case
+from engine.sla.timer_decisions import TimerBook, autoclose_update, timers_of_case
 
 # The time given to a line whose reported_at is unreadable (it is rejected regardless).
 FALLBACK_TIME = datetime(1970, 1, 1, tzinfo=UTC)

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from engine.settings import Settings
-from engine.stack import kafka_broker, process, redis_server
+from engine.cli.stack import kafka_broker, process, redis_server
+from engine.runtime.settings import Settings
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -41,9 +41,9 @@ def trained_classifier() -> None:
     The cache (``engine.classifier.train.cache_folder``) is shared with ``make run`` on
     purpose: entries are named by a hash of everything they are trained from and written by
     atomic rename, so a test can neither see nor leave a wrong model."""
-    from engine.rules import RuleSet
+    from engine.rules.load import load_rules
 
-    RuleSet.load(REPO / "rules")
+    load_rules(REPO / "rules")
 
 
 @pytest.fixture(scope="session")
@@ -94,7 +94,7 @@ def mqtt_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if os.environ.get("MQTT_URL"):
         yield os.environ["MQTT_URL"]
         return
-    from engine.stack import mosquitto
+    from engine.cli.stack import mosquitto
 
     layout = mosquitto.MosquittoLayout(tmp_path_factory.mktemp("mqtt"))
     port = process.free_port()

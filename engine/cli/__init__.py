@@ -26,9 +26,9 @@ from engine.cli import (
     webhooks_cmd,
     worker_cmd,
 )
-from engine.kafka import KafkaUnavailable
-from engine.settings import Settings
-from engine.stack import StackError
+from engine.cli.stack import StackError
+from engine.runtime.kafka import KafkaUnavailable
+from engine.runtime.settings import Settings
 from engine.yamlfile import FileProblems
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2

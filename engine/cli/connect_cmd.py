@@ -16,8 +16,8 @@ from pathlib import Path
 
 from engine.cli.long_running import add_metrics_port, port_taken, start_logging
 from engine.cli.options import Commands, add_rules_dir
-from engine.redis_clients import redis_client
-from engine.settings import Settings
+from engine.runtime.redis_clients import redis_client
+from engine.runtime.settings import Settings
 
 DEFAULT_MQTT_URL = "mqtt://127.0.0.1:1883"
 DEFAULT_MQTT_METRICS_PORT = 9105
@@ -65,7 +65,7 @@ def register(commands: Commands) -> None:
 
 
 def _serve(run: Callable[[], int], stop: threading.Event, metrics_port: int) -> int:
-    from engine import metrics
+    from engine.runtime import metrics
 
     start_logging()
     if metrics_port:
@@ -84,10 +84,10 @@ def _serve(run: Callable[[], int], stop: threading.Event, metrics_port: int) -> 
 
 def run_mqtt(args: argparse.Namespace, settings: Settings) -> int:
 
+    from connectors.bridges.mqtt import MqttBridge, MqttTarget
+    from connectors.channels.sensors import DeviceRegistry
     from connectors.deadletter import IntakeDeadLetters
-    from connectors.mqtt_bridge import MqttBridge, MqttTarget
-    from connectors.publish import IntakePublisher
-    from connectors.sensors import DeviceRegistry
+    from connectors.intake.publish import IntakePublisher
     from engine.reference.channels import ChannelMaps
 
     settings = settings.with_(rules_dir=args.rules_dir)
@@ -112,10 +112,10 @@ def run_mqtt(args: argparse.Namespace, settings: Settings) -> int:
 
 def run_kafka(args: argparse.Namespace, settings: Settings) -> int:
 
-    from connectors.bridge_mapping import BridgeMapping
+    from connectors.bridges.kafka import KafkaBridge
+    from connectors.bridges.mapping import BridgeMapping
     from connectors.deadletter import IntakeDeadLetters
-    from connectors.kafka_bridge import KafkaBridge
-    from connectors.publish import IntakePublisher
+    from connectors.intake.publish import IntakePublisher
 
     mapping = BridgeMapping.load(args.mapping)
     publisher = IntakePublisher(settings, redis_client(settings.redis_url))

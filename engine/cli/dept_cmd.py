@@ -26,12 +26,12 @@ from typing import Any
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, TopicPartition
 from pydantic import ValidationError
 
-from engine import kafka
 from engine.cases.records import Assignment, StatusAction, StatusUpdate
 from engine.cli.options import Commands, add_rules_dir
 from engine.contracts import to_json
 from engine.reference.departments import DepartmentRegistry
-from engine.settings import Settings
+from engine.runtime import kafka
+from engine.runtime.settings import Settings
 
 # Departments work in China Standard Time; times are shown and stamped in it.
 LOCAL = timezone(timedelta(hours=8), "CST")

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from engine.cli.options import Commands, add_rules_dir
-from engine.settings import Settings
+from engine.runtime.settings import Settings
 
 DEFAULT_HOST, DEFAULT_PORT = "127.0.0.1", 8080
 
@@ -46,7 +46,7 @@ def register(commands: Commands) -> None:
 
 
 def run_hash_key(args: argparse.Namespace, _settings: Settings) -> int:
-    from connectors.keys import hash_key, new_key
+    from connectors.intake.keys import hash_key, new_key
 
     key = args.key or new_key()
     if not args.key:
@@ -56,9 +56,10 @@ def run_hash_key(args: argparse.Namespace, _settings: Settings) -> int:
 
 
 def run_intake(args: argparse.Namespace, settings: Settings) -> int:
-    from connectors.keys import Keys
-    from connectors.open311 import Catalog
-    from connectors.server import Intake, start
+    from connectors.intake.keys import Keys
+    from connectors.intake.open311 import Catalog
+    from connectors.intake.server import start
+    from connectors.intake.service import Intake
     from engine.reference.channels import ChannelMaps
 
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s] [%(levelname)s] %(message)s")

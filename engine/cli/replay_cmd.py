@@ -15,11 +15,11 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
 from engine.cli.options import Commands
-from engine.redis_clients import redis_client
-from engine.settings import Settings
+from engine.runtime.redis_clients import redis_client
+from engine.runtime.settings import Settings
 
 if TYPE_CHECKING:
-    from connectors.publish import IntakePublisher
+    from connectors.intake.publish import IntakePublisher
     from engine.contracts import IntakeReport
 
 # How long one line may wait for Kafka before the replay stops (the lines before it are in).
@@ -53,7 +53,7 @@ def _lines(path: Path) -> tuple[IO[str], int | None]:
 def run_replay(args: argparse.Namespace, settings: Settings) -> int:
     from tqdm import tqdm
 
-    from connectors.replay import LineProblem, TokenBucket, parse_line, parse_rate
+    from connectors.bridges.replay import LineProblem, TokenBucket, parse_line, parse_rate
 
     try:
         bucket = TokenBucket(parse_rate(args.rate), args.burst) if args.rate else None
@@ -103,14 +103,14 @@ def run_replay(args: argparse.Namespace, settings: Settings) -> int:
 
 def _publisher(settings: Settings) -> IntakePublisher:
 
-    from connectors.publish import IntakePublisher
+    from connectors.intake.publish import IntakePublisher
 
     return IntakePublisher(settings, redis_client(settings.redis_url))
 
 
 def _submit(publisher: IntakePublisher, report: IntakeReport, line: int) -> str:
     """``accepted``, ``duplicate``, or ``unavailable`` (said on stderr) when Kafka stays away."""
-    from engine.kafka import KafkaUnavailable
+    from engine.runtime.kafka import KafkaUnavailable
 
     deadline = time.monotonic() + BROKER_PATIENCE_SECONDS
     while True:
@@ -126,7 +126,7 @@ def _submit(publisher: IntakePublisher, report: IntakeReport, line: int) -> str:
 
 
 def _record(counts: Counter[str]) -> None:
-    from engine import metrics
+    from engine.runtime import metrics
 
     for result in ("accepted", "duplicate", "invalid"):
         if counts[result]:

@@ -20,9 +20,9 @@ from engine.reference.departments import DepartmentRegistry
 from engine.report.assess import assess
 from engine.report.page import assessment_html, simulated_html
 from engine.report.simulated import SimulateLineError, parse_lines, summarize
-from engine.report.source import read_cases
 from engine.report.table import assessment_text, simulated_text
-from engine.settings import Settings
+from engine.runtime.report_source import read_cases
+from engine.runtime.settings import Settings
 from engine.yamlfile import FileProblems
 
 

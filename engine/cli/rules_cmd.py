@@ -12,11 +12,11 @@ from engine.calendar import HOLIDAY_WARNING_DAYS, SHANGHAI, holiday_data_until
 from engine.classify import classify_raw
 from engine.cli.options import Commands, add_rules_dir
 from engine.cli.rules_files import check_every_file
+from engine.cli.schemas import export_schemas
 from engine.contracts import Classified, Rejected, Triage, to_json
-from engine.rules import RuleSet
+from engine.rules.load import load_rules
 from engine.rules.rule_tests import load_cases, run_case
-from engine.schemas import export_schemas
-from engine.settings import Settings
+from engine.runtime.settings import Settings
 from engine.simulate import describe, destination, label, simulate
 from engine.yamlfile import FileProblem, FileProblems
 
@@ -87,7 +87,7 @@ def _rules_dir(given: Path | None, settings: Settings) -> Path:
 
 def rules_check(args: argparse.Namespace, settings: Settings) -> int:
     root = _rules_dir(args.dir, settings)
-    ruleset = RuleSet.load(root)  # FileProblems → printed by main, exit 1
+    ruleset = load_rules(root)  # FileProblems → printed by main, exit 1
     problems, warnings = check_every_file(ruleset)
     if problems:
         raise FileProblems(problems)
@@ -124,7 +124,7 @@ def rules_check(args: argparse.Namespace, settings: Settings) -> int:
 
 def rules_test(args: argparse.Namespace, settings: Settings) -> int:
     root = _rules_dir(args.dir, settings)
-    ruleset = RuleSet.load(root)
+    ruleset = load_rules(root)
     cases = load_cases(root / "tests")
     failed = 0
     for loaded in cases:
@@ -143,7 +143,7 @@ def rules_test(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def rules_explain(args: argparse.Namespace, settings: Settings) -> int:
-    ruleset = RuleSet.load(_rules_dir(args.rules_dir, settings))
+    ruleset = load_rules(_rules_dir(args.rules_dir, settings))
     raw = sys.stdin.buffer.read() if str(args.report) == "-" else args.report.read_bytes()
     trace: list[str] = []
     outcome = classify_raw(ruleset, raw, datetime.now(UTC), trace)
@@ -196,7 +196,7 @@ def rules_eval(args: argparse.Namespace, settings: Settings) -> int:
     if args.cv is not None and args.cv < 2:
         print("error: --cv needs at least 2 folds", file=sys.stderr)
         return 2
-    ruleset = RuleSet.load(_rules_dir(args.rules_dir, settings))
+    ruleset = load_rules(_rules_dir(args.rules_dir, settings))
     result: dict[str, Any] = {"revision": ruleset.revision}
     if args.files:
         problems: list[FileProblem] = []
@@ -227,7 +227,7 @@ def rules_eval(args: argparse.Namespace, settings: Settings) -> int:
 def rules_diff(args: argparse.Namespace, settings: Settings) -> int:
     """Both runs stream the file side by side (it is never loaded whole), and each keeps its
     own case store, as two deployments would: merging depends on the rules too."""
-    old, new = RuleSet.load(args.old), RuleSet.load(args.new)
+    old, new = load_rules(args.old), load_rules(args.new)
     try:
         with args.history.open("rb") as old_lines, args.history.open("rb") as new_lines:
             total = changed = 0

@@ -1,6 +1,6 @@
 """``rules check`` reads every file under the rules folder, not only those a worker loads.
 
-A rule set loads its reference data, layers and examples (``RuleSet.load``); the other
+A rule set loads its reference data, layers and examples (``load_rules``); the other
 files are read by other programs at other times (bridge mappings when a bridge starts, the
 device registry when the MQTT bridge starts, rule tests in CI, the evaluation set by
 ``rules eval``). A syntax error there used to pass ``rules check`` and surface only when
@@ -18,9 +18,9 @@ from engine.yamlfile import FileProblem, FileProblems
 
 
 def check_every_file(ruleset: RuleSet) -> tuple[list[FileProblem], list[FileProblem]]:
-    """(problems, warnings) of the files ``RuleSet.load`` does not read itself."""
-    from connectors.bridge_mapping import BridgeMapping
-    from connectors.sensors import DeviceRegistry
+    """(problems, warnings) of the files ``load_rules`` does not read itself."""
+    from connectors.bridges.mapping import BridgeMapping
+    from connectors.channels.sensors import DeviceRegistry
     from engine.classifier.evaluate import load_eval
     from engine.rules.rule_tests import load_cases
 

@@ -23,10 +23,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from engine.cli.options import Commands
+from engine.cli.stack import LocalStack
 from engine.cli.stack_cmd import add_stack_options, start_stack
 from engine.cli.topics_cmd import apply_topics
-from engine.settings import Settings
-from engine.stack import LocalStack
+from engine.runtime.settings import Settings
 
 SUMMARY_EVERY = 5.0
 
@@ -106,18 +106,18 @@ def run_up(args: argparse.Namespace, settings: Settings) -> int:
         rules_dir = keys = None
         api_key = ""
         if args.demo:
-            from engine.demo.behaviour import demo_rules
+            from engine.cli.demo.behaviour import demo_rules
 
             rules_dir = demo_rules(settings.rules_dir, stack.home / "demo-rules")
             keys, api_key = demo_keys(stack.home)
         # Load the rules once here, so that the classifier is trained (first run: about a
         # minute) or found in the model cache before the workers start, instead of every
         # worker training the same model at once.
-        from engine.rules import RuleSet
+        from engine.rules.load import load_rules
 
         print("loading the rules (a first run trains the classifier: about a minute)",
               flush=True)
-        RuleSet.load(rules_dir or settings.rules_dir)
+        load_rules(rules_dir or settings.rules_dir)
         specs = workers(args.metrics_base, args.intake_port, stack.mqtt_url, rules_dir, keys)
         base = [sys.executable, "-m", "engine", "--bootstrap", settings.kafka_bootstrap,
                 "--redis", settings.redis_url, "--topic-prefix", settings.topic_prefix]
@@ -128,7 +128,7 @@ def run_up(args: argparse.Namespace, settings: Settings) -> int:
                 children.append((spec, subprocess.Popen([*base, *spec.argv], stdout=log,
                                                         stderr=subprocess.STDOUT)))
         if args.prometheus:
-            from engine.stack import prometheus
+            from engine.cli.stack import prometheus
 
             prometheus.retarget(stack.prometheus, stack.ports.prometheus, {
                 f"griddispatch-{spec.name}": f"127.0.0.1:{spec.metrics_port}" for spec in specs})
@@ -176,12 +176,12 @@ def _run_demo(args: argparse.Namespace, settings: Settings, stack: LocalStack,
               rules_dir: Path | None, api_key: str, stop: threading.Event) -> None:
     import yaml
 
-    from engine.demo.runner import Departments, Feed
-    from engine.demo.scenario import DemoFeed
-    from engine.demo.summary import parse, render, scrape
-    from engine.rules import RuleSet
+    from engine.cli.demo.runner import Departments, Feed
+    from engine.cli.demo.scenario import DemoFeed
+    from engine.cli.demo.summary import parse, render, scrape
+    from engine.rules.load import load_rules
 
-    ruleset = RuleSet.load(rules_dir or settings.rules_dir)
+    ruleset = load_rules(rules_dir or settings.rules_dir)
     devices = yaml.safe_load((ruleset.root / "reference" / "devices.yaml").read_text(
         encoding="utf-8"))["devices"]
     _wait_until_ready(f"http://127.0.0.1:{args.intake_port}/readyz", children, 60)
@@ -208,7 +208,7 @@ def _run_demo(args: argparse.Namespace, settings: Settings, stack: LocalStack,
 
 def _wait_until_ready(url: str, children: list[tuple[WorkerSpec, subprocess.Popen[bytes]]],
                       timeout: float) -> None:
-    from engine.demo.summary import scrape
+    from engine.cli.demo.summary import scrape
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and scrape(url) is None:

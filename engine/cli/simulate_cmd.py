@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import IO
 
 from engine.cli.options import Commands, add_rules_dir
-from engine.rules import RuleSet
-from engine.settings import Settings
+from engine.rules.load import load_rules
+from engine.runtime.settings import Settings
 from engine.simulate import OUTCOMES, simulate
 
 
@@ -68,7 +68,7 @@ def open_lines(path: Path, stack: ExitStack) -> Iterator[bytes]:
 
 def simulate_file(args: argparse.Namespace, settings: Settings) -> int:
     rules_dir = args.rules_dir if args.rules_dir is not None else settings.rules_dir
-    ruleset = RuleSet.load(rules_dir)  # FileProblems → printed by main, exit 1
+    ruleset = load_rules(rules_dir)  # FileProblems → printed by main, exit 1
     counts: Counter[str] = Counter()
     with ExitStack() as stack:
         try:

@@ -7,13 +7,13 @@ import os
 from pathlib import Path
 
 from engine.cli.options import Commands
-from engine.settings import Settings
-from engine.stack import LocalStack, ServerStatus, StackPorts
-from engine.stack.kafka_broker import DEFAULT_PORT as KAFKA_PORT
-from engine.stack.mosquitto import DEFAULT_PORT as MQTT_PORT
-from engine.stack.process import StackError
-from engine.stack.prometheus import DEFAULT_PORT as PROMETHEUS_PORT
-from engine.stack.redis_server import DEFAULT_PORT as REDIS_PORT
+from engine.cli.stack import LocalStack, ServerStatus, StackPorts
+from engine.cli.stack.kafka_broker import DEFAULT_PORT as KAFKA_PORT
+from engine.cli.stack.mosquitto import DEFAULT_PORT as MQTT_PORT
+from engine.cli.stack.process import StackError
+from engine.cli.stack.prometheus import DEFAULT_PORT as PROMETHEUS_PORT
+from engine.cli.stack.redis_server import DEFAULT_PORT as REDIS_PORT
+from engine.runtime.settings import Settings
 
 DEFAULT_HOME = Path(os.environ.get("GRIDDISPATCH_STACK_DIR", ".stack"))
 

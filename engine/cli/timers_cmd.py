@@ -7,8 +7,8 @@ import sys
 
 from engine.cli.long_running import run_logged
 from engine.cli.options import Commands
-from engine.redis_clients import redis_client
-from engine.settings import Settings
+from engine.runtime.redis_clients import redis_client
+from engine.runtime.settings import Settings
 
 DEFAULT_TIMERS_METRICS_PORT = 9103
 
@@ -29,7 +29,7 @@ def register(commands: Commands) -> None:
 
 
 def run_worker(args: argparse.Namespace, settings: Settings) -> int:
-    from engine.workers.timers import run
+    from engine.runtime.workers.timers import run
 
     settings = settings.with_(rules_dir=args.rules_dir)
     return run_logged(lambda: run(settings, args.metrics_port or None, args.audit_every),
@@ -39,8 +39,8 @@ def run_worker(args: argparse.Namespace, settings: Settings) -> int:
 def run_rebuild(args: argparse.Namespace, settings: Settings) -> int:
     import redis
 
-    from engine.sla.restore import rebuild
-    from engine.sla.store import TimerStore
+    from engine.runtime.timer_restore import rebuild
+    from engine.runtime.timer_store import TimerStore
 
     store = TimerStore(redis_client(settings.redis_url), settings.topic_prefix)
     try:
@@ -57,7 +57,7 @@ def run_rebuild(args: argparse.Namespace, settings: Settings) -> int:
 def run_status(args: argparse.Namespace, settings: Settings) -> int:
     import redis
 
-    from engine.sla.store import TimerStore
+    from engine.runtime.timer_store import TimerStore
 
     store = TimerStore(redis_client(settings.redis_url), settings.topic_prefix)
     try:

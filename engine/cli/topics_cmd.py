@@ -5,11 +5,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from engine import kafka
 from engine.cli.options import Commands, add_rules_dir
-from engine.settings import Settings
-from engine.topics import apply, pending_changes
-from engine.topics.admin import ApplyRefused
+from engine.runtime import kafka
+from engine.runtime.settings import Settings
+from engine.runtime.topic_admin import ApplyRefused, apply, pending_changes
 
 
 def register(commands: Commands) -> None:

@@ -1,5 +1,6 @@
 """``griddispatch worker webhooks`` and ``griddispatch webhooks retry``: thin glue to
-``connectors.webhooks`` (the configuration is checked completely before anything starts)."""
+``connectors.outgoing.webhooks`` (the configuration is checked completely before anything
+starts)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from pathlib import Path
 
 from engine.cli.long_running import run_logged
 from engine.cli.options import Commands, add_rules_dir
-from engine.settings import Settings
+from engine.runtime.settings import Settings
 
 DEFAULT_METRICS_PORT = 9107
 
@@ -39,8 +40,8 @@ def config_option(parser: argparse.ArgumentParser) -> None:
 
 
 def run_worker(args: argparse.Namespace, settings: Settings) -> int:
-    from connectors.webhooks.config import config_path
-    from connectors.webhooks.worker import run
+    from connectors.outgoing.webhooks.config import config_path
+    from connectors.outgoing.webhooks.worker import run
 
     settings = settings.with_(rules_dir=args.rules_dir)
     return run_logged(lambda: run(settings, config_path(args.config), args.metrics_port or None),
@@ -48,8 +49,8 @@ def run_worker(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def run_retry(args: argparse.Namespace, settings: Settings) -> int:
-    from connectors.webhooks.config import config_path, load_config
-    from connectors.webhooks.retry import redrive
+    from connectors.outgoing.webhooks.config import config_path, load_config
+    from connectors.outgoing.webhooks.retry import redrive
     from engine.reference.departments import DepartmentRegistry
 
     settings = settings.with_(rules_dir=args.rules_dir)

@@ -16,7 +16,7 @@ from pathlib import Path
 from engine.cli import timers_cmd, webhooks_cmd
 from engine.cli.long_running import add_metrics_port, port_taken, run_logged, start_logging
 from engine.cli.options import Commands, add_rules_dir
-from engine.settings import Settings
+from engine.runtime.settings import Settings
 
 DEFAULT_METRICS_PORT = 9101
 DEFAULT_ROUTE_METRICS_PORT = 9102
@@ -73,7 +73,7 @@ def _instance_id(text: str) -> str:
 def run_classify(args: argparse.Namespace, settings: Settings) -> int:
     import faust  # imported here: faust is slow to import and only workers need it
 
-    from engine.workers.classify import build_app
+    from engine.runtime.workers.classify import build_app
 
     settings = settings.with_(rules_dir=args.rules_dir)
     # The rules' own log lines (reload results) must show even before Faust sets up logging.
@@ -93,7 +93,7 @@ def run_classify(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def run_route(args: argparse.Namespace, settings: Settings) -> int:
-    from engine.workers.route import run
+    from engine.runtime.workers.route import run
 
     settings = settings.with_(rules_dir=args.rules_dir)
     return run_logged(lambda: run(settings, args.instance, args.metrics_port or None),

@@ -9,12 +9,10 @@ the township is named too, since guessing would dispatch to the wrong place.
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import TYPE_CHECKING
 
 import ahocorasick
 
-if TYPE_CHECKING:
-    from engine.reference.jurisdiction import Division
+from engine.reference.places import Division
 
 
 class AddressParser:

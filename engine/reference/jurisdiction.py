@@ -9,7 +9,6 @@ and lookups take the instant the incident was reported.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from datetime import date, datetime
 from functools import lru_cache
 from pathlib import Path
@@ -19,11 +18,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from engine.reference.address import AddressParser
 from engine.reference.geo import GridIndex
+from engine.reference.places import LEVEL_DIGITS, Division, Grid, Level, valid_on
 from engine.yamlfile import FileProblem, FileProblems, load_yaml, validate
-
-Level = Literal["province", "city", "county", "township", "community"]
-LEVEL_DIGITS: dict[Level, int] = {"province": 2, "city": 4, "county": 6, "township": 9,
-                                  "community": 12}
 
 
 class _Dated(BaseModel):
@@ -73,38 +69,6 @@ class Placement(NamedTuple):
     division_chain: tuple[str, ...]
     placed_by: PlacedBy
     grid_code: str | None = None
-
-
-@dataclass(frozen=True)
-class _Validity:
-    """Codes are retired and renumbered: an entry holds from ``valid_from`` until ``valid_to``."""
-
-    valid_from: date | None
-    valid_to: date | None
-
-    def valid_on(self, day: date) -> bool:
-        return valid_on(self.valid_from, self.valid_to, day)
-
-
-def valid_on(valid_from: date | None, valid_to: date | None, day: date) -> bool:
-    return (valid_from is None or valid_from <= day) and (valid_to is None or day < valid_to)
-
-
-@dataclass(frozen=True)
-class Division(_Validity):
-    code: str
-    name: str
-    level: Level
-    parent: str | None
-    short_name: str | None = None
-
-
-@dataclass(frozen=True)
-class Grid(_Validity):
-    code: str
-    community: str
-    name: str
-    ring: tuple[tuple[float, float], ...]
 
 
 class Jurisdiction:

@@ -14,9 +14,16 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from engine.calendar import WORKING_HOURS
 from engine.contracts import Priority
 from engine.durations import to_millis
-from engine.sla.policy import POLICY_NAME, PolicyFile, WorkingHoursFile
+from engine.sla.policy import (
+    POLICY_NAME,
+    PolicyFile,
+    PolicySource,
+    SlaTable,
+    WorkingHoursFile,
+)
 from engine.yamlfile import FileProblem, FileProblems, LoadedYaml, load_folder
 
 LayerLevel = Literal["province", "city", "county"]
@@ -213,3 +220,17 @@ def load_layers(layers_dir: Path) -> list[Layer]:
     if problems:
         raise FileProblems(problems)
     return sorted(layers, key=lambda layer: (layer.depth, layer.file.scope))
+
+
+def compile_sla(layers: list[Layer], name: str) -> SlaTable:
+    """Least specific first: a deeper layer's policy replaces one of the same name."""
+    policies: dict[str, PolicySource] = {}
+    hours = WORKING_HOURS
+    for layer in layers:
+        for policy_name, policy in layer.file.sla.items():
+            policies[policy_name] = PolicySource(policy_name, policy, layer.name,
+                                                 layer.doc.file,
+                                                 layer.line("sla", policy_name))
+        if layer.file.working_hours is not None:
+            hours = layer.file.working_hours.compile()
+    return SlaTable(policies, hours)

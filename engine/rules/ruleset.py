@@ -1,13 +1,11 @@
 """The rule set: reference data plus merged, indexed rule layers, frozen under one revision.
 
-Everything that can be wrong with the rules is found here, at load time: unknown matter
-codes, roles or scopes, disabling a rule that does not exist, rules that can never win
-(shadowed). Each place's merged, indexed rules are a ``CompiledScope`` (``scope.py``).
+``load.load_rules`` builds it from the files, checked as a whole (``check.py``). Each
+place's merged, indexed rules are a ``CompiledScope`` (``scope.py``).
 """
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -15,18 +13,16 @@ from typing import TypeVar
 
 import ahocorasick
 
-from engine.calendar import HolidayYears, use_holiday_years
+from engine.calendar import HolidayYears
 from engine.classifier.model import MatterModel
-from engine.classifier.settings import ClassifierSettings, load_classifier_settings
-from engine.classifier.train import load_or_train
+from engine.classifier.settings import ClassifierSettings
 from engine.reference.channels import ChannelMaps
 from engine.reference.departments import DepartmentRegistry
-from engine.reference.examples import ExampleCorpus, load_examples
-from engine.reference.holidays import load_holidays
+from engine.reference.examples import ExampleCorpus
 from engine.reference.jurisdiction import Jurisdiction
 from engine.reference.matters import MatterCatalogue
 from engine.routing.table import RoutingTable, compile_routing
-from engine.rules.layers import CATALOGUE_WEIGHT, SCOPE_DIGITS, Layer, load_layers
+from engine.rules.layers import CATALOGUE_WEIGHT, SCOPE_DIGITS, Layer, compile_sla
 from engine.rules.scope import (
     CompiledScope,
     KeywordRule,
@@ -34,8 +30,8 @@ from engine.rules.scope import (
     by_order,
     keyword_automaton,
 )
-from engine.sla.policy import SlaTable, compile_sla
-from engine.yamlfile import FileProblem, FileProblems
+from engine.sla.policy import SlaTable
+from engine.yamlfile import FileProblem
 
 T = TypeVar("T")
 
@@ -74,51 +70,6 @@ class RuleSet:
         self._automaton: ahocorasick.Automaton | None = None
         self._catalogue: list[KeywordRule] | None = None
         self._by_layer: dict[str, tuple[list[KeywordRule], list[PriorityRule]]] = {}
-
-    @classmethod
-    def load(cls, root: Path) -> RuleSet:
-        reference = root / "reference"
-        problems: list[FileProblem] = []
-
-        def collect(load: Callable[[], T]) -> T | None:
-            """Load one file, keeping its problems, so one run reports every broken file."""
-            try:
-                return load()
-            except FileProblems as exc:
-                problems.extend(exc.problems)
-                return None
-
-        matters = collect(lambda: MatterCatalogue.load(reference / "matters.yaml"))
-        jurisdiction = collect(lambda: Jurisdiction.load(reference / "divisions.yaml",
-                                                         reference / "grids.geojson"))
-        departments = collect(lambda: DepartmentRegistry.load(reference / "departments.yaml"))
-        channels = collect(lambda: ChannelMaps.load(reference / "channels.yaml"))
-        layers = collect(lambda: load_layers(root / "layers"))
-        holidays = collect(lambda: load_holidays(reference / "holidays.yaml"))
-        settings = collect(lambda: load_classifier_settings(reference / "classifier.yaml"))
-        examples = None
-        if matters is not None:
-            known = matters
-            examples = collect(lambda: load_examples(root / "examples", known.by_code,
-                                                     list(known.by_code)))
-        if (problems or matters is None or jurisdiction is None or departments is None
-                or channels is None or layers is None or holidays is None
-                or settings is None or examples is None):
-            raise FileProblems(problems)
-        ruleset = cls(root, revision_of(root), matters, jurisdiction, departments, channels,
-                      layers, holidays, examples, settings)
-        from engine.rules.check import check
-
-        problems = check(ruleset)
-        if problems:
-            raise FileProblems(problems)
-        # Trained last, once everything else is known to be right (a broken file costs no
-        # training); loaded from the cache when the same inputs were trained before.
-        ruleset.model = load_or_train(examples, matters, settings, ruleset.urgent_words())
-        # The rule set that loaded last decides which days are worked in this process, as
-        # it decides everything else; a rule set that failed to load changes nothing.
-        use_holiday_years(holidays)
-        return ruleset
 
     def without_model(self) -> RuleSet:
         """The same rules deciding as they would without examples (rule tests use it to
@@ -252,16 +203,3 @@ def _order(depth: int, position: int) -> int:
 
 
 # Rule tests and the evaluation set check decisions and never change one: not in revisions.
-NOT_DECIDING = {"tests", "eval"}
-
-
-def revision_of(root: Path) -> str:
-    """A content hash of every rule file: the same files give the same revision anywhere."""
-    digest = hashlib.sha256()
-    for path in sorted(p for p in root.rglob("*")
-                       if p.is_file() and not NOT_DECIDING & set(p.relative_to(root).parts)):
-        digest.update(str(path.relative_to(root)).encode())
-        digest.update(b"\0")
-        digest.update(path.read_bytes())
-        digest.update(b"\0")
-    return digest.hexdigest()[:12]

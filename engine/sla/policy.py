@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING, Annotated, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from engine.calendar import (
-    WORKING_HOURS,
     Season,
     WorkingHours,
     calendar_revision,
@@ -32,7 +31,6 @@ from engine.sla.model import HoursSpec, LadderStep, SlaTerms, Unit
 
 if TYPE_CHECKING:
     from engine.reference.matters import Matter
-    from engine.rules.layers import Layer
 
 POLICY_NAME = r"^[a-z0-9][a-z0-9_-]*$"
 LADDER_TARGET = (r"^(supervisor|((township|county)\.)?[a-z][a-z0-9-]*"
@@ -221,20 +219,6 @@ class SlaTable:
             warn_at=list(warn_at),
             ladder=[LadderStep(after=s.after, to=s.to) for s in policy.ladder],
             hours=HoursSpec.of(self.hours), verify_within=policy.verify_within)
-
-
-def compile_sla(layers: list[Layer], name: str) -> SlaTable:
-    """Least specific first: a deeper layer's policy replaces one of the same name."""
-    policies: dict[str, PolicySource] = {}
-    hours = WORKING_HOURS
-    for layer in layers:
-        for policy_name, policy in layer.file.sla.items():
-            policies[policy_name] = PolicySource(policy_name, policy, layer.name,
-                                                 layer.doc.file,
-                                                 layer.line("sla", policy_name))
-        if layer.file.working_hours is not None:
-            hours = layer.file.working_hours.compile()
-    return SlaTable(policies, hours)
 
 
 def limit_span(text: str, unit: Unit, hours: WorkingHours) -> timedelta:

@@ -5,7 +5,7 @@ datasource references must all agree; writing it by hand drifts, and Grafana's o
 adds noise that hides the queries in review. Here each panel is one call that says what it
 shows and which PromQL it runs; the JSON is committed (import it as is) and
 ``tests/unit/test_ops_grafana.py`` checks that it equals this script's output and that every
-metric it queries exists in ``engine/metrics.py``.
+metric it queries exists in ``engine/runtime/metrics.py``.
 
 Run from the repository root after editing::
 

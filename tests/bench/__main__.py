@@ -260,7 +260,8 @@ def run_timers(args: argparse.Namespace) -> None:
                                 "timers scheduled; baseline: raw ZADD of the same members",
                       "lateness": "a real 'worker timers' process; fired_at - due from the "
                                   "escalations records read back; median of rounds",
-                      "rebuild": "engine.sla.restore.rebuild() into empty keys; baseline: "
+                      "rebuild": "engine.runtime.timer_restore.rebuild() into empty keys; "
+                                 "baseline: "
                                  "kafka.read_to_end of the same topic with a no-op",
                       "rebuild_record": args.rebuild_record},
            **report.as_json(),

@@ -7,7 +7,7 @@ each scale is also measured against ``naive.NaiveClassifier`` on the same data i
 process, and the two must agree on every report of the naive sample before any figure is
 reported: a speed-up over a baseline that decides differently would mean nothing.
 
-For each scale: generate the files (seeded), ``RuleSet.load`` them (load time is reported
+For each scale: generate the files (seeded), ``load_rules`` them (load time is reported
 on its own: it includes compiling and checking every county's effective scope, a cost paid
 once per reload, not per report). Then every scale is timed with ``classify_data`` over a
 fixed list of reports in interleaved rounds (1x, 10x, 1x, ...), so the machine's drift hits
@@ -32,6 +32,7 @@ from typing import Any
 from engine.classify import classify_data
 from engine.contracts import Classified, Outcome, Triage
 from engine.rules import RuleSet
+from engine.rules.load import load_rules
 from tests.bench.generate import generate, make_events
 from tests.bench.naive import Decision, NaiveClassifier
 
@@ -148,9 +149,9 @@ def prepare_scale(scale: int, events: int, naive_events: int,
         generate_s = time.perf_counter() - start
         log(f"[{scale}x] generated {gen.counts} in {generate_s:.1f}s")
         start = time.perf_counter()
-        ruleset = RuleSet.load(root)
+        ruleset = load_rules(root)
         load_s = time.perf_counter() - start
-        log(f"[{scale}x] RuleSet.load in {load_s:.1f}s")
+        log(f"[{scale}x] load_rules in {load_s:.1f}s")
         reports = make_events(gen, events)
     finally:
         shutil.rmtree(root, ignore_errors=True)

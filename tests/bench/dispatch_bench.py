@@ -68,9 +68,9 @@ from pathlib import Path
 
 from confluent_kafka import OFFSET_BEGINNING, TopicPartition
 
-from engine import kafka
-from engine.rules import RuleSet
-from engine.settings import Settings
+from engine.rules.load import load_rules
+from engine.runtime import kafka
+from engine.runtime.settings import Settings
 from tests.bench.dispatch_report import (
     OFFERED_RATE,
     PASSTHROUGH_REPEAT,
@@ -292,7 +292,7 @@ def run(partitions: Sequence[int] = (1, 2), count: int = REPORTS, rounds: int = 
     at the smallest N. Besides the issue's 1,000 reports/s, a light offered rate (100/s)
     shows the latency when nothing queues: the floor set by batching and transactions.
     """
-    ruleset = RuleSet.load(RULES)
+    ruleset = load_rules(RULES)
     reports = expected_outcomes(ruleset, make_reports(count, SEED, "D"))
     # A rate given twice gets other reports the second time (the same ones would only be
     # duplicates of cases already open); each measured window follows a warm-up window at
@@ -352,7 +352,7 @@ def passthrough_main(bootstrap: str, prefix: str, partition: int) -> int:
 
     No logic: at-least-once done properly and nothing more. The producer is flushed before
     the batch's offsets are committed (as Faust does), with the repo's client settings
-    (``engine.kafka``: idempotent, acks=all, linger 5 ms, read_committed consumer).
+    (``engine.runtime.kafka``: idempotent, acks=all, linger 5 ms, read_committed consumer).
     """
     settings = Settings(kafka_bootstrap=bootstrap, topic_prefix=prefix)
     stopping = False

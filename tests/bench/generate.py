@@ -12,7 +12,7 @@ files and the same reports, so runs on different days compare.
 Keywords are synthetic: a two-character governance word plus three index characters (e.g.
 ``垃圾甲乙丙``). All keywords have the same length and are distinct, so none is a substring
 of another; filler text uses no character of the keyword alphabet, so no keyword can appear
-by accident or across a boundary. That keeps every rule reachable (``RuleSet.load`` refuses
+by accident or across a boundary. That keeps every rule reachable (``load_rules`` refuses
 shadowed rules) and makes the expected decision of each report well defined.
 """
 

@@ -26,10 +26,10 @@ from confluent_kafka import (
 from confluent_kafka.admin import AdminClient, OffsetSpec
 from prometheus_client.parser import text_string_to_metric_families
 
-from engine import kafka
-from engine.settings import Settings
-from engine.stack import kafka_broker, process
-from engine.topics import apply, pending_changes
+from engine.cli.stack import kafka_broker, process
+from engine.runtime import kafka
+from engine.runtime.settings import Settings
+from engine.runtime.topic_admin import apply, pending_changes
 
 REPO = Path(__file__).resolve().parents[2]
 RULES = REPO / "rules"

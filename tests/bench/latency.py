@@ -19,8 +19,8 @@ from confluent_kafka import (
     TopicPartition,
 )
 
-from engine import kafka
-from engine.settings import Settings
+from engine.runtime import kafka
+from engine.runtime.settings import Settings
 from tests.bench.harness import (
     Processes,
     cpu_by_kind,

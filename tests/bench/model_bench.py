@@ -43,12 +43,13 @@ from engine.classifier.model import MatterModel
 from engine.classify import classify_many, classify_raw
 from engine.contracts import Classified, IntakeReport
 from engine.rules import RuleSet
+from engine.rules.load import load_rules
 
 REPO = Path(__file__).resolve().parents[2]
 RECEIVED_AT = datetime(2026, 11, 24, 2, 0, tzinfo=UTC)
 TARGET_COST_OVER_FLOOR = 4.0
 TARGET_COST_RATIO = 1.5
-BATCH_MAX = 64  # engine.workers.classify.BATCH_MAX
+BATCH_MAX = 64  # engine.runtime.workers.classify.BATCH_MAX
 _validate = IntakeReport.__pydantic_validator__.validate_python
 
 
@@ -115,7 +116,7 @@ def padded(model: MatterModel, factor: int, seed: int = 11) -> MatterModel:
 def load_times() -> dict[str, float]:
     """Seconds to load the shipped rules: model from the cache, and trained afresh."""
     start = time.perf_counter()
-    RuleSet.load(REPO / "rules")
+    load_rules(REPO / "rules")
     cached = time.perf_counter() - start
     from engine.classifier import train
 
@@ -125,7 +126,7 @@ def load_times() -> dict[str, float]:
         os.environ["GRIDDISPATCH_MODEL_CACHE"] = empty
         try:
             start = time.perf_counter()
-            RuleSet.load(REPO / "rules")
+            load_rules(REPO / "rules")
             trained = time.perf_counter() - start
         finally:
             if old is None:
@@ -137,7 +138,7 @@ def load_times() -> dict[str, float]:
 
 
 def run(rounds: int, log: Any = print, train: bool = True) -> dict[str, Any]:
-    ruleset = RuleSet.load(REPO / "rules")
+    ruleset = load_rules(REPO / "rules")
     assert ruleset.model is not None, "the shipped rules have examples: a model is expected"
     tenfold = RuleSet(ruleset.root, ruleset.revision, ruleset.matters, ruleset.jurisdiction,
                       ruleset.departments, ruleset.channels, ruleset.layers,

@@ -22,7 +22,7 @@ machine is shared, so absolute figures drift; ratios less so):
 3. **Rebuild.** 1,000,000 open cases on a ``cases`` topic created as ``topics/topics.yaml``
    says (``timers_rebuild``: records varied from ONE real case by byte substitution; full
    size with ``origin`` and ``sla.timers``; by default the case just dispatched, both clocks
-   running, 10 timers), then ``engine.sla.restore.rebuild()`` into an empty key prefix;
+   running, 10 timers), then ``engine.runtime.timer_restore.rebuild()`` into an empty key prefix;
    target <= 60 s. Baselines on the same topic: a read by the same code with no parsing
    (``kafka.read_to_end`` with a no-op), and the parse alone (``case_plan``, and the full
    ``case_timers`` for contrast) over the same bytes in memory. The CPU seconds of this
@@ -51,16 +51,16 @@ from typing import Any
 
 import redis
 
-from engine import kafka
 from engine.cases.records import CaseRecord
 from engine.contracts import to_json
-from engine.rules import RuleSet
-from engine.settings import Settings
+from engine.rules.load import load_rules
+from engine.runtime import kafka
+from engine.runtime.settings import Settings
+from engine.runtime.timer_store import CASE_KEY, SHARDS, TimerStore, shard_of
+from engine.runtime.workers.timers import BATCH as WORKER_BATCH
+from engine.runtime.workers.timers import POLL_SECONDS
 from engine.sla.model import SlaTimer
-from engine.sla.store import CASE_KEY, SHARDS, TimerStore, shard_of
-from engine.sla.timers import case_timers
-from engine.workers.timers import BATCH as WORKER_BATCH
-from engine.workers.timers import POLL_SECONDS
+from engine.sla.timer_decisions import case_timers
 from tests.bench.harness import Processes, broker, cpu_seconds
 from tests.bench.timers_rebuild import (
     OPENED,
@@ -191,7 +191,7 @@ def measure_memory(client: redis.Redis[bytes], store: TimerStore, templates: Tem
     seconds = time.monotonic() - started
     store_bytes = used_memory(client) - before
     pending = store.pending()
-    if pending != cases:  # one index entry per case (engine/sla/store.py)
+    if pending != cases:  # one index entry per case (engine/runtime/timer_store.py)
         raise RuntimeError(f"{pending:,} cases pending after scheduling {cases:,}")
 
     zset_bytes = sum(int(client.memory_usage(store._due(s), samples=0) or 0)
@@ -369,7 +369,7 @@ def run(parts: Sequence[str] = PARTS, cases: int = TIMER_CASES,
         rounds: int = FIRE_ROUNDS, rebuild_cases: int = REBUILD_CASES,
         rebuild_record: str = "dispatched", log: Log = print) -> TimersReport:
     """Every part on one private broker and Redis; nothing of ours is left when it returns."""
-    ruleset = RuleSet.load(RULES)
+    ruleset = load_rules(RULES)
     templates = build_templates(ruleset)
     workdir = Path(tempfile.mkdtemp(prefix="griddispatch-timers-bench-"))
     memory: MemoryResult | None = None

@@ -22,19 +22,19 @@ from typing import Any
 import redis
 from confluent_kafka import KafkaException
 
-from engine import kafka
 from engine.cases.dispatch import on_classified, on_status
 from engine.cases.merge import CaseStore
 from engine.cases.records import CaseRecord, StatusUpdate
 from engine.classify import classify_data
+from engine.cli.stack import process, redis_server
 from engine.contracts import Classified, to_json
 from engine.rules import RuleSet
-from engine.settings import Settings
-from engine.sla.restore import rebuild
-from engine.sla.store import TimerStore
-from engine.sla.timers import case_plan, case_timers
-from engine.stack import process, redis_server
-from engine.topics import apply, pending_changes
+from engine.runtime import kafka
+from engine.runtime.settings import Settings
+from engine.runtime.timer_restore import rebuild
+from engine.runtime.timer_store import TimerStore
+from engine.runtime.topic_admin import apply, pending_changes
+from engine.sla.timer_decisions import case_plan, case_timers
 from tests.bench.harness import topics_served, wait_until
 from tests.bench.reports import make_reports
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from engine.settings import Settings
+from engine.runtime.settings import Settings
 from tests.integration.workers import apply_topics
 
 

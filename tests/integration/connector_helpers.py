@@ -10,9 +10,9 @@ from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from connectors.webhooks.delivery import verify
-from engine import kafka
-from engine.settings import Settings
+from connectors.outgoing.webhooks.delivery import verify
+from engine.runtime import kafka
+from engine.runtime.settings import Settings
 from tests.integration.workers import serving, start_command
 
 

@@ -9,8 +9,8 @@ from typing import Any
 
 from confluent_kafka import KafkaException, TopicPartition
 
-from engine import kafka
-from engine.settings import Settings
+from engine.runtime import kafka
+from engine.runtime.settings import Settings
 
 
 def _end(consumer: Any, partition: TopicPartition, timeout: float) -> int:
@@ -58,8 +58,8 @@ class RunningIntake:
         import asyncio
         import threading
 
-        from connectors.server import start
-        from engine.stack.process import free_port
+        from connectors.intake.server import start
+        from engine.cli.stack.process import free_port
 
         self.intake = intake
         self.port = free_port()

@@ -15,11 +15,10 @@ from typing import Any
 import pytest
 import yaml
 
-from engine import kafka
 from engine.contracts import incident_id
-from engine.rules import RuleSet
-from engine.rules.ruleset import revision_of
-from engine.settings import Settings
+from engine.rules.load import load_rules, revision_of
+from engine.runtime import kafka
+from engine.runtime.settings import Settings
 from tests.integration.test_classify_worker import Outputs, encode, report
 from tests.integration.workers import REPO, apply_topics, running, sample, wait_for
 
@@ -70,7 +69,7 @@ def test_a_changed_example_set_swaps_the_model_atomically_under_load(
     settings_file = rules / "reference" / "classifier.yaml"
     settings_file.write_text(settings_file.read_text(encoding="utf-8").replace(
         "folds: 5", "folds: 2"), encoding="utf-8")
-    before = RuleSet.load(rules)  # trained here once, so the worker starts from the cache
+    before = load_rules(rules)  # trained here once, so the worker starts from the cache
     assert before.model is not None
     producer = kafka.producer(kafka_settings)
     topic = kafka_settings.topic("incidents.reported")

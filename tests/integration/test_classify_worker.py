@@ -22,10 +22,10 @@ from typing import Any
 
 import pytest
 
-from engine import kafka
 from engine.contracts import incident_id
-from engine.rules import RuleSet
-from engine.settings import Settings
+from engine.rules.load import load_rules
+from engine.runtime import kafka
+from engine.runtime.settings import Settings
 from tests.integration.workers import REPO, apply_topics, running, sample, wait_for
 
 pytestmark = pytest.mark.integration
@@ -89,7 +89,7 @@ def find(records: list[dict[str, Any]], topic: str,
 def test_each_report_lands_on_its_topic_and_the_worker_survives_bad_input(
         kafka_settings: Settings, tmp_path: Path) -> None:
     apply_topics(kafka_settings)
-    revision = RuleSet.load(REPO / "rules").revision
+    revision = load_rules(REPO / "rules").revision
     producer = kafka.producer(kafka_settings)
     topic = kafka_settings.topic("incidents.reported")
     for value in (encode(report("T-1")), b'{"channel": "hotline", "channel_id": ',
@@ -141,7 +141,7 @@ def test_a_broken_rules_edit_under_load_loses_nothing_and_keeps_the_old_revision
     apply_topics(kafka_settings)
     rules = tmp_path / "rules"
     shutil.copytree(REPO / "rules", rules)
-    revision = RuleSet.load(rules).revision
+    revision = load_rules(rules).revision
     producer = kafka.producer(kafka_settings)
     topic = kafka_settings.topic("incidents.reported")
     outputs = Outputs(kafka_settings)

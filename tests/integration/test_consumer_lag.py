@@ -11,9 +11,9 @@ from confluent_kafka import TopicPartition
 from confluent_kafka.admin import NewTopic
 from prometheus_client import REGISTRY
 
-from engine import kafka
-from engine.lag import GroupOffsets, LagSampler, start_sampler
-from engine.settings import Settings
+from engine.runtime import kafka
+from engine.runtime.lag import GroupOffsets, LagSampler, start_sampler
+from engine.runtime.settings import Settings
 from tests.integration.workers import wait_for
 
 pytestmark = pytest.mark.integration

@@ -15,15 +15,15 @@ from pathlib import Path
 
 import pytest
 
-from engine import kafka
 from engine.cases.dispatch import on_classified
 from engine.cases.merge import CaseStore
 from engine.cases.records import Assignment, StatusUpdate
 from engine.classify import classify_raw
 from engine.cli import main
 from engine.contracts import Classified, to_json
-from engine.rules import RuleSet
-from engine.settings import Settings
+from engine.rules.load import load_rules
+from engine.runtime import kafka
+from engine.runtime.settings import Settings
 from tests.integration.workers import apply_topics
 
 pytestmark = pytest.mark.integration
@@ -33,7 +33,7 @@ DEPT = "330110005.zhzf"  # 五常街道综合行政执法中队
 
 
 def an_assignment() -> Assignment:
-    ruleset = RuleSet.load(REPO / "rules")
+    ruleset = load_rules(REPO / "rules")
     raw = json.dumps({"channel": "gridapp", "channel_id": "GA-20261124-0042",
                       "reported_at": "2026-11-24T09:30:00+08:00",
                       "description": "西溪风情社区门口有流动摊贩占道经营，推车卖水果",

@@ -14,12 +14,12 @@ from typing import Any
 
 import pytest
 
-from connectors.keys import Client, Keys, hash_key
-from connectors.open311 import Catalog
-from connectors.server import Intake
+from connectors.intake.keys import Client, Keys, hash_key
+from connectors.intake.open311 import Catalog
+from connectors.intake.service import Intake
+from engine.cli.stack.process import free_port
 from engine.contracts import MAX_REPORT_BYTES, IntakeReport, incident_id
-from engine.settings import Settings
-from engine.stack.process import free_port
+from engine.runtime.settings import Settings
 from tests.integration.intake_helpers import RunningIntake, form, http, records
 from tests.integration.workers import REPO
 

@@ -21,11 +21,11 @@ import pytest
 import xmltodict
 from georeport import GeoReport
 
-from connectors.keys import Client, Keys, hash_key
-from connectors.open311 import Catalog
-from connectors.server import Intake
-from engine import kafka
-from engine.settings import Settings
+from connectors.intake.keys import Client, Keys, hash_key
+from connectors.intake.open311 import Catalog
+from connectors.intake.service import Intake
+from engine.runtime import kafka
+from engine.runtime.settings import Settings
 from tests.integration.intake_helpers import RunningIntake, form, http, records
 from tests.integration.workers import REPO, running, wait_for
 
@@ -160,9 +160,9 @@ RULES = None
 def _ruleset() -> Any:
     global RULES
     if RULES is None:
-        from engine.rules import RuleSet
+        from engine.rules.load import load_rules
 
-        RULES = RuleSet.load(REPO / "rules")
+        RULES = load_rules(REPO / "rules")
     return RULES
 
 

@@ -7,11 +7,11 @@ from datetime import UTC, datetime
 import pytest
 import redis
 
-from connectors.publish import IntakePublisher, seen_key
+from connectors.intake.publish import IntakePublisher, seen_key
+from engine.cli.stack.process import free_port
 from engine.contracts import IntakeReport
-from engine.kafka import KafkaUnavailable
-from engine.settings import Settings
-from engine.stack.process import free_port
+from engine.runtime.kafka import KafkaUnavailable
+from engine.runtime.settings import Settings
 from tests.integration.intake_helpers import records
 from tests.integration.workers import apply_topics
 

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from engine.stack import LocalStack
-from engine.stack.process import free_port, port_is_free
+from engine.cli.stack import LocalStack
+from engine.cli.stack.process import free_port, port_is_free
 from tests.integration.workers import REPO, sample, scrape, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.skipif(

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from engine import kafka
 from engine.calendar import holiday_data_until_timestamp
-from engine.settings import Settings
-from engine.stack.prometheus import promtool_binary
+from engine.cli.stack.prometheus import promtool_binary
+from engine.runtime import kafka
+from engine.runtime.settings import Settings
 from tests.integration.workers import REPO, apply_topics, running, sample, scrape, wait_for
 
 pytestmark = pytest.mark.integration

@@ -11,7 +11,7 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from engine.settings import Settings
+from engine.runtime.settings import Settings
 from tests.integration.connector_helpers import griddispatch
 from tests.integration.intake_helpers import records
 from tests.integration.workers import apply_topics, sample, wait_for

@@ -14,8 +14,8 @@ import pytest
 import yaml
 from prometheus_client import start_http_server
 
-from engine import metrics
-from engine.stack import LocalStack, StackPorts, process, prometheus
+from engine.cli.stack import LocalStack, StackPorts, process, prometheus
+from engine.runtime import metrics
 from tests.integration.workers import wait_for
 from tests.unit.test_ops import dashboard_expressions
 

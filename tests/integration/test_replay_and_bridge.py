@@ -12,9 +12,9 @@ import pytest
 from confluent_kafka import TopicPartition
 from confluent_kafka.admin import NewTopic
 
-from engine import kafka
 from engine.cli import main
-from engine.settings import Settings
+from engine.runtime import kafka
+from engine.runtime.settings import Settings
 from tests.integration.connector_helpers import griddispatch, produce
 from tests.integration.intake_helpers import records
 from tests.integration.workers import REPO, apply_topics, sample, wait_for

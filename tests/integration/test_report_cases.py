@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 from confluent_kafka.admin import NewTopic
 
-from engine import kafka
 from engine.cli import main
-from engine.settings import Settings
+from engine.runtime import kafka
+from engine.runtime.settings import Settings
 from tests.integration.workers import wait_for
 from tests.unit.test_report import NAMES, ZHZF, ZHZX, answer, case, served, well_formed
 

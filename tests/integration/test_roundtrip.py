@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import redis
 
-from engine import kafka
-from engine.settings import Settings
-from engine.topics import apply, pending_changes
+from engine.runtime import kafka
+from engine.runtime.settings import Settings
+from engine.runtime.topic_admin import apply, pending_changes
 
 pytestmark = pytest.mark.integration
 

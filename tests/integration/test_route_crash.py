@@ -25,12 +25,12 @@ import pytest
 from confluent_kafka import IsolationLevel, TopicPartition
 from confluent_kafka.admin import AdminClient, OffsetSpec
 
-from engine import kafka
 from engine.cases.lifecycle import partition_key
 from engine.classify import classify_data
 from engine.contracts import Classified, to_json
-from engine.rules import RuleSet
-from engine.settings import Settings
+from engine.rules.load import load_rules
+from engine.runtime import kafka
+from engine.runtime.settings import Settings
 from tests.integration.workers import apply_topics, scrape, start_worker, stop, tail, wait_for
 
 pytestmark = pytest.mark.integration
@@ -43,7 +43,7 @@ DESCRIPTIONS = ("路边垃圾成堆没人清", "小区门口有人占道经营�
 
 def classified_records() -> list[Classified]:
     """Reports five hours apart (longer than any merge window), spread over every grid."""
-    ruleset = RuleSet.load(REPO / "rules")
+    ruleset = load_rules(REPO / "rules")
     grids = [f["properties"]["grid_code"] for f in json.loads(
         (REPO / "rules" / "reference" / "grids.geojson").read_text(encoding="utf-8"))["features"]]
     base = datetime(2024, 1, 1, tzinfo=UTC)

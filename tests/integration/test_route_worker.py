@@ -18,11 +18,11 @@ from typing import Any
 
 import pytest
 
-from engine import kafka
 from engine.cases.records import StatusUpdate
 from engine.contracts import incident_id, to_json
-from engine.rules import RuleSet
-from engine.settings import Settings
+from engine.rules.load import load_rules
+from engine.runtime import kafka
+from engine.runtime.settings import Settings
 from tests.integration.workers import REPO, apply_topics, running, sample, wait_for
 
 pytestmark = pytest.mark.integration
@@ -72,7 +72,7 @@ def test_assign_merge_return_reassign_close_and_reject_bad_status(
         kafka_settings: Settings, tmp_path: Path) -> None:
     settings = kafka_settings
     apply_topics(settings)
-    revision = RuleSet.load(REPO / "rules").revision
+    revision = load_rules(REPO / "rules").revision
     producer = kafka.producer(settings)
     watcher = Watcher(settings, [f"assignments.{ZHZF}", f"assignments.{ZHZX}", "cases",
                                  "assignments.status.rejected"])

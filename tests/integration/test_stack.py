@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.stack import LocalStack, StackError, StackPorts, process
+from engine.cli.stack import LocalStack, StackError, StackPorts, process
 
 pytestmark = pytest.mark.integration
 

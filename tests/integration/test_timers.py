@@ -14,14 +14,15 @@ from typing import Any
 import pytest
 import redis
 
-from engine import kafka
 from engine.cases.records import StatusUpdate
 from engine.classify import classify_data
 from engine.contracts import Classified, to_json
 from engine.rules import RuleSet
-from engine.settings import Settings
+from engine.rules.load import load_rules
+from engine.runtime import kafka
+from engine.runtime.settings import Settings
+from engine.runtime.timer_store import TimerStore
 from engine.sla.model import SlaTimer
-from engine.sla.store import TimerStore
 from tests.integration.test_route_worker import Watcher
 from tests.integration.workers import REPO, apply_topics, running, wait_for
 
@@ -188,7 +189,7 @@ def test_warning_breach_and_ladder_in_order_accepting_in_time_stops_them_and_a_l
     apply_topics(settings)
     monkeypatch.setenv("REDIS_URL", redis_url)
     rules = fast_rules(tmp_path)
-    ruleset = RuleSet.load(rules)
+    ruleset = load_rules(rules)
     producer = kafka.producer(settings)
     watcher = Watcher(settings, ["cases", "escalations", "escalations.330110.zhzx"])
     client = redis.Redis.from_url(redis_url)

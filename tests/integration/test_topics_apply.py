@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource
 
-from engine import kafka
 from engine.cli import main
-from engine.settings import Settings
+from engine.runtime import kafka
+from engine.runtime.settings import Settings
 
 pytestmark = pytest.mark.integration
 

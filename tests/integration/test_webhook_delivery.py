@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from confluent_kafka import TopicPartition
 
-from connectors.webhooks.delivery import delivery_id
-from engine import kafka
+from connectors.outgoing.webhooks.delivery import delivery_id
 from engine.cli import main
-from engine.settings import Settings
+from engine.runtime import kafka
+from engine.runtime.settings import Settings
 from tests.integration.connector_helpers import Receiver, produce
 from tests.integration.intake_helpers import records
 from tests.integration.workers import REPO, apply_topics, running, sample, wait_for

@@ -13,10 +13,10 @@ from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from engine import kafka
-from engine.settings import Settings
-from engine.stack.process import free_port
-from engine.topics import apply, pending_changes
+from engine.cli.stack.process import free_port
+from engine.runtime import kafka
+from engine.runtime.settings import Settings
+from engine.runtime.topic_admin import apply, pending_changes
 
 REPO = Path(__file__).resolve().parents[2]
 

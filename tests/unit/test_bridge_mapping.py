@@ -1,4 +1,4 @@
-"""Department systems' records -> intake reports by a YAML mapping (connectors.bridge_mapping)."""
+"""Department systems' records -> intake reports by a YAML mapping (connectors.bridges.mapping)."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from connectors.bridge_mapping import BridgeMapping, resolve
+from connectors.bridges.kafka import parse_and_map
+from connectors.bridges.mapping import BridgeMapping, resolve
 from connectors.deadletter import MalformedPayload, reason_for
 from connectors.errors import AdapterError
-from connectors.kafka_bridge import parse_and_map
 from engine.yamlfile import FileProblems
 
 REPO = Path(__file__).resolve().parents[2]

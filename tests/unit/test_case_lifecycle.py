@@ -24,6 +24,7 @@ from engine.classify import classify_data
 from engine.contracts import Classified, Reporter
 from engine.routing.decide import route
 from engine.rules import RuleSet
+from engine.rules.load import load_rules
 
 RULES = Path(__file__).resolve().parents[2] / "rules"
 NOW = datetime.fromisoformat("2026-11-24T10:00:05+08:00")
@@ -34,7 +35,7 @@ OUTSIDER = "330110009.zhzf"
 
 @cache
 def ruleset() -> RuleSet:
-    return RuleSet.load(RULES)
+    return load_rules(RULES)
 
 
 @cache

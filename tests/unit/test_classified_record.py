@@ -8,7 +8,7 @@ from pathlib import Path
 
 from engine.classify import classify_data
 from engine.contracts import Classified, RuleMatch, Triage, to_json, trusted
-from engine.rules import RuleSet
+from engine.rules.load import load_rules
 from engine.rules.rule_tests import RECEIVED_AT, load_cases, report_of
 from engine.simulate import classify_line
 from engine.sla.model import SlaTimer
@@ -17,7 +17,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def test_every_classified_and_triage_record_round_trips_through_validation() -> None:
-    ruleset = RuleSet.load(REPO / "rules")
+    ruleset = load_rules(REPO / "rules")
     records = [classify_line(ruleset, line.rstrip())
                for line in (REPO / "tests/data/history.jsonl").read_bytes().splitlines()
                if line.strip()]

@@ -25,6 +25,7 @@ from engine.classify import classify_data
 from engine.contracts import Classified, Triage
 from engine.reference.examples import Example, ExampleCorpus, load_examples
 from engine.rules import RuleSet
+from engine.rules.load import load_rules
 from engine.yamlfile import FileProblems
 from tests.unit.rules_copy import rules_copy_with
 
@@ -35,7 +36,7 @@ _RULESET: list[RuleSet] = []
 
 def ruleset() -> RuleSet:
     if not _RULESET:
-        _RULESET.append(RuleSet.load(REPO / "rules"))
+        _RULESET.append(load_rules(REPO / "rules"))
     return _RULESET[0]
 
 
@@ -304,7 +305,7 @@ def test_every_shipped_item_has_at_least_fifteen_examples_mostly_without_its_key
 def test_the_examples_are_part_of_the_revision_and_the_eval_set_is_not(tmp_path: Path) -> None:
     rules = tmp_path / "rules"
     shutil.copytree(REPO / "rules", rules)
-    from engine.rules.ruleset import revision_of
+    from engine.rules.load import revision_of
 
     before = revision_of(rules)
     with (rules / "eval" / "extra.jsonl").open("w", encoding="utf-8") as out:

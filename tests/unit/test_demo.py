@@ -10,20 +10,21 @@ from typing import Any
 
 import yaml
 
-from connectors.gridapp import from_gridapp
-from connectors.hotline import from_hotline
+from connectors.channels.gridapp import from_gridapp
+from connectors.channels.hotline import from_hotline
 from engine.classify import classify_data
-from engine.demo.behaviour import demo_rules, lead_answers, verification
-from engine.demo.scenario import CHANNELS, DemoFeed
-from engine.demo.summary import parse, render
+from engine.cli.demo.behaviour import demo_rules, lead_answers, verification
+from engine.cli.demo.scenario import CHANNELS, DemoFeed
+from engine.cli.demo.summary import parse, render
 from engine.rules import RuleSet
+from engine.rules.load import load_rules
 
 REPO = Path(__file__).resolve().parents[2]
 NOW = datetime(2026, 11, 24, 2, 0, tzinfo=UTC)
 
 
 def feed(run: str = "090000") -> DemoFeed:
-    ruleset = RuleSet.load(REPO / "rules")
+    ruleset = load_rules(REPO / "rules")
     devices = yaml.safe_load((REPO / "rules/reference/devices.yaml").read_text())["devices"]
     return DemoFeed(ruleset, devices, run=run)
 
@@ -73,7 +74,7 @@ def test_departments_answer_in_every_way_and_always_the_same_way() -> None:
 
 def test_demo_rules_keep_routing_and_shorten_every_policy(tmp_path: Path) -> None:
     rules = demo_rules(REPO / "rules", tmp_path / "rules")
-    ruleset = RuleSet.load(rules)
+    ruleset = load_rules(rules)
     table = ruleset.sla_for("330110000000")
     assert set(table.policies) >= {"default", "urgent", "market"}
     terms = table.terms("urgent", ruleset.matters.by_code["030201"], "urgent", "r")
@@ -82,7 +83,7 @@ def test_demo_rules_keep_routing_and_shorten_every_policy(tmp_path: Path) -> Non
         return [(r.id, r.matters, r.lead, r.assist, r.sla, r.order)
                 for r in rs.routing_for("330110000000").rules]
 
-    assert what(ruleset) == what(RuleSet.load(REPO / "rules"))
+    assert what(ruleset) == what(load_rules(REPO / "rules"))
 
 
 def test_the_summary_reads_the_workers_expositions() -> None:

@@ -28,7 +28,7 @@ from engine.cli.dept_cmd import (
     table_row,
 )
 from engine.contracts import Classified, to_json
-from engine.rules import RuleSet
+from engine.rules.load import load_rules
 
 REPO = Path(__file__).resolve().parents[2]
 RULES = str(REPO / "rules")
@@ -40,7 +40,7 @@ DEPT = "330110005.zhzf"
 @pytest.fixture(scope="module")
 def assignment() -> Assignment:
     """A real assignment, from the rules and the route step, to the 五常街道 squad."""
-    ruleset = RuleSet.load(REPO / "rules")
+    ruleset = load_rules(REPO / "rules")
     raw = json.dumps({"channel": "hotline", "channel_id": "12345-1",
                       "reported_at": "2026-11-24T08:05:00+08:00",
                       "description": "西溪风情社区门口有流动摊贩占道经营，推车卖水果，"

@@ -25,7 +25,7 @@ from engine.calendar import (
     working_day_length,
 )
 from engine.cli import main
-from engine.rules import RuleSet
+from engine.rules.load import load_rules
 from engine.yamlfile import FileProblems
 from tests.unit.rules_copy import rules_copy_with
 
@@ -61,7 +61,7 @@ def test_an_entered_year_decides_which_days_are_worked(tmp_path: Path) -> None:
     assert add_working_time(at("2027-02-05T17:30"), day) == at("2027-02-11T17:30")
     assert holiday_data_until() == date(2026, 12, 31)
 
-    RuleSet.load(rules_with(tmp_path, ENTERED))
+    load_rules(rules_with(tmp_path, ENTERED))
 
     assert not is_working_day(date(2027, 2, 8))
     assert is_working_day(date(2027, 2, 6))  # the make-up Saturday
@@ -72,10 +72,10 @@ def test_an_entered_year_decides_which_days_are_worked(tmp_path: Path) -> None:
     assert add_working_time(at("2027-02-06T17:30"), day) == at("2027-02-15T17:30")
     assert holiday_data_until() == date(2027, 12, 31)
     assert "+holidays-" in calendar_revision(
-        RuleSet.load(rules_with(tmp_path / "again", ENTERED)).sla_for(None).hours)
+        load_rules(rules_with(tmp_path / "again", ENTERED)).sla_for(None).hours)
 
     # The shipped rules enter no year: back to the package and the provisional 2027.
-    RuleSet.load(REPO / "rules")
+    load_rules(REPO / "rules")
     assert is_working_day(date(2027, 2, 11))
     assert not is_working_day(date(2027, 2, 6))
     assert add_working_time(at("2027-02-05T17:30"), day) == at("2027-02-11T17:30")
@@ -83,10 +83,10 @@ def test_an_entered_year_decides_which_days_are_worked(tmp_path: Path) -> None:
 
 
 def test_a_rule_set_that_fails_to_load_leaves_the_calendar_as_it_was(tmp_path: Path) -> None:
-    RuleSet.load(rules_with(tmp_path / "good", ENTERED))
+    load_rules(rules_with(tmp_path / "good", ENTERED))
     broken = rules_with(tmp_path / "bad", ENTERED.replace("2027-02-06]", "2027-02-15]"))
     with pytest.raises(FileProblems):
-        RuleSet.load(broken)
+        load_rules(broken)
     assert not is_working_day(date(2027, 2, 8))
 
 
@@ -99,7 +99,7 @@ def test_a_wrong_entry_is_refused_with_its_file_and_line(
         tmp_path: Path, edit: tuple[str, str], message: str, line: int) -> None:
     rules = rules_with(tmp_path, ENTERED.replace(*edit))
     with pytest.raises(FileProblems) as refused:
-        RuleSet.load(rules)
+        load_rules(rules)
     problems = [str(p) for p in refused.value.problems]
     assert any(p.startswith(f"{rules / 'reference' / 'holidays.yaml'}:{line}: {message}")
                for p in problems), problems
@@ -109,7 +109,7 @@ def test_a_day_both_off_and_worked_is_refused(tmp_path: Path) -> None:
     text = ENTERED.replace("workdays: [2027-02-06]", "workdays: [2027-02-06, 2027-02-13]") \
         .replace("2027-02-12]", "2027-02-12, 2027-02-13]")
     with pytest.raises(FileProblems) as refused:
-        RuleSet.load(rules_with(tmp_path, text))
+        load_rules(rules_with(tmp_path, text))
     assert any("2027-02-13 is both a day off and a working day" in str(p)
                for p in refused.value.problems)
 

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from connectors import AdapterError
-from connectors.gridapp import from_gridapp
-from connectors.hotline import category_path, from_hotline
+from connectors.channels.gridapp import from_gridapp
+from connectors.channels.hotline import category_path, from_hotline
+from connectors.errors import AdapterError
 from engine.contracts import IntakeReport
 from engine.reference.channels import ChannelMaps
 

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from engine.classify import classify_raw
 from engine.contracts import Classified, Rejected, Triage
 from engine.rules import RuleSet
+from engine.rules.load import load_rules
 
 RULES = Path(__file__).resolve().parents[2] / "rules"
 NOW = datetime(2026, 11, 24, 2, 0, tzinfo=UTC)
@@ -21,7 +22,7 @@ NOW = datetime(2026, 11, 24, 2, 0, tzinfo=UTC)
 
 @cache
 def ruleset() -> RuleSet:
-    return RuleSet.load(RULES)
+    return load_rules(RULES)
 
 
 json_values = st.recursive(

@@ -8,9 +8,9 @@ from xml.etree import ElementTree
 
 import pytest
 
-from connectors import render
-from connectors.keys import DEV_KEY, KeyRefused, Keys, hash_key, is_loopback
-from connectors.open311 import Catalog, Open311Error, parse_query, report_from_form
+from connectors.intake import render
+from connectors.intake.keys import DEV_KEY, KeyRefused, Keys, hash_key, is_loopback
+from connectors.intake.open311 import Catalog, Open311Error, parse_query, report_from_form
 from engine.cli import main
 from engine.yamlfile import FileProblems
 

@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from connectors.open311 import Catalog
-from connectors.requests_view import (
+from connectors.intake.open311 import Catalog
+from connectors.intake.requests_view import (
     Projection,
     from_report,
     incident_view,

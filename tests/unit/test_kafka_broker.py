@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 
-from engine.stack import kafka_broker
+from engine.cli.stack import kafka_broker
 
 
 def test_a_cluster_id_never_starts_with_a_dash(monkeypatch: pytest.MonkeyPatch) -> None:

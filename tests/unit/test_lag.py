@@ -1,10 +1,11 @@
-"""Consumer lag from offsets: the pure part of engine.lag (the broker part is in integration)."""
+"""Consumer lag from offsets: the pure part of engine.runtime.lag (the broker part is in
+integration)."""
 
 from __future__ import annotations
 
 import pytest
 
-from engine.lag import interval_from_env, topic_lag
+from engine.runtime.lag import interval_from_env, topic_lag
 
 
 def test_lag_sums_end_minus_committed_over_partitions() -> None:
@@ -43,9 +44,9 @@ def test_the_timers_worker_commits_under_the_group_its_lag_sampler_watches(
         monkeypatch: pytest.MonkeyPatch) -> None:
     """With a topic prefix the group must be prefixed once (kafka.consumer adds it): it was
     prefixed twice, so the sampler watched a group nobody committed to."""
-    from engine import kafka
-    from engine.settings import Settings
-    from engine.workers import timers
+    from engine.runtime import kafka
+    from engine.runtime.settings import Settings
+    from engine.runtime.workers import timers
 
     seen: dict[str, str] = {}
 

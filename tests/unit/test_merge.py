@@ -27,6 +27,7 @@ from engine.contracts import Classified, Location
 from engine.routing.decide import route
 from engine.routing.table import MergeRule
 from engine.rules import RuleSet
+from engine.rules.load import load_rules
 
 RULES = Path(__file__).resolve().parents[2] / "rules"
 T0 = datetime.fromisoformat("2026-11-24T10:00:00+08:00")
@@ -38,7 +39,7 @@ REFUSE_RULE = MergeRule(("09", "10", "12"), 100, timedelta(hours=2))
 
 @cache
 def ruleset() -> RuleSet:
-    return RuleSet.load(RULES)
+    return load_rules(RULES)
 
 
 def report(channel_id: str, description: str = REFUSE, minutes: float = 0,

@@ -1,10 +1,11 @@
-"""The README's metrics table is the code's: regenerate with ``python -m engine.metrics``."""
+"""The README's metrics table is the code's: regenerate it with
+``python -m engine.runtime.metrics``."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from engine.metrics import all_metrics, reference_table
+from engine.runtime.metrics import all_metrics, reference_table
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 
@@ -12,7 +13,7 @@ README = Path(__file__).resolve().parents[2] / "README.md"
 def test_readme_metrics_table_matches_the_code() -> None:
     text = README.read_text(encoding="utf-8")
     table = text.split("<!-- metrics-table -->\n", 1)[1].split("\n<!-- /metrics-table -->")[0]
-    assert table == reference_table(), "run: python -m engine.metrics --update README.md"
+    assert table == reference_table(), "run: python -m engine.runtime.metrics --update README.md"
 
 
 def test_metric_names_follow_prometheus_conventions() -> None:

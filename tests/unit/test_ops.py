@@ -1,8 +1,8 @@
 """The ops bundle: alert rules pass promtool and their own unit tests, every alert has a runbook
 and tests that fire and stay quiet, and every metric the alerts and the dashboard query is
-one that ``engine.metrics`` defines (under the name Prometheus will actually see).
+one that ``engine.runtime.metrics`` defines (under the name Prometheus will actually see).
 
-promtool comes from Debian's ``prometheus`` package (``engine.stack.prometheus`` installs it
+promtool comes from Debian's ``prometheus`` package (``engine.cli.stack.prometheus`` installs it
 when missing and root, else fails with the command to run).
 """
 
@@ -21,8 +21,8 @@ import pytest
 import yaml
 from prometheus_client.metrics import MetricWrapperBase
 
-from engine.metrics import all_metrics
-from engine.stack.prometheus import config_text, promtool_binary
+from engine.cli.stack.prometheus import config_text, promtool_binary
+from engine.runtime.metrics import all_metrics
 
 REPO = Path(__file__).resolve().parents[2]
 PROMETHEUS = REPO / "ops" / "prometheus"

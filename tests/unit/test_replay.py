@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from connectors.replay import LineProblem, TokenBucket, parse_line, parse_rate
+from connectors.bridges.replay import LineProblem, TokenBucket, parse_line, parse_rate
 from engine.cli import main
 from engine.contracts import IntakeReport
 

@@ -25,10 +25,11 @@ from engine.contracts import Classified
 from engine.report.assess import Tally, assess, case_tally
 from engine.report.page import assessment_html, simulated_html
 from engine.report.simulated import SimulateLineError, parse_lines, summarize
-from engine.report.source import parse_latest
 from engine.report.table import assessment_text, width
 from engine.routing.decide import route
 from engine.rules import RuleSet
+from engine.rules.load import load_rules
+from engine.runtime.report_source import parse_latest
 from engine.simulate import simulate
 from engine.sla.model import CaseSla, HoursSpec, SlaTerms
 
@@ -41,7 +42,7 @@ ZHZF, ZHZX, VERIFIER = "330110012.zhzf", "330110012.zhzx", "330110.zhzx"
 
 @cache
 def ruleset() -> RuleSet:
-    return RuleSet.load(REPO / "rules")
+    return load_rules(REPO / "rules")
 
 
 def record(channel_id: str, worker: str | None) -> Classified:

@@ -11,17 +11,18 @@ from typing import Any
 import pytest
 from confluent_kafka import OFFSET_BEGINNING, KafkaError, KafkaException, TopicPartition
 
-from engine import metrics
 from engine.cases.dispatch import on_classified, on_status
 from engine.cases.merge import DUPLICATE_MEMORY, CaseStore
 from engine.cases.records import CaseRecord, StatusRejected, StatusUpdate
 from engine.classify import classify_data
 from engine.contracts import Classified, to_json
 from engine.rules import RuleSet
-from engine.settings import Settings
-from engine.workers import route
-from engine.workers.reload import RulesHolder
-from engine.workers.route_state import (
+from engine.rules.load import load_rules
+from engine.runtime import metrics
+from engine.runtime.settings import Settings
+from engine.runtime.workers import route
+from engine.runtime.workers.reload import RulesHolder
+from engine.runtime.workers.route_state import (
     BatchTally,
     CaseLoader,
     WorkerStopped,
@@ -38,7 +39,7 @@ NOW = datetime(2026, 11, 24, 2, 0, tzinfo=UTC)
 
 @pytest.fixture(scope="module")
 def ruleset() -> RuleSet:
-    return RuleSet.load(RULES)
+    return load_rules(RULES)
 
 
 def classified(ruleset: RuleSet, channel_id: str, lat: float = 30.56,

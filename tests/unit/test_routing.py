@@ -19,6 +19,7 @@ from engine.classify import classify_data
 from engine.contracts import Classified
 from engine.routing.decide import RouteDecision, resolve_target, route
 from engine.rules import RuleSet
+from engine.rules.load import load_rules
 from engine.yamlfile import FileProblems
 
 RULES = Path(__file__).resolve().parents[2] / "rules"
@@ -35,7 +36,7 @@ TOWNSHIPS = {"五常街道": "330110005", "仁和街道": "330110009", "良渚�
 
 @cache
 def shipped() -> RuleSet:
-    return RuleSet.load(RULES)
+    return load_rules(RULES)
 
 
 def classified(ruleset: RuleSet, description: str, address: str | None = "五常街道",
@@ -84,7 +85,7 @@ def line_of(path: Path, text: str) -> int:
 
 def problems_of(rules: Path) -> str:
     with pytest.raises(FileProblems) as caught:
-        RuleSet.load(rules)
+        load_rules(rules)
     return str(caught.value)
 
 
@@ -109,7 +110,7 @@ def test_first_matching_rule_in_file_order_wins(
     write_county(rules_copy, ORDER_RULES.format(
         first=first[0], first_when=first[1], first_lead=first[2],
         second=second[0], second_when=second[1], second_lead=second[2]))
-    ruleset = RuleSet.load(rules_copy)
+    ruleset = load_rules(rules_copy)
     decision = decide("路边垃圾成堆没人清", ruleset=ruleset, channel="hotline")
     assert decision.lead == f"330110.{first[2].split('.')[1]}"
     assert rule_ids(decision) == [first[0]]
@@ -119,7 +120,7 @@ def test_the_second_rule_applies_when_the_first_does_not_hold(rules_copy: Path) 
     write_county(rules_copy, ORDER_RULES.format(
         first="by-channel", first_when="{channels: [hotline]}", first_lead="county.zhzf",
         second="by-matter", second_when='{matters: ["1001"]}', second_lead="county.yjgl"))
-    decision = decide("路边垃圾成堆没人清", ruleset=RuleSet.load(rules_copy), channel="gridapp")
+    decision = decide("路边垃圾成堆没人清", ruleset=load_rules(rules_copy), channel="gridapp")
     assert (decision.lead, rule_ids(decision)) == ("330110.yjgl", ["by-matter"])
 
 
@@ -137,7 +138,7 @@ def test_a_new_county_rule_is_tried_before_the_province_rules(rules_copy: Path) 
                              '    when: {matters: ["0702"], divisions: ["330110012"]}\n'
                              "    lead: township.zhzx\n    sla: lift\n"
                              "sla:\n  lift: {accept: 15m, resolve: 4h, unit: natural}\n")
-    ruleset = RuleSet.load(rules_copy)
+    ruleset = load_rules(rules_copy)
     decision = decide("电梯困人了", "仓前街道太炎社区", ruleset=ruleset)
     assert (decision.lead, decision.sla, rule_ids(decision)) == (
         "330110012.zhzx", "lift", ["yh-lift"])
@@ -148,7 +149,7 @@ def test_a_new_county_rule_is_tried_before_the_province_rules(rules_copy: Path) 
 def test_a_county_rule_reusing_an_id_overrides_the_province_rule(rules_copy: Path) -> None:
     write_county(rules_copy, "route:\n  - id: special-equipment-county\n"
                              '    when: {matters: ["0702"]}\n    lead: township.yjgl\n')
-    decision = decide("电梯困人了", "仓前街道太炎社区", ruleset=RuleSet.load(rules_copy))
+    decision = decide("电梯困人了", "仓前街道太炎社区", ruleset=load_rules(rules_copy))
     assert decision.lead == "330110012.yjgl"
     assert decision.assist == ()  # the province version's assist is gone with it
     assert decision.matched[0].layer.startswith("county 330110")
@@ -156,7 +157,7 @@ def test_a_county_rule_reusing_an_id_overrides_the_province_rule(rules_copy: Pat
 
 def test_disabling_a_province_route_rule_falls_back_to_the_next(rules_copy: Path) -> None:
     write_county(rules_copy, "disable: [special-equipment-county]\n")
-    decision = decide("电梯困人了", "仓前街道太炎社区", ruleset=RuleSet.load(rules_copy))
+    decision = decide("电梯困人了", "仓前街道太炎社区", ruleset=load_rules(rules_copy))
     assert (decision.lead, rule_ids(decision)) == ("330110012.scjg", ["market-township-office"])
 
 
@@ -165,7 +166,7 @@ def test_a_rule_whose_lead_cannot_be_used_does_not_end_the_search(rules_copy: Pa
     write_county(rules_copy, "route:\n  - id: yh-lift-fire\n"
                              '    when: {matters: ["0702"], divisions: ["330110012"]}\n'
                              "    lead: township.xf\n")
-    decision = decide("电梯困人了", "仓前街道太炎社区", ruleset=RuleSet.load(rules_copy))
+    decision = decide("电梯困人了", "仓前街道太炎社区", ruleset=load_rules(rules_copy))
     assert decision.lead == "330110.scjg"
     assert rule_ids(decision) == ["yh-lift-fire", "special-equipment-county"]
 
@@ -203,7 +204,7 @@ def test_assisting_departments_are_never_the_lead(rules_copy: Path) -> None:
     write_county(rules_copy, "route:\n  - id: yh-both\n    when: {matters: [\"1001\"]}\n"
                              "    lead: township.zhzf\n    assist: [township.zhzf, township.zhzx,"
                              " township.zhzx]\n")
-    decision = decide("路边垃圾成堆没人清", ruleset=RuleSet.load(rules_copy))
+    decision = decide("路边垃圾成堆没人清", ruleset=load_rules(rules_copy))
     assert decision.lead == "330110005.zhzf"
     assert decision.assist == ("330110005.zhzx",)
 
@@ -305,7 +306,7 @@ def test_below_max_returns_the_rules_still_route() -> None:
 
 def test_max_returns_comes_from_the_layers(rules_copy: Path) -> None:
     write_county(rules_copy, "max_returns: 1\n")
-    ruleset = RuleSet.load(rules_copy)
+    ruleset = load_rules(rules_copy)
     assert ruleset.routing_for("330110000000").max_returns == 1
     decision = decide("路边垃圾成堆没人清", ruleset=ruleset, returns=1)
     assert rule_ids(decision) == ["max-returns"]
@@ -338,7 +339,7 @@ def test_priority_override_and_sla(rules_copy: Path) -> None:
                              '    when: {matters: ["110303"]}\n    lead: township.zhzf\n'
                              "    sla: sewage\n    priority: urgent\n"
                              "sla:\n  sewage: {accept: 30m, resolve: 1d, unit: natural}\n")
-    ruleset = RuleSet.load(rules_copy)
+    ruleset = load_rules(rules_copy)
     record = classified(ruleset, "化粪池满溢，污水冒出来")
     assert (record.matter_code, record.priority) == ("110303", "normal")
     decision = route(ruleset, record)
@@ -369,7 +370,7 @@ route:
 def test_time_window_working_or_off_hours(rules_copy: Path, at: str, rule: str,
                                           lead: str) -> None:
     write_county(rules_copy, TIME_RULES)
-    decision = decide("路边垃圾成堆没人清", at=at, ruleset=RuleSet.load(rules_copy))
+    decision = decide("路边垃圾成堆没人清", at=at, ruleset=load_rules(rules_copy))
     assert (rule_ids(decision), decision.lead) == ([rule], lead)
 
 
@@ -383,7 +384,7 @@ def test_channel_and_priority_conditions(rules_copy: Path) -> None:
     write_county(rules_copy, "route:\n  - id: yh-hotline-high\n"
                              "    when: {channels: [hotline], priorities: [high]}\n"
                              "    lead: county.zhzx\n")
-    ruleset = RuleSet.load(rules_copy)
+    ruleset = load_rules(rules_copy)
     assert decide("路面坑洼", ruleset=ruleset, channel="hotline").lead == "330110.zhzx"
     assert decide("路面坑洼", ruleset=ruleset, channel="gridapp").lead == "330110005.zhzf"
     assert decide("路边垃圾成堆没人清", ruleset=ruleset,
@@ -460,7 +461,7 @@ def test_a_broad_rule_before_a_narrower_one_makes_it_unreachable(rules_copy: Pat
 
 def test_a_broad_rule_with_continue_keeps_the_narrower_one_reachable(rules_copy: Path) -> None:
     write_county(rules_copy, BROAD_THEN_NARROW.format(cont="\n    continue: true"))
-    decision = decide("路边垃圾成堆没人清", ruleset=RuleSet.load(rules_copy))
+    decision = decide("路边垃圾成堆没人清", ruleset=load_rules(rules_copy))
     assert decision.lead == "330110005.zhzf"  # the first lead wins
     assert rule_ids(decision) == ["yh-broad", "yh-narrow"]
 
@@ -484,7 +485,7 @@ def test_missing_default_route_is_an_error(rules_copy: Path) -> None:
 def test_a_county_default_route_overrides_the_province_one(rules_copy: Path) -> None:
     write_county(rules_copy, "default_route: {lead: township.zhzx, sla: county-default}\n"
                              "sla:\n  county-default: {resolve: 5d}\n")
-    decision = decide("停水了", "余杭街道", ruleset=RuleSet.load(rules_copy))
+    decision = decide("停水了", "余杭街道", ruleset=load_rules(rules_copy))
     assert (decision.lead, decision.sla) == ("330110013.zhzx", "county-default")
     assert decision.matched[0].layer.startswith("county 330110")
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from engine.rules import RuleSet
+from engine.rules.load import load_rules
 from engine.rules.rule_tests import LoadedCase, load_cases, run_case
 
 RULES = Path(__file__).resolve().parents[2] / "rules"
@@ -15,7 +16,7 @@ RULES = Path(__file__).resolve().parents[2] / "rules"
 
 @cache
 def ruleset() -> RuleSet:
-    return RuleSet.load(RULES)
+    return load_rules(RULES)
 
 
 CASES = load_cases(RULES / "tests")

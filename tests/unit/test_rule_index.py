@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 
 from engine.contracts import IntakeReport
 from engine.rules import CompiledScope, KeywordRule, RuleSet
+from engine.rules.load import load_rules
 from engine.rules.matching import best_keyword_rule
 from engine.rules.scope import PriorityRule, keyword_automaton
 
@@ -30,7 +31,7 @@ FILLER = ["，", "在小区门口", "已经好几天了", "希望尽快处理", 
 
 @cache
 def ruleset() -> RuleSet:
-    return RuleSet.load(REPO / "rules")
+    return load_rules(REPO / "rules")
 
 
 @cache

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from engine.cli import main
-from engine.rules import RuleSet
+from engine.rules.load import load_rules
 from engine.yamlfile import FileProblems
 
 REPO = Path(__file__).resolve().parents[2]
@@ -29,7 +29,7 @@ def write_county(rules: Path, body: str) -> Path:
 
 def problems_of(rules: Path) -> str:
     with pytest.raises(FileProblems) as caught:
-        RuleSet.load(rules)
+        load_rules(rules)
     return str(caught.value)
 
 
@@ -115,10 +115,10 @@ def test_every_broken_file_is_reported_in_one_run(rules_copy: Path) -> None:
 
 
 def test_revision_changes_with_content_and_only_with_content(rules_copy: Path) -> None:
-    before = RuleSet.load(rules_copy).revision
-    assert RuleSet.load(rules_copy).revision == before
+    before = load_rules(rules_copy).revision
+    assert load_rules(rules_copy).revision == before
     write_county(rules_copy, "disable: [catalogue:110103]\n")
-    assert RuleSet.load(rules_copy).revision != before
+    assert load_rules(rules_copy).revision != before
 
 
 def test_rules_check_reads_every_file_bridge_mappings_included(rules_copy: Path,
@@ -155,7 +155,7 @@ def test_yaml_merge_keys_are_merged_not_kept_as_literal_keys(rules_copy: Path) -
     id: yh-stall-b
     keywords: [笋摊子]
 """)
-    rules = RuleSet.load(rules_copy)
+    rules = load_rules(rules_copy)
     layer = next(la for la in rules.layers if la.file.scope == "330110")
     second = layer.file.classify[1]
     assert (second.id, second.matter, second.weight, second.keywords) == (

@@ -1,6 +1,6 @@
 """Hot reload keeps serving the old rules on a broken edit and swaps on a good one.
 
-A fake loader stands in for ``RuleSet.load``: what is tested here is the holder's decision
+A fake loader stands in for ``load_rules``: what is tested here is the holder's decision
 (when to load, what to keep, what to report), not the rule files themselves.
 """
 
@@ -15,7 +15,7 @@ import pytest
 from prometheus_client import REGISTRY
 
 from engine.rules import RuleSet
-from engine.workers.reload import RulesHolder, fingerprint
+from engine.runtime.workers.reload import RulesHolder, fingerprint
 from engine.yamlfile import FileProblem, FileProblems
 
 

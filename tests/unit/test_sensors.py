@@ -1,4 +1,4 @@
-"""Sensor alarms -> intake reports (connectors.sensors) and the device registry."""
+"""Sensor alarms -> intake reports (connectors.channels.sensors) and the device registry."""
 
 from __future__ import annotations
 
@@ -9,13 +9,18 @@ from typing import Any
 
 import pytest
 
+from connectors.channels.sensors import (
+    DeviceRegistry,
+    UnknownDevice,
+    alarm_to_report,
+    device_from_topic,
+)
 from connectors.deadletter import MalformedPayload, reason_for
 from connectors.errors import AdapterError
-from connectors.sensors import DeviceRegistry, UnknownDevice, alarm_to_report, device_from_topic
 from engine.classify import classify_report
 from engine.contracts import Classified
 from engine.reference.channels import ChannelMaps
-from engine.rules import RuleSet
+from engine.rules.load import load_rules
 from engine.yamlfile import FileProblems
 
 REPO = Path(__file__).resolve().parents[2]
@@ -116,7 +121,7 @@ def test_topic_scheme() -> None:
 
 
 def test_every_device_sits_inside_its_grid(registry: DeviceRegistry) -> None:
-    ruleset = RuleSet.load(REPO / "rules")
+    ruleset = load_rules(REPO / "rules")
     assert len(registry.devices) >= 20
     for device_id, device in registry.devices.items():
         grid = ruleset.jurisdiction.grid_at(device.location.lon, device.location.lat,
@@ -126,7 +131,7 @@ def test_every_device_sits_inside_its_grid(registry: DeviceRegistry) -> None:
 
 def test_every_device_type_classifies_through_the_sensor_channel_map(
         registry: DeviceRegistry) -> None:
-    ruleset = RuleSet.load(REPO / "rules")
+    ruleset = load_rules(REPO / "rules")
     for device_id, device in registry.devices.items():
         report = alarm_to_report(device_id, payload(), registry)
         record = classify_report(ruleset, report, datetime(2026, 11, 24, 10, 1, tzinfo=CST))

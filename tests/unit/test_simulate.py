@@ -19,6 +19,7 @@ import pytest
 import engine.simulate as simulate_module
 from engine.cli import main
 from engine.rules import RuleSet
+from engine.rules.load import load_rules
 from engine.simulate import FALLBACK_TIME, REPORT_OUTCOMES, destination, simulate
 
 REPO = Path(__file__).resolve().parents[2]
@@ -29,7 +30,7 @@ CENTRE = {"lat": 30.43875, "lon": 119.736875}  # its centre
 
 @pytest.fixture(scope="module")
 def ruleset() -> RuleSet:
-    return RuleSet.load(REPO / "rules")
+    return load_rules(REPO / "rules")
 
 
 @pytest.fixture(scope="module")

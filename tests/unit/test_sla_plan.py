@@ -18,6 +18,7 @@ from engine.classify import classify_data
 from engine.contracts import Classified
 from engine.reference.departments import DepartmentRegistry
 from engine.rules import RuleSet
+from engine.rules.load import load_rules
 from engine.sla.model import LimitName, SlaTerms, SlaTimer
 from engine.sla.plan import (
     ACCEPT_STATES,
@@ -26,7 +27,7 @@ from engine.sla.plan import (
     deadlines_after,
 )
 from engine.sla.policy import limit_span
-from engine.sla.timers import case_plan, case_timers
+from engine.sla.timer_decisions import case_plan, case_timers
 from engine.yamlfile import FileProblems
 from tests.bench.reports import make_reports
 
@@ -40,7 +41,7 @@ def at(text: str) -> datetime:
 
 @cache
 def ruleset() -> RuleSet:
-    return RuleSet.load(RULES)
+    return load_rules(RULES)
 
 
 WUCHANG = {"lat": 30.2905, "lon": 120.0302}
@@ -228,7 +229,7 @@ def test_rules_check_names_a_route_to_an_unknown_policy(tmp_path: Path) -> None:
     county.write_text(county.read_text(encoding="utf-8").replace(
         "    sla: urgent\n", "    sla: hill-flood\n", 1), encoding="utf-8")
     with pytest.raises(FileProblems) as caught:
-        RuleSet.load(rules)
+        load_rules(rules)
     message = str(caught.value.problems[0])
     assert "330110-yuhang.yaml" in message and "'hill-flood'" in message
 
@@ -243,7 +244,7 @@ def test_a_malformed_policy_is_refused_with_its_file_and_line(tmp_path: Path) ->
     county.write_text(text.replace("    accept: 15m\n", "    accept: 15 minutes\n", 1),
                       encoding="utf-8")
     with pytest.raises(FileProblems) as caught:
-        RuleSet.load(rules)
+        load_rules(rules)
     problem = caught.value.problems[0]
     line = next(n for n, row in enumerate(county.read_text(encoding="utf-8").splitlines(), 1)
                 if "15 minutes" in row)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.topics.admin import ActualTopic, plan
+from engine.runtime.topic_admin import ActualTopic, plan
 from engine.topics.spec import DesiredTopic, expand, load_specs
 from engine.yamlfile import FileProblems
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from connectors.webhooks.config import load_config
-from connectors.webhooks.delivery import (
+from connectors.outgoing.webhooks.config import load_config
+from connectors.outgoing.webhooks.delivery import (
     Answer,
     Backoff,
     backoff_delay,

@@ -1,0 +1,1 @@
+"""Bridges that carry reports from other systems into the intake: MQTT, Kafka, file replay."""

@@ -1,0 +1,1 @@
+"""Channel adapters: each maps one reporting channel's record onto the intake contract."""

@@ -1,0 +1,1 @@
+"""What leaves the engine for other systems: webhooks to the departments."""

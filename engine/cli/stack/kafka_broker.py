@@ -1,0 +1,219 @@
+"""A single-node Apache Kafka (KRaft) broker, run from the official jars on Maven Central.
+
+There is no Docker engine on the machines this project runs on, and a mock broker proves
+nothing, so the local stack fetches ``org.apache.kafka:kafka_2.13`` with Maven once into a
+cache folder and runs ``kafka.Kafka`` with plain ``java``.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import shutil
+import subprocess
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from engine.cli.stack import process
+from engine.runtime.settings import Settings
+
+# Kafka 3.9.x is the last line that serves every old protocol version. Kafka 4.x removed
+# the pre-2.1 request versions (KIP-896); aiokafka (under faust-streaming) is tested in its
+# own CI only up to 2.8, so 4.x support is not something we may assume. 3.9.2 is the last
+# 3.9 release on Maven Central; confluent-kafka >= 2.12 speaks to it and to 4.x alike.
+KAFKA_VERSION = "3.9.2"
+SCALA_VERSION = "2.13"
+# The broker logs through slf4j; without a binding it would log nothing at all.
+SLF4J_BINDING = ("org.slf4j", "slf4j-reload4j", "1.7.36")
+
+DEFAULT_PORT = 9092
+# 1 GiB is ample for a development broker and leaves the 2-core / 24 GiB machine room for
+# workers; the log cleaner's dedupe buffer is shrunk below to fit the smaller heap.
+HEAP = ("-Xms256m", "-Xmx1g")
+# The JVM options of Kafka's own start script (bin/kafka-run-class.sh,
+# KAFKA_JVM_PERFORMANCE_OPTS). G1's default pause goal is 200 ms: every request waits out a
+# pause, so without these a broker pause landed straight in the dispatch p99.
+JVM_PERFORMANCE = ("-server", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20",
+                   "-XX:InitiatingHeapOccupancyPercent=35", "-XX:+ExplicitGCInvokesConcurrent",
+                   "-XX:MaxInlineLevel=15")
+
+
+def cache_dir() -> Path:
+    base = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
+    return base / "griddispatch" / f"kafka-{KAFKA_VERSION}"
+
+
+_POM = """<project xmlns="http://maven.apache.org/POM/4.0.0">
+  <modelVersion>4.0.0</modelVersion>
+  <groupId>griddispatch.local</groupId>
+  <artifactId>kafka-broker-jars</artifactId>
+  <version>1</version>
+  <dependencies>
+    <dependency>
+      <groupId>org.apache.kafka</groupId>
+      <artifactId>kafka_{scala}</artifactId>
+      <version>{kafka}</version>
+    </dependency>
+    <dependency>
+      <groupId>{bg}</groupId>
+      <artifactId>{ba}</artifactId>
+      <version>{bv}</version>
+    </dependency>
+  </dependencies>
+</project>
+"""
+
+
+def ensure_jars(log: bool = True) -> Path:
+    """The folder of broker jars, fetched with Maven on first use and reused afterwards."""
+    target = cache_dir()
+    libs = target / "libs"
+    marker = target / ".complete"
+    if marker.exists():
+        return libs
+    if shutil.which("mvn") is None:
+        raise process.StackError("Maven ('mvn') is needed once to fetch the Kafka broker jars; "
+                                 "install it (Debian: apt-get install maven)")
+    if shutil.which("java") is None:
+        raise process.StackError("Java 17+ is needed to run the Kafka broker; "
+                                 "install it (Debian: apt-get install openjdk-17-jre-headless)")
+    target.mkdir(parents=True, exist_ok=True)
+    pom = target / "pom.xml"
+    group, artifact, version = SLF4J_BINDING
+    pom.write_text(_POM.format(scala=SCALA_VERSION, kafka=KAFKA_VERSION, bg=group, ba=artifact,
+                               bv=version))
+    if log:
+        print(f"fetching Apache Kafka {KAFKA_VERSION} broker jars with Maven into {libs} "
+              "(first run only)", flush=True)
+    started = time.monotonic()
+    result = subprocess.run(
+        ["mvn", "-B", "-q", "-f", str(pom), "dependency:copy-dependencies",
+         f"-DoutputDirectory={libs}", "-DincludeScope=runtime"],
+        capture_output=True, text=True, check=False,
+    )
+    if result.returncode != 0:
+        raise process.StackError("Maven could not fetch the Kafka jars:\n"
+                                 + (result.stdout + result.stderr)[-3000:])
+    marker.write_text(f"fetched in {time.monotonic() - started:.1f}s\n")
+    if log:
+        print(f"fetched Kafka jars in {time.monotonic() - started:.1f}s", flush=True)
+    return libs
+
+
+@dataclass(frozen=True)
+class BrokerLayout:
+    """Where one broker keeps its config, data, log and pid."""
+
+    home: Path
+
+    @property
+    def config(self) -> Path:
+        return self.home / "server.properties"
+
+    @property
+    def data(self) -> Path:
+        return self.home / "data"
+
+    @property
+    def log(self) -> Path:
+        return self.home / "kafka.log"
+
+    @property
+    def pid_file(self) -> Path:
+        return self.home / "kafka.pid"
+
+    @property
+    def log4j(self) -> Path:
+        return self.home / "log4j.properties"
+
+
+def server_properties(data_dir: Path, port: int, controller_port: int) -> str:
+    return f"""# Written by griddispatch stack: a single-node KRaft broker + controller.
+process.roles=broker,controller
+node.id=1
+listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}
+advertised.listeners=PLAINTEXT://127.0.0.1:{port}
+controller.listener.names=CONTROLLER
+inter.broker.listener.name=PLAINTEXT
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+controller.quorum.voters=1@127.0.0.1:{controller_port}
+log.dirs={data_dir}
+# One broker: internal topics cannot be replicated.
+offsets.topic.replication.factor=1
+offsets.topic.num.partitions=10
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+transaction.state.log.num.partitions=10
+group.initial.rebalance.delay.ms=0
+# Topics are code (topics/*.yaml): a typo in a topic name must fail, not create a topic.
+auto.create.topics.enable=false
+num.partitions=3
+log.cleaner.dedupe.buffer.size=33554432
+num.network.threads=2
+num.io.threads=4
+"""
+
+
+LOG4J = """log4j.rootLogger=INFO, stdout
+log4j.appender.stdout=org.apache.log4j.ConsoleAppender
+log4j.appender.stdout.layout=org.apache.log4j.PatternLayout
+log4j.appender.stdout.layout.ConversionPattern=[%d] %p %m (%c)%n
+log4j.logger.kafka=INFO
+log4j.logger.org.apache.kafka=INFO
+log4j.logger.state.change.logger=WARN
+log4j.logger.kafka.controller=INFO
+"""
+
+
+def _java(libs: Path, layout: BrokerLayout, main: str, *args: str) -> list[str]:
+    return ["java", *HEAP, *JVM_PERFORMANCE, "-Djava.awt.headless=true",
+            f"-Dlog4j.configuration=file:{layout.log4j}",
+            "-cp", f"{libs}/*", main, *args]
+
+
+def cluster_id() -> str:
+    """A random Kafka cluster id: a UUID as 22 characters of url-safe base64.
+
+    Never one that starts with '-': the storage tool would read it as an option (1 start in
+    64 failed so); Kafka's own ``Uuid.randomUuid`` draws again for the same reason.
+    """
+    while True:
+        text = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not text.startswith("-"):
+            return text
+
+
+def start(layout: BrokerLayout, port: int, controller_port: int, timeout: float = 90.0) -> int:
+    """Format storage (first time only), start the broker and wait until it answers."""
+    process.require_free(port, "the Kafka broker", "--kafka-port")
+    process.require_free(controller_port, "the Kafka controller", "--kafka-port")
+    libs = ensure_jars()
+    layout.home.mkdir(parents=True, exist_ok=True)
+    layout.config.write_text(server_properties(layout.data, port, controller_port))
+    layout.log4j.write_text(LOG4J)
+    if not (layout.data / "meta.properties").exists():
+        result = subprocess.run(
+            _java(libs, layout, "kafka.tools.StorageTool", "format", "-t", cluster_id(),
+                  "-c", str(layout.config)),
+            capture_output=True, text=True, check=False,
+        )
+        if result.returncode != 0:
+            raise process.StackError("formatting KRaft storage failed:\n"
+                                     + (result.stdout + result.stderr)[-3000:])
+    proc = process.spawn(_java(libs, layout, "kafka.Kafka", str(layout.config)),
+                         layout.log, layout.pid_file)
+    settings = Settings(kafka_bootstrap=f"127.0.0.1:{port}")
+
+    from engine.runtime.kafka import wait_for_broker
+
+    process.wait_until(lambda: wait_for_broker(settings, 1.0), lambda: proc.poll() is None,
+                       timeout, f"Kafka broker on port {port}", layout.log)
+    return proc.pid
+
+
+def answers(port: int) -> bool:
+    from engine.runtime.kafka import wait_for_broker
+
+    return wait_for_broker(Settings(kafka_bootstrap=f"127.0.0.1:{port}"), 2.0)
