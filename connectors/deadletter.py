@@ -7,22 +7,20 @@ message, so the people who run that device platform or system can see and fix it
 bridge acknowledges the source message and goes on: bad input never stops a bridge.
 
 Writes wait for the broker's acknowledgement: a bridge acknowledges its source only after
-the dead letter is safely on Kafka (``KafkaUnavailable`` otherwise, like ``submit``).
+the dead letter is safely on Kafka (``AckedProducer``; ``KafkaUnavailable`` otherwise).
 """
 
 from __future__ import annotations
 
-import threading
 from datetime import UTC, datetime
 from typing import Literal
 
-from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from pydantic import BaseModel, ConfigDict, Field
 
 from connectors.errors import AdapterError
 from engine.contracts import MAX_REPORT_BYTES, to_json
-from engine.runtime import kafka, metrics
-from engine.runtime.kafka import KafkaUnavailable
+from engine.runtime import metrics
+from engine.runtime.producer import AckedProducer
 from engine.runtime.settings import Settings
 
 INTAKE_DEADLETTER = "intake.deadletter"
@@ -69,45 +67,6 @@ def dead_letter(reason: DeadLetterReason, detail: str, field: str | None, source
     return IntakeDeadLetter(reason=reason, detail=detail, field=field, source=source,
                             raw=raw[:MAX_REPORT_BYTES].decode("utf-8", errors="replace"),
                             received_at=received_at or datetime.now(UTC))
-
-
-class AckedProducer:
-    """An idempotent producer whose ``send`` returns only once the broker has the record."""
-
-    def __init__(self, settings: Settings, ack_timeout: float = 10.0) -> None:
-        self.settings = settings
-        self.ack_timeout = ack_timeout
-        timeout_ms = max(1, int(ack_timeout * 1000))
-        self._producer: Producer = kafka.producer(settings, **{
-            "message.timeout.ms": timeout_ms, "request.timeout.ms": min(30000, timeout_ms),
-            "log_level": 3})
-
-    def send(self, topic: str, key: str, value: bytes) -> None:
-        """Produce to ``topic`` (already prefixed) and wait for the ack."""
-        done = threading.Event()
-        failure: list[KafkaError] = []
-
-        def on_delivery(err: KafkaError | None, _msg: Message) -> None:
-            if err is not None:
-                failure.append(err)
-            done.set()
-
-        try:
-            self._producer.produce(topic, key=key.encode(), value=value, on_delivery=on_delivery)
-        except (BufferError, KafkaException) as exc:
-            raise KafkaUnavailable(f"cannot queue a record for {topic}: {exc}") from None
-        # Several threads may poll: whichever serves the callback, ``done`` is set.
-        self._producer.flush(self.ack_timeout + 2.0)
-        if not done.wait(0.5):
-            raise KafkaUnavailable(f"no acknowledgement for {topic} from "
-                                    f"{self.settings.kafka_bootstrap} within "
-                                    f"{self.ack_timeout:g}s")
-        if failure:
-            raise KafkaUnavailable(f"the broker did not take the record for {topic}: "
-                                    f"{failure[0].str()}")
-
-    def close(self) -> None:
-        self._producer.flush(self.ack_timeout)
 
 
 class IntakeDeadLetters:

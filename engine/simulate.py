@@ -50,7 +50,7 @@ from pydantic import AwareDatetime, TypeAdapter, ValidationError
 
 from engine.calendar import SHANGHAI
 from engine.cases.dispatch import on_classified, on_status
-from engine.cases.merge import CaseStore
+from engine.cases.duplicates import CaseStore
 from engine.cases.records import SCHEMA_STATUS, CaseRecord, StatusRejected, StatusUpdate
 from engine.classify import classify_data, classify_raw
 from engine.contracts import MAX_REPORT_BYTES, Classified, Outcome, Rejected, Triage

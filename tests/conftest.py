@@ -57,7 +57,7 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         with KafkaContainer().with_kraft() as container:
             yield container.get_bootstrap_server()
         return
-    layout = kafka_broker.BrokerLayout(tmp_path_factory.mktemp("kafka"))
+    layout = kafka_broker.layout(tmp_path_factory.mktemp("kafka"))
     port = process.free_port()
     controller = process.free_port()
     kafka_broker.start(layout, port, controller)
@@ -79,7 +79,7 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             host = container.get_container_host_ip()
             yield f"redis://{host}:{container.get_exposed_port(6379)}/0"
         return
-    layout = redis_server.RedisLayout(tmp_path_factory.mktemp("redis"))
+    layout = redis_server.layout(tmp_path_factory.mktemp("redis"))
     port = process.free_port()
     redis_server.start(layout, port, persistent=False)
     try:
@@ -96,7 +96,7 @@ def mqtt_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         return
     from engine.cli.stack import mosquitto
 
-    layout = mosquitto.MosquittoLayout(tmp_path_factory.mktemp("mqtt"))
+    layout = mosquitto.layout(tmp_path_factory.mktemp("mqtt"))
     port = process.free_port()
     mosquitto.start(layout, port, persistent=False)
     try:

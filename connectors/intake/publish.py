@@ -4,11 +4,9 @@ What ``submit`` promises its caller (an HTTP handler, an MQTT bridge, a file rep
 
 * **Acknowledged means on the broker.** The report is produced to ``incidents.reported``
   (key = incident id, value = the intake contract's JSON, exactly what the classify worker
-  parses) by an idempotent producer with ``acks=all``, and ``submit`` returns only after the
-  delivery report says the broker has it. If the broker does not ack within ``ack_timeout``
-  (librdkafka's ``message.timeout.ms`` is set to the same bound, so the message is dropped
-  from the local queue rather than sent later behind the caller's back), ``KafkaUnavailable``
-  is raised: the caller answers 503 / retries, and nothing was marked as seen.
+  parses) by ``AckedProducer`` (``engine/runtime/producer.py``), which returns only after the
+  broker acked it; otherwise ``KafkaUnavailable`` is raised: the caller answers 503 /
+  retries, and nothing was marked as seen.
 * **Idempotent across retries and instances.** After the ack, a Redis key
   ``<prefix>gd:intake:seen:{<incident_id>}`` (value: when it was first accepted, ISO 8601; TTL
   ``SEEN_TTL_SECONDS``, 30 days, the retention of ``incidents.reported``) is set with NX.
@@ -30,23 +28,18 @@ a perfect duplicate flag; downstream dedup by incident id still holds) and logs 
 from __future__ import annotations
 
 import logging
-import threading
-import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import redis
-from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from engine.contracts import SCHEMA_INCIDENT, IntakeReport, to_json
-from engine.runtime import kafka
-from engine.runtime.kafka import KafkaUnavailable
+from engine.runtime.producer import AckedProducer
 from engine.runtime.settings import Settings
 
 TOPIC = "incidents.reported"
 SEEN_TTL_SECONDS = 30 * 24 * 3600
-_POLL_SECONDS = 0.05
 
 log = logging.getLogger("griddispatch.intake")
 
@@ -64,68 +57,15 @@ def seen_key(incident_id: str, prefix: str = "") -> str:
     return f"{prefix}gd:intake:seen:{{{incident_id}}}"
 
 
-class _Delivery:
-    """One produce call's outcome, handed from librdkafka's callback thread to the caller."""
-
-    __slots__ = ("done", "error")
-
-    def __init__(self) -> None:
-        self.done = threading.Event()
-        self.error: KafkaError | None = None
-
-    def __call__(self, err: KafkaError | None, _msg: Message) -> None:
-        self.error = err
-        self.done.set()
-
-
 class IntakePublisher:
-    """Thread-safe: librdkafka's producer is; a daemon thread serves its delivery callbacks."""
+    """Thread-safe: ``AckedProducer`` and the Redis client are."""
 
     def __init__(self, settings: Settings, redis_client: redis.Redis[Any], *,
                  ack_timeout: float = 10.0) -> None:
         self.settings = settings
         self.redis = redis_client
-        self.ack_timeout = ack_timeout
         self.topic = settings.topic(TOPIC)
-        self._lock = threading.Lock()
-        self._fatal = False
-        self._producer = self._new_producer()
-        self._closed = threading.Event()
-        self._poller = threading.Thread(target=self._poll, name="intake-producer-poll",
-                                        daemon=True)
-        self._poller.start()
-
-    def _new_producer(self) -> Producer:
-        timeout_ms = max(1, int(self.ack_timeout * 1000))
-        return kafka.producer(self.settings, **{
-            "message.timeout.ms": timeout_ms,
-            # a request must fit inside the delivery bound, else librdkafka refuses the config
-            "request.timeout.ms": min(30000, timeout_ms),
-            "linger.ms": 2,
-            "socket.connection.setup.timeout.ms": min(30000, max(1000, timeout_ms)),
-            "error_cb": self._on_error,
-            "log_level": 0,  # quiet while the broker is down: failures surface per report
-        })
-
-    def _on_error(self, err: KafkaError) -> None:
-        # Transport errors (broker down) are expected and surface as failed deliveries;
-        # a fatal idempotence error means this producer instance can never send again.
-        if err.fatal():
-            log.error("intake producer fatal error, a new producer will be created: %s", err)
-            self._fatal = True
-
-    def _poll(self) -> None:
-        while not self._closed.is_set():
-            with self._lock:
-                producer = self._producer
-            producer.poll(_POLL_SECONDS)
-
-    def _current(self) -> Producer:
-        with self._lock:
-            if self._fatal:
-                old, self._producer, self._fatal = self._producer, self._new_producer(), False
-                old.purge()
-            return self._producer
+        self.producer = AckedProducer(settings, ack_timeout=ack_timeout)
 
     def _seen(self, incident_id: str) -> datetime | None:
         try:
@@ -153,40 +93,15 @@ class IntakePublisher:
 
     def submit(self, report: IntakeReport) -> Submitted:
         """Publish one report and block until the broker acked it (or raise KafkaUnavailable)."""
-        if self._closed.is_set():
-            raise KafkaUnavailable("the intake publisher is closed")
         incident = report.incident_id
         first = self._seen(incident)
         if first is not None:
             return Submitted(incident, True, first)
-        delivery = _Delivery()
-        try:
-            self._current().produce(self.topic, key=incident.encode(), value=to_json(report),
-                                    headers=[("schema", SCHEMA_INCIDENT.encode())],
-                                    on_delivery=delivery)
-        except BufferError:
-            raise KafkaUnavailable("the intake producer's queue is full; the broker is not "
-                                    "keeping up") from None
-        except KafkaException as exc:
-            raise KafkaUnavailable(f"the broker refused the report: {exc}") from None
-        # message.timeout.ms bounds the wait; the margin covers the callback's scheduling
-        if not delivery.done.wait(self.ack_timeout + 2.0):
-            raise KafkaUnavailable(f"no acknowledgement from {self.settings.kafka_bootstrap} "
-                                    f"within {self.ack_timeout:g}s")
-        if delivery.error is not None:
-            raise KafkaUnavailable(f"the broker at {self.settings.kafka_bootstrap} did not "
-                                    f"take the report: {delivery.error.str()}")
+        self.producer.send(self.topic, incident, to_json(report),
+                           headers=[("schema", SCHEMA_INCIDENT.encode())])
         accepted_at = self._mark(incident, datetime.now(UTC))
         return Submitted(incident, False, accepted_at)
 
     def close(self) -> None:
-        """Deliver what is queued (bounded by the ack timeout), then stop the poll thread."""
-        if self._closed.is_set():
-            return
-        deadline = time.monotonic() + self.ack_timeout
-        with self._lock:
-            producer = self._producer
-        while producer.flush(0.1) > 0 and time.monotonic() < deadline:
-            pass
-        self._closed.set()
-        self._poller.join(timeout=2)
+        """Deliver what is queued (bounded by the ack timeout); ``submit`` refuses after."""
+        self.producer.close()

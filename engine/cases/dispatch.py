@@ -14,6 +14,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, ValidationError
 
+from engine.cases.duplicates import CaseStore
 from engine.cases.lifecycle import (
     NeedsReroute,
     Refused,
@@ -24,7 +25,6 @@ from engine.cases.lifecycle import (
     partition_key,
     reassign,
 )
-from engine.cases.merge import CaseStore
 from engine.cases.records import CaseRecord, RejectReason, StatusRejected, StatusUpdate
 from engine.contracts import Classified
 from engine.routing.decide import route

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from engine.cli.long_running import add_metrics_port, port_taken, start_logging
-from engine.cli.options import Commands, add_rules_dir
+from engine.cli.options import Commands, add_rules_dir, command, group
 from engine.runtime.redis_clients import redis_client
 from engine.runtime.settings import Settings
 
@@ -25,14 +25,8 @@ DEFAULT_KAFKA_METRICS_PORT = 9106
 
 
 def register(commands: Commands) -> None:
-    connect = commands.add_parser("connect", help="run a channel bridge (mqtt, kafka)",
-                                  description="Run a channel bridge onto incidents.reported.")
-    kinds = connect.add_subparsers(dest="kind", metavar="KIND", required=True)
-    mqtt = kinds.add_parser(
-        "mqtt", help="sensor alarms from MQTT (griddispatch/sensors/+/alarm)",
-        description="Subscribe griddispatch/sensors/<device id>/alarm (QoS 1, persistent "
-                    "session), map each alarm with the device registry, submit it; what "
-                    "cannot be mapped goes to intake.deadletter.")
+    kinds = group(commands, "connect", dest="kind")
+    mqtt = command(kinds, "connect mqtt", run_mqtt)
     mqtt.add_argument("--url", default=os.environ.get("MQTT_URL", DEFAULT_MQTT_URL),
                       help="broker: mqtt://[user:password@]host[:port] or mqtts://… "
                            f"(default: $MQTT_URL or {DEFAULT_MQTT_URL})")
@@ -46,13 +40,8 @@ def register(commands: Commands) -> None:
                       help="subscribe as a shared subscription ($share/GROUP/…) so several "
                            "bridges (each with its own --client-id) split the alarms")
     add_metrics_port(mqtt, DEFAULT_MQTT_METRICS_PORT)
-    mqtt.set_defaults(handler=run_mqtt)
 
-    kafka = kinds.add_parser(
-        "kafka", help="a department system's Kafka topic, mapped by a YAML file",
-        description="Consume a department system's topic, map each record with the mapping "
-                    "file, submit it; commit the source offset only after that. Unmappable "
-                    "records go to intake.deadletter.")
+    kafka = command(kinds, "connect kafka", run_kafka)
     kafka.add_argument("--source", required=True, metavar="TOPIC",
                        help="the department system's topic (used as given, not prefixed)")
     kafka.add_argument("--mapping", required=True, type=Path, metavar="FILE",
@@ -61,7 +50,6 @@ def register(commands: Commands) -> None:
                        help="consumer group (default: bridge.<mapping name>; the topic prefix "
                             "is prepended)")
     add_metrics_port(kafka, DEFAULT_KAFKA_METRICS_PORT)
-    kafka.set_defaults(handler=run_kafka)
 
 
 def _serve(run: Callable[[], int], stop: threading.Event, metrics_port: int) -> int:

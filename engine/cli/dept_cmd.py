@@ -27,7 +27,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, Top
 from pydantic import ValidationError
 
 from engine.cases.records import Assignment, StatusAction, StatusUpdate
-from engine.cli.options import Commands, add_rules_dir
+from engine.cli.options import Commands, add_rules_dir, command, group
 from engine.contracts import to_json
 from engine.reference.departments import DepartmentRegistry
 from engine.runtime import kafka
@@ -53,21 +53,14 @@ FLUSH_SECONDS = 20.0
 
 
 def register(commands: Commands) -> None:
-    dept = commands.add_parser("dept", help="the department client: watch and answer assignments",
-                               description="Watch a department's assignments and answer them "
-                                           "(accept, return, progress, pause, resume, "
-                                           "resolve, verify).")
-    verbs = dept.add_subparsers(dest="verb", metavar="VERB", required=True)
-    watch = verbs.add_parser("watch", help="print a department's new assignments as they arrive",
-                             description="Print a department's new assignments as they arrive "
-                                         "(times in +08:00). Ctrl-C stops.")
+    verbs = group(commands, "dept", dest="verb")
+    watch = command(verbs, "dept watch", dept_watch)
     _dept_options(watch)
     watch.add_argument("--json", action="store_true",
                        help="print each assignment's JSON value as one line")
     watch.add_argument("--from-beginning", action="store_true",
                        help="re-read the whole topic, not only what this department has not seen")
     watch.add_argument("--max", type=_positive, metavar="N", help="stop after N assignments")
-    watch.set_defaults(handler=dept_watch)
     for verb, (action, text) in VERBS.items():
         sub = verbs.add_parser(verb, help=text, description=text[0].upper() + text[1:] + ".",
                                aliases=["ack"] if verb == "accept" else [])

@@ -13,17 +13,14 @@ import signal
 import sys
 from pathlib import Path
 
-from engine.cli.options import Commands, add_rules_dir
+from engine.cli.options import Commands, add_rules_dir, command
 from engine.runtime.settings import Settings
 
 DEFAULT_HOST, DEFAULT_PORT = "127.0.0.1", 8080
 
 
 def register(commands: Commands) -> None:
-    intake = commands.add_parser(
-        "intake", help="serve the HTTP intake: Open311 GeoReport v2, JSON API, hotline, grid app",
-        description="Serve the one HTTP entry: every report is acknowledged only once the "
-                    "broker has it on incidents.reported.")
+    intake = command(commands, "intake", run_intake)
     intake.add_argument("--host", default=DEFAULT_HOST,
                         help=f"address to listen on (default {DEFAULT_HOST}; any other needs "
                              "--keys)")
@@ -36,13 +33,9 @@ def register(commands: Commands) -> None:
     intake.add_argument("--ack-timeout", type=float, default=10.0, metavar="SECONDS",
                         help="how long to wait for the broker's ack before answering 503 "
                              "(default 10)")
-    intake.set_defaults(handler=run_intake)
     sub = intake.add_subparsers(dest="intake_command", metavar="COMMAND")
-    hash_key = sub.add_parser("hash-key", help="print a key's SHA-256 for the key file",
-                              description="Print the sha256 of KEY (a new random key when "
-                                          "omitted) as it goes into the key file.")
+    hash_key = command(sub, "intake hash-key", run_hash_key)
     hash_key.add_argument("key", nargs="?", help="the key (default: generate one)")
-    hash_key.set_defaults(handler=run_hash_key)
 
 
 def run_hash_key(args: argparse.Namespace, _settings: Settings) -> int:

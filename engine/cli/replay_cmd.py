@@ -14,7 +14,7 @@ from collections import Counter
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
-from engine.cli.options import Commands
+from engine.cli.options import Commands, command
 from engine.runtime.redis_clients import redis_client
 from engine.runtime.settings import Settings
 
@@ -27,11 +27,7 @@ BROKER_PATIENCE_SECONDS = 30.0
 
 
 def register(commands: Commands) -> None:
-    replay = commands.add_parser(
-        "replay", help="submit a JSONL file of intake reports to incidents.reported",
-        description="Submit each line (one intake report) through the intake, keeping its "
-                    "channel; duplicates of earlier reports are counted, not sent again. Bad "
-                    "lines are named and skipped; exit 1 if there were any.")
+    replay = command(commands, "replay", run_replay)
     replay.add_argument("file", type=Path, metavar="FILE.jsonl", help="the reports ('-': stdin)")
     replay.add_argument("--rate", metavar="N/s",
                         help="at most N reports a second (also N/m, N/h); default: no limit")
@@ -39,7 +35,6 @@ def register(commands: Commands) -> None:
                         help="with --rate: how many may go at once after a pause (default 1)")
     replay.add_argument("--dry-run", action="store_true",
                         help="only check the lines; send nothing (no Kafka or Redis needed)")
-    replay.set_defaults(handler=run_replay)
 
 
 def _lines(path: Path) -> tuple[IO[str], int | None]:

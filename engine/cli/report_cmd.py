@@ -15,7 +15,7 @@ from datetime import date, datetime
 from pathlib import Path
 
 from engine.calendar import SHANGHAI
-from engine.cli.options import Commands, add_rules_dir
+from engine.cli.options import Commands, add_rules_dir, command
 from engine.reference.departments import DepartmentRegistry
 from engine.report.assess import assess
 from engine.report.page import assessment_html, simulated_html
@@ -27,11 +27,7 @@ from engine.yamlfile import FileProblems
 
 
 def register(commands: Commands) -> None:
-    report = commands.add_parser(
-        "report", help="assess departments and grid workers (service, satisfaction)",
-        description="Assess lead departments and grid workers from the cases topic: volume, "
-                    "on-time acceptance and resolution, returns, reopen rate, satisfaction "
-                    "and a score that weighs service and satisfaction, not counts.")
+    report = command(commands, "report", run_report)
     report.add_argument("--from-simulate", type=Path, metavar="FILE.jsonl",
                         help="summarise the output of 'griddispatch simulate' instead of the "
                              "cases topic (volume and outcomes only)")
@@ -43,7 +39,6 @@ def register(commands: Commands) -> None:
     add_rules_dir(report)
     report.add_argument("--timeout", type=float, default=120.0,
                         help="seconds allowed to read the cases topic (default 120)")
-    report.set_defaults(handler=run_report)
 
 
 def since_arg(text: str) -> datetime:

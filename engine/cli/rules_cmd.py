@@ -10,7 +10,7 @@ from typing import Any
 
 from engine.calendar import HOLIDAY_WARNING_DAYS, SHANGHAI, holiday_data_until
 from engine.classify import classify_raw
-from engine.cli.options import Commands, add_rules_dir
+from engine.cli.options import Commands, add_rules_dir, command, group
 from engine.cli.rules_files import check_every_file
 from engine.cli.schemas import export_schemas
 from engine.contracts import Classified, Rejected, Triage, to_json
@@ -22,46 +22,25 @@ from engine.yamlfile import FileProblem, FileProblems
 
 
 def register(commands: Commands) -> None:
-    rules = commands.add_parser("rules", help="check, test and explain the YAML rules",
-                                description="Check, test and explain the YAML rules.")
+    rules = command(commands, "rules")
     verbs = rules.add_subparsers(dest="verb", metavar="VERB", required=True)
-    check = verbs.add_parser("check", help="validate every rule file; exit 1 on any problem",
-                             description="Validate every rule file; exit 1 on any problem.")
+    check = command(verbs, "rules check", rules_check)
     check.add_argument("dir", nargs="?", type=Path, help="rules folder (default: rules)")
-    check.set_defaults(handler=rules_check)
-    test = verbs.add_parser("test", help="run the YAML test cases under DIR/tests",
-                            description="Run the YAML test cases under DIR/tests.")
+    test = command(verbs, "rules test", rules_test)
     test.add_argument("dir", nargs="?", type=Path, help="rules folder (default: rules)")
     test.add_argument("-v", "--verbose", action="store_true", help="list passing cases too")
-    test.set_defaults(handler=rules_test)
-    explain = verbs.add_parser("explain", help="show which layer and rule decided a report",
-                               description="Show which layer and rule decided each field of "
-                                           "a report, and why others did not.")
+    explain = command(verbs, "rules explain", rules_explain)
     explain.add_argument("report", type=Path, help="a JSON file with one intake report "
                                                    "('-' for standard input)")
     add_rules_dir(explain)
     explain.add_argument("--json", action="store_true",
                          help="print the resulting record itself as one JSON object")
-    explain.set_defaults(handler=rules_explain)
-    diff = verbs.add_parser("diff", help="replay history against two rule sets; exit 1 if any "
-                                         "incident would go elsewhere",
-                            description="Run 'simulate' over FILE with the OLD and the NEW rules "
-                                        "folder and list every incident whose outcome, matter, "
-                                        "lead department or assisting departments differ. "
-                                        "Exit 1 if any does.")
+    diff = command(verbs, "rules diff", rules_diff)
     diff.add_argument("old", type=Path, help="the rules folder in service")
     diff.add_argument("new", type=Path, help="the candidate rules folder")
     diff.add_argument("history", type=Path, metavar="FILE.jsonl",
                       help="intake reports, one per line")
-    diff.set_defaults(handler=rules_diff)
-    evaluate = verbs.add_parser(
-        "eval", help="measure classification against labelled reports",
-        description="Classify every labelled report of FILE.jsonl through the rules stage and "
-                    "print the automatic-dispatch rate, platform and item accuracy, precision "
-                    "when dispatched, urgent recall and the share of no-item reports sent to "
-                    "triage, per platform and writing style, with the worst items and the "
-                    "most common confusions. Each line: {\"text\": ..., \"matter_code\": "
-                    "\"010101\" or null, \"urgent\": bool, \"style\": ..., \"kind\": ...}.")
+    evaluate = command(verbs, "rules eval", rules_eval)
     evaluate.add_argument("files", type=Path, nargs="*", metavar="FILE.jsonl",
                           help="labelled reports (e.g. rules/eval/*.jsonl: several files are "
                                "measured together)")
@@ -69,16 +48,10 @@ def register(commands: Commands) -> None:
                           help="also cross-validate the model over the examples in K folds")
     add_rules_dir(evaluate)
     evaluate.add_argument("--json", action="store_true", help="print the figures as JSON")
-    evaluate.set_defaults(handler=rules_eval)
 
-    schema = commands.add_parser("schema", help="export JSON Schema for contracts and rule files",
-                                 description="Export JSON Schema for contracts and rule files.")
-    schema_verbs = schema.add_subparsers(dest="verb", metavar="VERB", required=True)
-    export = schema_verbs.add_parser("export", help="write one .schema.json per contract",
-                                     description="Write one .schema.json per contract and "
-                                                 "rule file into DIR.")
+    schema_verbs = group(commands, "schema", dest="verb")
+    export = command(schema_verbs, "schema export", schema_export)
     export.add_argument("dir", type=Path)
-    export.set_defaults(handler=schema_export)
 
 
 def _rules_dir(given: Path | None, settings: Settings) -> Path:

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine.cli.options import Commands
+from engine.cli.options import Commands, command
 from engine.cli.stack import LocalStack
 from engine.cli.stack_cmd import add_stack_options, start_stack
 from engine.cli.topics_cmd import apply_topics
@@ -59,11 +59,7 @@ def workers(base: int, intake_port: int, mqtt_url: str,
 
 
 def register(commands: Commands) -> None:
-    up = commands.add_parser("up", help="run the local stack, topics, every worker and the "
-                                        "intake until Ctrl-C",
-                             description="Run the local stack (Kafka, Redis, Mosquitto; "
-                                         "Prometheus with --prometheus), apply the topics and "
-                                         "run every worker and the intake server until Ctrl-C.")
+    up = command(commands, "up", run_up)
     add_stack_options(up)
     up.add_argument("--keep-stack", action="store_true",
                     help="leave the stack's servers running after Ctrl-C")
@@ -77,7 +73,6 @@ def register(commands: Commands) -> None:
                          "answer, use short demo time limits, and show a live summary")
     up.add_argument("--demo-rate", type=float, default=1.0, metavar="PER_S",
                     help="demo reports per second (default 1)")
-    up.set_defaults(handler=run_up)
 
 
 def demo_keys(home: Path) -> tuple[Path, str]:

@@ -19,22 +19,14 @@ from datetime import datetime
 from pathlib import Path
 from typing import IO
 
-from engine.cli.options import Commands, add_rules_dir
+from engine.cli.options import Commands, add_rules_dir, command
 from engine.rules.load import load_rules
 from engine.runtime.settings import Settings
 from engine.simulate import OUTCOMES, simulate
 
 
 def register(commands: Commands) -> None:
-    sim = commands.add_parser(
-        "simulate", help="classify and route a JSONL file of reports in one process",
-        description="Classify and route intake reports (one JSON object per line) in one "
-                    "process, without Kafka or Redis, each at its own reported_at. Prints one "
-                    "JSON line per report: assigned, merged, duplicate (the same channel and "
-                    "channel_id again), triage or rejected; lines that are department status "
-                    "updates (schema griddispatch.status/1) apply at their own 'at'; SLA "
-                    "warnings, breaches and ladder steps come out as 'escalated' lines when "
-                    "the simulated clock passes them.")
+    sim = command(commands, "simulate", simulate_file)
     sim.add_argument("file", type=Path, help="intake reports, one per line ('-' for standard "
                                              "input)")
     add_rules_dir(sim)
@@ -45,7 +37,6 @@ def register(commands: Commands) -> None:
                           "until every pending SLA step has fired)")
     sim.add_argument("--no-sla", action="store_true",
                      help="leave out SLA escalations (only what happens to each report)")
-    sim.set_defaults(handler=simulate_file)
 
 
 def _instant(text: str) -> datetime:

@@ -6,7 +6,7 @@ import argparse
 import os
 from pathlib import Path
 
-from engine.cli.options import Commands
+from engine.cli.options import Commands, command
 from engine.cli.stack import LocalStack, ServerStatus, StackPorts
 from engine.cli.stack.kafka_broker import DEFAULT_PORT as KAFKA_PORT
 from engine.cli.stack.mosquitto import DEFAULT_PORT as MQTT_PORT
@@ -19,16 +19,10 @@ DEFAULT_HOME = Path(os.environ.get("GRIDDISPATCH_STACK_DIR", ".stack"))
 
 
 def register(commands: Commands) -> None:
-    stack = commands.add_parser("stack", help="start, stop or inspect the local Kafka, Redis, "
-                                              "MQTT",
-                                description="Start, stop or inspect the local Kafka, Redis and "
-                                            "Mosquitto (MQTT).")
+    stack = command(commands, "stack")
     verbs = stack.add_subparsers(dest="verb", metavar="VERB", required=True)
-    up = verbs.add_parser("up", help="start Kafka (KRaft), Redis and Mosquitto, if not running",
-                          description="Start Kafka (KRaft), Redis and Mosquitto, if not "
-                                      "running.")
+    up = command(verbs, "stack up", stack_up)
     add_stack_options(up)
-    up.set_defaults(handler=stack_up)
     for name, handler, text in (("down", stack_down, "stop the servers started by 'up'"),
                                 ("status", stack_status, "show Kafka, Redis and MQTT, ports "
                                                          "and pids")):

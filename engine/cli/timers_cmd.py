@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from engine.cli.long_running import run_logged
-from engine.cli.options import Commands
+from engine.cli.options import Commands, command, group
 from engine.runtime.redis_clients import redis_client
 from engine.runtime.settings import Settings
 
@@ -14,16 +14,9 @@ DEFAULT_TIMERS_METRICS_PORT = 9103
 
 
 def register(commands: Commands) -> None:
-    timers = commands.add_parser("timers", help="inspect or rebuild the SLA timer index",
-                                 description="The Redis timer index of open cases.")
-    actions = timers.add_subparsers(dest="action", metavar="ACTION", required=True)
-    rebuild = actions.add_parser(
-        "rebuild", help="restore every open case's timers from the cases topic",
-        description="Read the cases and escalations topics and restore the timers of every "
-                    "open case in Redis (steps that already fired are not repeated). Timer "
-                    "workers stop firing while it runs.")
+    actions = group(commands, "timers", dest="action")
+    rebuild = command(actions, "timers rebuild", run_rebuild)
     rebuild.add_argument("--timeout", type=float, default=600.0, metavar="SECONDS")
-    rebuild.set_defaults(handler=run_rebuild)
     status = actions.add_parser("status", help="pending timers and the next one due")
     status.set_defaults(handler=run_status)
 

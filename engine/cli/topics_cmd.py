@@ -5,15 +5,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from engine.cli.options import Commands, add_rules_dir
+from engine.cli.options import Commands, add_rules_dir, command
 from engine.runtime import kafka
 from engine.runtime.settings import Settings
 from engine.runtime.topic_admin import ApplyRefused, apply, pending_changes
 
 
 def register(commands: Commands) -> None:
-    topics = commands.add_parser("topics", help="create or update Kafka topics from topics/*.yaml",
-                                 description="Create or update Kafka topics from topics/*.yaml.")
+    topics = command(commands, "topics")
     verbs = topics.add_subparsers(dest="verb", metavar="VERB", required=True)
     for name, handler, text in (
             ("apply", topics_apply, "create missing topics, add partitions, fix configs"),

@@ -10,27 +10,20 @@ import sys
 from pathlib import Path
 
 from engine.cli.long_running import run_logged
-from engine.cli.options import Commands, add_rules_dir
+from engine.cli.options import Commands, add_rules_dir, command, group
 from engine.runtime.settings import Settings
 
 DEFAULT_METRICS_PORT = 9107
 
 
 def register(commands: Commands) -> None:
-    webhooks = commands.add_parser("webhooks", help="re-drive parked webhook deliveries",
-                                   description="Manage webhook deliveries.")
-    verbs = webhooks.add_subparsers(dest="verb", metavar="VERB", required=True)
-    retry = verbs.add_parser(
-        "retry", help="re-post the deliveries parked on webhooks.deadletter",
-        description="Re-post the deliveries parked on webhooks.deadletter since the last "
-                    "retry run (same body, same delivery id); re-park what still fails. "
-                    "Exit 1 when any record was parked again.")
+    verbs = group(commands, "webhooks", dest="verb")
+    retry = command(verbs, "webhooks retry", run_retry)
     config_option(retry)
     retry.add_argument("--department", metavar="CODE",
                        help="only this department's parked deliveries")
     retry.add_argument("--attempts", type=int, default=3,
                        help="POSTs per record in this run before re-parking it (default 3)")
-    retry.set_defaults(handler=run_retry)
 
 
 def config_option(parser: argparse.ArgumentParser) -> None:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from engine.cli import timers_cmd, webhooks_cmd
 from engine.cli.long_running import add_metrics_port, port_taken, run_logged, start_logging
-from engine.cli.options import Commands, add_rules_dir
+from engine.cli.options import Commands, add_rules_dir, command
 from engine.runtime.settings import Settings
 
 DEFAULT_METRICS_PORT = 9101
@@ -25,40 +25,24 @@ DEFAULT_ROUTE_METRICS_PORT = 9102
 def register(commands: Commands) -> None:
     """Every kind of worker, here: classify and route run from this module; timers and
     webhooks have their handlers beside their other commands."""
-    worker = commands.add_parser("worker", help="run a stream worker (classify, route, timers...)",
-                                 description="Run a stream worker in the foreground.")
+    worker = command(commands, "worker")
     kinds = worker.add_subparsers(dest="kind", metavar="KIND", required=True)
-    classify = kinds.add_parser(
-        "classify", help="incidents.reported → classified / triage / rejected",
-        description="Classify intake reports with the rules; SIGHUP reloads the rules.")
+    classify = command(kinds, "worker classify", run_classify)
     add_rules_dir(classify)
     add_metrics_port(classify, DEFAULT_METRICS_PORT)
-    classify.set_defaults(handler=run_classify)
-    route = kinds.add_parser(
-        "route", help="incidents.classified + assignments.status → assignments.<dept>, cases",
-        description="Open, merge and move cases in Kafka transactions (exactly once); "
-                    "SIGHUP reloads the rules.")
+    route = command(kinds, "worker route", run_route)
     add_rules_dir(route)
     add_metrics_port(route, DEFAULT_ROUTE_METRICS_PORT)
     route.add_argument("--instance", default="0", type=_instance_id,
                        help="this instance's stable id (default 0): keep it across restarts, "
                             "give each instance running at once its own")
-    route.set_defaults(handler=run_route)
-    timers = kinds.add_parser(
-        "timers", help="cases → Redis timers → escalations, escalations.<dept>",
-        description="Keep every open case's SLA timers in Redis and publish warnings, "
-                    "breaches and ladder steps when they fall due. Rebuilds the timers from "
-                    "Kafka when Redis has lost them. Any number may run at once.")
+    timers = command(kinds, "worker timers")
     add_rules_dir(timers)
     add_metrics_port(timers, timers_cmd.DEFAULT_TIMERS_METRICS_PORT)
     timers.add_argument("--audit-every", type=float, default=300.0, metavar="SECONDS",
                         help="how often to check every open case has its timers (default 300)")
     timers.set_defaults(handler=timers_cmd.run_worker)
-    webhooks = kinds.add_parser(
-        "webhooks", help="assignments.<dept> + escalations.<dept> → departments' HTTPS endpoints",
-        description="POST each configured department's assignment and escalation records to "
-                    "its URL, signed (HMAC-SHA256), with retries; parks what keeps failing on "
-                    "webhooks.deadletter.")
+    webhooks = command(kinds, "worker webhooks")
     webhooks_cmd.config_option(webhooks)
     add_metrics_port(webhooks, webhooks_cmd.DEFAULT_METRICS_PORT)
     webhooks.set_defaults(handler=webhooks_cmd.run_worker)

@@ -98,7 +98,7 @@ def _order(rule: RouteRule) -> int:
 
 
 def compile_routing(layers: list[Layer], name: str) -> RoutingTable:
-    """Merge route rules least specific first: same id overrides, ``disable`` removes."""
+    """Overlay route rules least specific first: same id overrides, ``disable`` removes."""
     rules: dict[str, tuple[int, RouteRule]] = {}
     default: DefaultRoute | None = None
     merges: list[MergeRule] = []

@@ -215,7 +215,7 @@ def load_layers(layers_dir: Path) -> list[Layer]:
         if layer.file.scope in scopes:
             problems.append(FileProblem(str(layer.doc.file), 1,
                                         f"scope {layer.file.scope} already has a layer file: "
-                                        f"{scopes[layer.file.scope]}; merge the two"))
+                                        f"{scopes[layer.file.scope]}; join the two into one file"))
         scopes[layer.file.scope] = layer.doc.file
     if problems:
         raise FileProblems(problems)

@@ -176,7 +176,7 @@ def _deadlines(ruleset: RuleSet, outcome: Classified,
     if "accept_by" not in expect and "resolve_by" not in expect:
         return {}
     from engine.cases.dispatch import on_classified
-    from engine.cases.merge import CaseStore
+    from engine.cases.duplicates import CaseStore
 
     case = on_classified(ruleset, CaseStore(), outcome, outcome.received_at).case
     sla = case.sla if case else None

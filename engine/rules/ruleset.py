@@ -1,7 +1,7 @@
-"""The rule set: reference data plus merged, indexed rule layers, frozen under one revision.
+"""The rule set: reference data plus layered, indexed rules, frozen under one revision.
 
 ``load.load_rules`` builds it from the files, checked as a whole (``check.py``). Each
-place's merged, indexed rules are a ``CompiledScope`` (``scope.py``).
+place's layered, indexed rules are a ``CompiledScope`` (``scope.py``).
 """
 
 from __future__ import annotations
@@ -95,7 +95,7 @@ class RuleSet:
         return scope
 
     def routing_for(self, county: str | None) -> RoutingTable:
-        """The merged routing table for a county (12-digit code), or the province's."""
+        """The layered routing table for a county (12-digit code), or the province's."""
         return self._per_county(county, self._routing_by_county, self._routing,
                                 compile_routing)
 
@@ -123,7 +123,7 @@ class RuleSet:
         return key, tuple(la for la in self.layers if key.startswith(la.file.scope))
 
     def compile(self, layers: list[Layer], name: str) -> CompiledScope:
-        """Merge catalogue keywords and layers, least specific first; ids override, disable.
+        """Overlay catalogue keywords and layers, least specific first; ids override, disable.
 
         Rule objects are built once per rule set and shared by every scope that keeps them
         (see ``_rules_of``); a county's scope stores only the keyword lists its own layers
@@ -162,7 +162,7 @@ class RuleSet:
         return self._catalogue
 
     def _rules_of(self, layer: Layer) -> tuple[list[KeywordRule], list[PriorityRule]]:
-        """A layer's rules as merged scopes use them, built once whatever the scopes.
+        """A layer's rules as compiled scopes use them, built once whatever the scopes.
 
         ``order`` puts more specific layers first and then follows the file, the same for a
         rule in every scope; only its rank against rules of the same scope matters.

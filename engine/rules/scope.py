@@ -1,7 +1,7 @@
 """The rules in effect for one place, indexed for the per-report path.
 
 A ``CompiledScope`` is what ``RuleSet.compile`` makes of the catalogue and the layers that
-apply to a county (or to the province): merged rules in effective order, and the indexes a
+apply to a county (or to the province): layered rules in effective order, and the indexes a
 report is decided with. One Aho-Corasick pass over the text finds every phrase; per word
 the rules are listed best first; priority rules are indexed by what can trigger them. So
 the cost per report does not grow with the number of rules, and a county's scope shares

@@ -1,4 +1,4 @@
-"""SLA policies as operators write them in the rule layers, and their merge per county.
+"""SLA policies as operators write them in the rule layers, and their overlay per county.
 
 A route rule names a policy (``sla: urgent``); the policy says how long the lead has to
 accept (签收) and to resolve (办结), whether that counts natural or working time, when to
@@ -6,7 +6,7 @@ warn, and who hears about it after a breach. Limits may defer to the matter cata
 (``matter``), which already carries each item's statutory time limits, so a policy can be a
 frame ("urgent things run on natural time") rather than 232 copies of the catalogue.
 
-A county overlay replaces a policy of the same name wholesale: partial merges of ladders
+A county overlay replaces a policy of the same name wholesale: partial overlays of ladders
 and thresholds across three files are too hard to read at 3 a.m.
 """
 

@@ -44,7 +44,7 @@ def broker(workdir: Path, log: Log) -> Iterator[tuple[str, int | None]]:
     if os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
         yield os.environ["KAFKA_BOOTSTRAP_SERVERS"], None
         return
-    layout = kafka_broker.BrokerLayout(workdir / "kafka")
+    layout = kafka_broker.layout(workdir / "kafka")
     port, controller = process.free_port(), process.free_port()
     started = time.monotonic()
     pid = kafka_broker.start(layout, port, controller)

@@ -23,7 +23,7 @@ import redis
 from confluent_kafka import KafkaException
 
 from engine.cases.dispatch import on_classified, on_status
-from engine.cases.merge import CaseStore
+from engine.cases.duplicates import CaseStore
 from engine.cases.records import CaseRecord, StatusUpdate
 from engine.classify import classify_data
 from engine.cli.stack import process, redis_server
@@ -137,7 +137,7 @@ def redis_url(workdir: Path, log: Log) -> Iterator[str]:
     if os.environ.get("REDIS_URL"):
         yield os.environ["REDIS_URL"]
         return
-    layout = redis_server.RedisLayout(workdir / "redis")
+    layout = redis_server.layout(workdir / "redis")
     port = process.free_port()
     pid = redis_server.start(layout, port, persistent=False)
     log(f"redis on 127.0.0.1:{port} (pid {pid})")

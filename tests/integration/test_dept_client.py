@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from engine.cases.dispatch import on_classified
-from engine.cases.merge import CaseStore
+from engine.cases.duplicates import CaseStore
 from engine.cases.records import Assignment, StatusUpdate
 from engine.classify import classify_raw
 from engine.cli import main

@@ -201,7 +201,7 @@ def _view(client: GeoReport, incident: str, **expect: Any) -> dict[str, Any]:
 def test_request_lifecycle_fed_from_the_topics(server: RunningIntake,
                                                intake_settings: Settings) -> None:
     from engine.cases.dispatch import on_classified
-    from engine.cases.merge import CaseStore
+    from engine.cases.duplicates import CaseStore
     from engine.classify import classify_report
     from engine.contracts import Rejected, Triage, to_json
 

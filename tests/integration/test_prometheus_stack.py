@@ -72,7 +72,7 @@ def test_prometheus_scrapes_worker_metrics_and_evaluates_the_alerts(tmp_path: Pa
         for job, target in (("griddispatch-route", served), ("griddispatch-timers", dead))]
     source = tmp_path / "prometheus.yml"
     source.write_text(yaml.safe_dump(config), encoding="utf-8")
-    layout = prometheus.PrometheusLayout(tmp_path / "home")
+    layout = prometheus.layout(tmp_path / "home")
     port = process.free_port()
     group = "it-lag.griddispatch-route"
     metrics.CONSUMER_LAG.labels(group=group, topic="it-lag.incidents.classified").set(1234)

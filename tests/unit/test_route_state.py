@@ -12,7 +12,7 @@ import pytest
 from confluent_kafka import OFFSET_BEGINNING, KafkaError, KafkaException, TopicPartition
 
 from engine.cases.dispatch import on_classified, on_status
-from engine.cases.merge import DUPLICATE_MEMORY, CaseStore
+from engine.cases.duplicates import DUPLICATE_MEMORY, CaseStore
 from engine.cases.records import CaseRecord, StatusRejected, StatusUpdate
 from engine.classify import classify_data
 from engine.contracts import Classified, to_json

@@ -12,7 +12,7 @@ import pytest
 
 from engine.calendar import SHANGHAI, WORKING_HOURS, WorkingHours
 from engine.cases.dispatch import on_classified, on_status
-from engine.cases.merge import CaseStore
+from engine.cases.duplicates import CaseStore
 from engine.cases.records import CaseRecord, StatusAction, StatusUpdate
 from engine.classify import classify_data
 from engine.contracts import Classified

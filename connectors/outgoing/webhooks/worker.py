@@ -28,7 +28,6 @@ from typing import Any
 
 from confluent_kafka import Message
 
-from connectors.deadletter import AckedProducer
 from connectors.outgoing.webhooks.config import Target, load_config
 from connectors.outgoing.webhooks.delivery import (
     Answer,
@@ -42,6 +41,7 @@ from engine.contracts import to_json
 from engine.reference.departments import DepartmentRegistry
 from engine.runtime import kafka, metrics
 from engine.runtime.kafka import KafkaUnavailable
+from engine.runtime.producer import AckedProducer
 from engine.runtime.settings import Settings
 
 WEBHOOKS_DEADLETTER = "webhooks.deadletter"

@@ -7,6 +7,7 @@ behind, and ``status`` reads the pid files and asks each server whether it answe
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -42,10 +43,10 @@ class LocalStack:
 
     def __init__(self, home: Path):
         self.home = home
-        self.kafka = kafka_broker.BrokerLayout(home / "kafka")
-        self.redis = redis_server.RedisLayout(home)
-        self.mqtt = mosquitto.MosquittoLayout(home)
-        self.prometheus = prometheus.PrometheusLayout(home)
+        self.kafka = kafka_broker.layout(home / "kafka")
+        self.redis = redis_server.layout(home)
+        self.mqtt = mosquitto.layout(home)
+        self.prometheus = prometheus.layout(home)
         self._ports_file = home / "ports.json"
 
     @property
@@ -80,25 +81,25 @@ class LocalStack:
                 self.kafka.pid_file, self.redis.pid_file, self.mqtt.pid_file)):
             running = ports
             self._ports_file.write_text(json.dumps(asdict(ports)) + "\n")
-        if process.read_pid(self.kafka.pid_file) is None:
-            kafka_broker.start(self.kafka, running.kafka, running.kafka_controller)
-        if process.read_pid(self.redis.pid_file) is None:
+        servers: list[tuple[process.ServerFiles, Callable[[], object]]] = [
+            (self.kafka, lambda: kafka_broker.start(self.kafka, running.kafka,
+                                                    running.kafka_controller)),
+            (self.redis, lambda: redis_server.start(self.redis, running.redis,
+                                                    persistent=persistent_redis)),
+            (self.mqtt, lambda: mosquitto.start(self.mqtt, running.mqtt,
+                                                persistent=persistent_redis)),
+        ]
+        if with_prometheus:
+            servers.append((self.prometheus,
+                            lambda: prometheus.start(self.prometheus, running.prometheus)))
+        for index, (files, start) in enumerate(servers):
+            if process.read_pid(files.pid_file) is not None:
+                continue
             try:
-                redis_server.start(self.redis, running.redis, persistent=persistent_redis)
+                start()
             except StackError:
-                self.down()
-                raise
-        if process.read_pid(self.mqtt.pid_file) is None:
-            try:
-                mosquitto.start(self.mqtt, running.mqtt, persistent=persistent_redis)
-            except StackError:
-                self.down()
-                raise
-        if with_prometheus and process.read_pid(self.prometheus.pid_file) is None:
-            try:
-                prometheus.start(self.prometheus, running.prometheus)
-            except StackError:
-                self.down()
+                if index > 0:  # a broker that failed to start left nothing to stop
+                    self.down()
                 raise
         return self.status()
 

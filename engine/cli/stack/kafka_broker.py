@@ -13,7 +13,6 @@ import shutil
 import subprocess
 import time
 import uuid
-from dataclasses import dataclass
 from pathlib import Path
 
 from engine.cli.stack import process
@@ -102,31 +101,13 @@ def ensure_jars(log: bool = True) -> Path:
     return libs
 
 
-@dataclass(frozen=True)
-class BrokerLayout:
-    """Where one broker keeps its config, data, log and pid."""
+def layout(home: Path) -> process.ServerFiles:
+    """One broker's files; its log4j configuration sits beside them (``log4j_file``)."""
+    return process.ServerFiles(home, "kafka", data_dir="data", config_file="server.properties")
 
-    home: Path
 
-    @property
-    def config(self) -> Path:
-        return self.home / "server.properties"
-
-    @property
-    def data(self) -> Path:
-        return self.home / "data"
-
-    @property
-    def log(self) -> Path:
-        return self.home / "kafka.log"
-
-    @property
-    def pid_file(self) -> Path:
-        return self.home / "kafka.pid"
-
-    @property
-    def log4j(self) -> Path:
-        return self.home / "log4j.properties"
+def log4j_file(files: process.ServerFiles) -> Path:
+    return files.home / "log4j.properties"
 
 
 def server_properties(data_dir: Path, port: int, controller_port: int) -> str:
@@ -167,9 +148,9 @@ log4j.logger.kafka.controller=INFO
 """
 
 
-def _java(libs: Path, layout: BrokerLayout, main: str, *args: str) -> list[str]:
+def _java(libs: Path, layout: process.ServerFiles, main: str, *args: str) -> list[str]:
     return ["java", *HEAP, *JVM_PERFORMANCE, "-Djava.awt.headless=true",
-            f"-Dlog4j.configuration=file:{layout.log4j}",
+            f"-Dlog4j.configuration=file:{log4j_file(layout)}",
             "-cp", f"{libs}/*", main, *args]
 
 
@@ -185,14 +166,15 @@ def cluster_id() -> str:
             return text
 
 
-def start(layout: BrokerLayout, port: int, controller_port: int, timeout: float = 90.0) -> int:
+def start(layout: process.ServerFiles, port: int, controller_port: int,
+          timeout: float = 90.0) -> int:
     """Format storage (first time only), start the broker and wait until it answers."""
     process.require_free(port, "the Kafka broker", "--kafka-port")
     process.require_free(controller_port, "the Kafka controller", "--kafka-port")
     libs = ensure_jars()
     layout.home.mkdir(parents=True, exist_ok=True)
     layout.config.write_text(server_properties(layout.data, port, controller_port))
-    layout.log4j.write_text(LOG4J)
+    log4j_file(layout).write_text(LOG4J)
     if not (layout.data / "meta.properties").exists():
         result = subprocess.run(
             _java(libs, layout, "kafka.tools.StorageTool", "format", "-t", cluster_id(),

@@ -11,7 +11,6 @@ from __future__ import annotations
 import getpass
 import os
 import socket
-from dataclasses import dataclass
 from pathlib import Path
 
 from engine.cli.stack import process
@@ -20,25 +19,9 @@ DEFAULT_PORT = 1883
 # Debian installs the broker in /usr/sbin, which is not on a normal user's PATH.
 
 
-@dataclass(frozen=True)
-class MosquittoLayout:
-    home: Path
-
-    @property
-    def config(self) -> Path:
-        return self.home / "mosquitto.conf"
-
-    @property
-    def data(self) -> Path:
-        return self.home / "mosquitto"
-
-    @property
-    def log(self) -> Path:
-        return self.home / "mosquitto.log"
-
-    @property
-    def pid_file(self) -> Path:
-        return self.home / "mosquitto.pid"
+def layout(home: Path) -> process.ServerFiles:
+    return process.ServerFiles(home, "mosquitto", data_dir="mosquitto",
+                               config_file="mosquitto.conf")
 
 
 def ensure_binary() -> str:
@@ -86,7 +69,7 @@ def answers(port: int, host: str = "127.0.0.1") -> bool:
     return len(reply) == 4 and reply[0] == 0x20 and reply[3] == 0
 
 
-def start(layout: MosquittoLayout, port: int, persistent: bool = True,
+def start(layout: process.ServerFiles, port: int, persistent: bool = True,
           timeout: float = 20.0) -> int:
     process.require_free(port, "the MQTT broker (mosquitto)", "--mqtt-port")
     binary = ensure_binary()

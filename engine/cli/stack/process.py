@@ -15,7 +15,36 @@ import socket
 import subprocess
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+
+
+@dataclass(frozen=True)
+class ServerFiles:
+    """Where one local server keeps its files under a stack's home: ``<name>.log`` and
+    ``<name>.pid`` beside each other (``stack status`` and ``down`` find every server the same
+    way), and its own data folder and config file."""
+
+    home: Path
+    name: str
+    data_dir: str
+    config_file: str = ""
+
+    @property
+    def log(self) -> Path:
+        return self.home / f"{self.name}.log"
+
+    @property
+    def pid_file(self) -> Path:
+        return self.home / f"{self.name}.pid"
+
+    @property
+    def data(self) -> Path:
+        return self.home / self.data_dir
+
+    @property
+    def config(self) -> Path:
+        return self.home / self.config_file
 
 
 class StackError(RuntimeError):

@@ -15,7 +15,6 @@ to check and unit-test the rules (``promtool check rules``, ``promtool test rule
 from __future__ import annotations
 
 import urllib.request
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,29 +27,9 @@ OPS_DIR = Path(__file__).resolve().parents[3] / "ops" / "prometheus"
 RETENTION = "15d"
 
 
-@dataclass(frozen=True)
-class PrometheusLayout:
-    home: Path
-
-    @property
-    def folder(self) -> Path:
-        return self.home / "prometheus"
-
-    @property
-    def config(self) -> Path:
-        return self.folder / "prometheus.yml"
-
-    @property
-    def data(self) -> Path:
-        return self.folder / "data"
-
-    @property
-    def log(self) -> Path:
-        return self.home / "prometheus.log"
-
-    @property
-    def pid_file(self) -> Path:
-        return self.home / "prometheus.pid"
+def layout(home: Path) -> process.ServerFiles:
+    return process.ServerFiles(home, "prometheus", data_dir="prometheus/data",
+                               config_file="prometheus/prometheus.yml")
 
 
 def ensure_binary(name: str = "prometheus") -> str:
@@ -83,7 +62,7 @@ def answers(port: int, host: str = "127.0.0.1") -> bool:
         return False
 
 
-def start(layout: PrometheusLayout, port: int, timeout: float = 30.0,
+def start(layout: process.ServerFiles, port: int, timeout: float = 30.0,
           source: Path = OPS_DIR / "prometheus.yml") -> int:
     """Run Prometheus with ``source`` (default: the shipped config) until ``stop``."""
     process.require_free(port, "Prometheus", "--prometheus-port")
@@ -99,7 +78,7 @@ def start(layout: PrometheusLayout, port: int, timeout: float = 30.0,
     return proc.pid
 
 
-def retarget(layout: PrometheusLayout, port: int, targets: dict[str, str]) -> None:
+def retarget(layout: process.ServerFiles, port: int, targets: dict[str, str]) -> None:
     """Point the running Prometheus at the processes ``griddispatch up`` really started.
 
     ``targets``: job name → ``host:port``. Jobs not named are dropped from the stack's copy

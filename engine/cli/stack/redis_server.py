@@ -6,7 +6,6 @@ stack does not drop them (the ``cases`` topic can rebuild them, but that should 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import redis
@@ -16,21 +15,8 @@ from engine.cli.stack import process
 DEFAULT_PORT = 6379
 
 
-@dataclass(frozen=True)
-class RedisLayout:
-    home: Path
-
-    @property
-    def data(self) -> Path:
-        return self.home / "redis"
-
-    @property
-    def log(self) -> Path:
-        return self.home / "redis.log"
-
-    @property
-    def pid_file(self) -> Path:
-        return self.home / "redis.pid"
+def layout(home: Path) -> process.ServerFiles:
+    return process.ServerFiles(home, "redis", data_dir="redis")
 
 
 def ensure_binary() -> str:
@@ -50,7 +36,8 @@ def answers(port: int) -> bool:
         client.close()
 
 
-def start(layout: RedisLayout, port: int, persistent: bool = True, timeout: float = 20.0) -> int:
+def start(layout: process.ServerFiles, port: int, persistent: bool = True,
+          timeout: float = 20.0) -> int:
     process.require_free(port, "Redis", "--redis-port")
     binary = ensure_binary()
     layout.data.mkdir(parents=True, exist_ok=True)

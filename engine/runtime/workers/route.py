@@ -54,7 +54,7 @@ from pydantic import ValidationError
 
 from engine.calendar import holiday_data_until_timestamp, provisional_now
 from engine.cases.dispatch import StepResult, on_classified, on_status
-from engine.cases.merge import DUPLICATE_MEMORY, CaseStore
+from engine.cases.duplicates import DUPLICATE_MEMORY, CaseStore
 from engine.contracts import Classified, to_json
 from engine.rules import RuleSet
 from engine.runtime import kafka, lag, metrics

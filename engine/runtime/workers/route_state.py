@@ -23,7 +23,7 @@ from pydantic import BaseModel, ValidationError
 from pydantic_core import from_json
 
 from engine.cases.dispatch import StepResult
-from engine.cases.merge import DUPLICATE_MEMORY, CaseStore
+from engine.cases.duplicates import DUPLICATE_MEMORY, CaseStore
 from engine.cases.records import Assignment, CaseRecord
 from engine.runtime import kafka
 from engine.runtime.settings import Settings

@@ -19,8 +19,15 @@ from typing import Any
 import pytest
 
 from engine.cases.dispatch import STATUS_REJECTED_TOPIC, on_classified, on_status
+from engine.cases.duplicates import (
+    CELL_DEG,
+    CaseStore,
+    cell_of,
+    cell_span,
+    distance_m,
+    is_duplicate,
+)
 from engine.cases.lifecycle import open_case
-from engine.cases.merge import CELL_DEG, CaseStore, cell_of, cell_span, distance_m, is_duplicate
 from engine.cases.records import CaseRecord, StatusRejected
 from engine.classify import classify_data
 from engine.contracts import Classified, Location
