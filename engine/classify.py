@@ -237,7 +237,7 @@ def classify_report(ruleset: RuleSet, report: IntakeReport, received_at: datetim
         matter_code=matter_code, matter_name=matter.name, platform=matter.platform,
         priority=priority, division_chain=list(chain), grid_code=placed.grid_code,
         placed_by=placed.placed_by, classified_by=decided.by, matched_rules=matched,
-        report=report, confidence=decided.confidence)
+        report=report, confidence=decided.confidence, dispatched_by=None)
 
 
 def _urgent(ruleset: RuleSet, scope: CompiledScope, report: IntakeReport, found: set[str],

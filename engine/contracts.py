@@ -30,6 +30,7 @@ SCHEMA_INCIDENT = "griddispatch.incident/1"
 SCHEMA_CLASSIFIED = "griddispatch.classified/1"
 SCHEMA_TRIAGE = "griddispatch.triage/1"
 SCHEMA_REJECTED = "griddispatch.rejected/1"
+SCHEMA_TRIAGE_DECISION = "griddispatch.triage-decision/1"
 
 
 class Location(BaseModel):
@@ -110,6 +111,29 @@ class _Record(BaseModel):
     rules_revision: str
 
 
+# unclassified: nothing pointed at an item (or the model says it fits none); uncertain: the
+# model's best guess is below the dispatch threshold, or its item is switched off here.
+TriageReason = Literal["unplaced", "unclassified", "uncertain", "outside_jurisdiction",
+                       "code_retired"]
+ClassifiedBy = Literal["matter_code", "channel_category", "keywords", "model", "operator"]
+
+
+class ManualDispatch(BaseModel):
+    """Who sorted a triaged report by hand (分拨), and what they chose over the rules."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    operator: str = Field(description="the console user who decided")
+    decided_at: datetime
+    triage_reason: TriageReason = Field(description="why the rules sent it to triage")
+    lead: str | None = Field(default=None, description="the lead department chosen over the "
+                                                      "routing rules; None: the rules decide")
+    assist: list[str] | None = Field(default=None, description="assisting departments chosen "
+                                                               "over the rules; None: rules")
+    override_reason: str | None = Field(default=None, max_length=500,
+                                        description="why the rules' departments were overridden")
+
+
 class Classified(_Record):
     """The rules stage's answer for an incident that can be dispatched automatically."""
 
@@ -123,12 +147,15 @@ class Classified(_Record):
     division_chain: list[str]
     grid_code: str | None
     placed_by: str
-    classified_by: Literal["matter_code", "channel_category", "keywords", "model"]
+    classified_by: ClassifiedBy
     matched_rules: list[RuleMatch]
     report: IntakeReport
     confidence: float | None = Field(
         default=None, description="the model's calibrated confidence in the platform when "
                                   "it decided (classified_by: model); None otherwise")
+    dispatched_by: ManualDispatch | None = Field(
+        default=None, description="with classified_by: operator, the person who sorted the "
+                                  "triaged report and what they chose")
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
@@ -144,10 +171,6 @@ class MatterSuggestion(BaseModel):
     confidence: float
 
 
-# unclassified: nothing pointed at an item (or the model says it fits none); uncertain: the
-# model's best guess is below the dispatch threshold, or its item is switched off here.
-TriageReason = Literal["unplaced", "unclassified", "uncertain", "outside_jurisdiction",
-                       "code_retired"]
 
 
 class Triage(_Record):
@@ -195,6 +218,36 @@ class Rejected(BaseModel):
 
 
 Outcome = Classified | Triage | Rejected
+
+
+class TriageDecision(BaseModel):
+    """What a command centre decided for a triaged report, on ``triage.decisions`` (key: the
+    incident id): the audit trail of manual sorting, and the source of new examples
+    (``griddispatch rules examples harvest``). A dispatch also goes to
+    ``incidents.classified`` as a ``Classified`` with ``classified_by: operator``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    schema_: Literal["griddispatch.triage-decision/1"] = Field(
+        default="griddispatch.triage-decision/1", alias="schema")
+    incident_id: str
+    decision: Literal["dispatched", "rejected"]
+    operator: str
+    decided_at: datetime
+    triage_reason: TriageReason
+    description: str = Field(description="the report's text, as the classifier read it")
+    channel: str
+    matter_code: str | None = None
+    grid_code: str | None = None
+    division_code: str | None = None
+    lead: str | None = None
+    assist: list[str] = Field(default_factory=list)
+    priority: Priority | None = None
+    suggested: list[str] = Field(default_factory=list,
+                                 description="the matter codes the classifier suggested")
+    reason: str = Field(default="", max_length=500,
+                        description="rejected: why it is not an incident; dispatched: why the "
+                                    "departments were overridden, if they were")
 
 Model = TypeVar("Model", bound=BaseModel)
 # Per model: its field names in declaration order and as a set.

@@ -9,7 +9,7 @@ state for long.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from pydantic import BaseModel, ValidationError
@@ -17,6 +17,7 @@ from pydantic import BaseModel, ValidationError
 from engine.cases.duplicates import CaseStore
 from engine.cases.lifecycle import (
     NeedsReroute,
+    Redispatch,
     Refused,
     apply_status,
     assignments,
@@ -27,7 +28,7 @@ from engine.cases.lifecycle import (
 )
 from engine.cases.records import CaseRecord, RejectReason, StatusRejected, StatusUpdate
 from engine.contracts import Classified
-from engine.routing.decide import route
+from engine.routing.decide import RouteDecision, route
 from engine.rules import RuleSet
 from engine.sla.plan import replan
 
@@ -70,7 +71,7 @@ def on_classified(ruleset: RuleSet, store: CaseStore, record: Classified,
         outs = [Output(f"assignments.{a.department}", case.case_id, a)
                 for a in assignments(case, record, decision, "update", ruleset.departments, now)]
         return StepResult("merged", [*outs, _case_out(case)], case)
-    decision = route(ruleset, record)
+    decision = _chosen(ruleset, record, route(ruleset, record))
     terms = ruleset.sla_for(county).terms(decision.sla, ruleset.matters.by_code[record.matter_code],
                                           decision.priority, decision.revision or ruleset.revision)
     case = replan(open_case(record, decision, now, terms), ruleset.departments)
@@ -78,6 +79,18 @@ def on_classified(ruleset: RuleSet, store: CaseStore, record: Classified,
     outs = [Output(f"assignments.{a.department}", case.case_id, a)
             for a in assignments(case, record, decision, "new", ruleset.departments, now)]
     return StepResult("assigned", [*outs, _case_out(case)], case)
+
+
+def _chosen(ruleset: RuleSet, record: Classified, decision: RouteDecision) -> RouteDecision:
+    """A command centre's choice of departments, made by hand, wins over the routing rules
+    (the console checked the codes; one that is gone by now leaves the rules' choice)."""
+    manual = record.dispatched_by
+    if manual is None or manual.lead is None or manual.lead not in ruleset.departments:
+        return decision
+    assist = decision.assist if manual.assist is None else tuple(
+        a for a in manual.assist if a in ruleset.departments)
+    return replace(decision, lead=manual.lead,
+                   assist=tuple(a for a in assist if a != manual.lead))
 
 
 def _reject(raw: str, reason: RejectReason, detail: str, case_id: str | None,
@@ -110,6 +123,22 @@ def on_status(ruleset: RuleSet, store: CaseStore, raw: bytes, now: datetime) -> 
         store.put(moved)
         outs = [Output(f"assignments.{a.department}", moved.case_id, a)
                 for a in assignments(moved, record, decision, "reassigned",
+                                     ruleset.departments, now)]
+        return StepResult("rerouted", [*outs, _case_out(moved)], moved)
+    if isinstance(result, Redispatch):
+        unknown = [d for d in [result.lead, *(result.assist or [])]
+                   if d not in ruleset.departments]
+        if unknown:
+            return _reject(text, "illegal_transition", f"no such department: "
+                                                       f"{', '.join(unknown)}", update.case_id,
+                           now)
+        assist = case.assist if result.assist is None else result.assist
+        decision = RouteDecision(result.lead, tuple(a for a in assist if a != result.lead),
+                                 case.sla_policy, case.priority, revision=ruleset.revision)
+        moved = replan(reassign(result.case, decision, now), ruleset.departments)
+        store.put(moved)
+        outs = [Output(f"assignments.{a.department}", moved.case_id, a)
+                for a in assignments(moved, case.origin, decision, "reassigned",
                                      ruleset.departments, now)]
         return StepResult("rerouted", [*outs, _case_out(moved)], moved)
     case = replan(result, ruleset.departments, before=case)

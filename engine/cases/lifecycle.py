@@ -14,7 +14,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
-from engine.cases.records import Assignment, AssignmentKind, CaseEvent, CaseRecord, StatusUpdate
+from engine.cases.records import (
+    Assignment,
+    AssignmentKind,
+    CaseEvent,
+    CaseRecord,
+    StatusUpdate,
+    Supervision,
+)
 from engine.contracts import Classified, Reporter
 from engine.reference.departments import DepartmentRegistry
 from engine.routing.decide import RouteDecision
@@ -37,6 +44,19 @@ class NeedsReroute:
     """The lead returned the case: route again without it, then call ``reassign``."""
 
     case: CaseRecord
+
+
+@dataclass(frozen=True)
+class Redispatch:
+    """A command centre moves the case (改派) to ``lead`` (and ``assist``, when given):
+    the caller checks the departments exist, then calls ``reassign``."""
+
+    case: CaseRecord
+    lead: str
+    assist: list[str] | None
+
+
+OPEN_STATES = ("dispatched", "accepted", "reopened")
 
 
 def partition_key(division_chain: list[str]) -> str:
@@ -77,9 +97,11 @@ def merge_report(case: CaseRecord, record: Classified, now: datetime) -> CaseRec
 
 
 def apply_status(case: CaseRecord, update: StatusUpdate,
-                 now: datetime) -> CaseRecord | NeedsReroute | Refused:
+                 now: datetime) -> CaseRecord | NeedsReroute | Redispatch | Refused:
     dept, action, state = update.department, update.action, case.state
     involved = dept == case.lead or dept in case.assist
+    if action in ("supervised", "redispatched"):
+        return _command_centre(case, update, now)
     if action == "verified":
         if state != "resolved":
             return Refused("illegal_transition", f"cannot verify a case that is {state}")
@@ -151,9 +173,39 @@ def reassign(case: CaseRecord, decision: RouteDecision, now: datetime) -> CaseRe
 
 def _event(case: CaseRecord, now: datetime, update: StatusUpdate, **changes: object) -> CaseRecord:
     event = CaseEvent(at=update.at, action=update.action, department=update.department,
-                      detail=update.note)
+                      detail=update.note, by=update.by)
+    supervision = case.supervision
+    if (supervision is not None and supervision.answered_at is None
+            and update.department == case.lead
+            and update.action in ("accepted", "progress", "resolved", "returned")):
+        changes.setdefault("supervision", supervision.model_copy(
+            update={"answered_at": update.at}))
     return case.model_copy(update={**changes, "updated_at": now,
                                    "history": [*case.history, event]})
+
+
+def _command_centre(case: CaseRecord, update: StatusUpdate,
+                    now: datetime) -> CaseRecord | Redispatch | Refused:
+    """督办 and 改派 are the command centres' (*.zhzx), on open cases only."""
+    if not update.department.endswith(f".{VERIFIER_ROLE}"):
+        return Refused("not_assigned", f"{update.action} is a command centre's action "
+                                       f"(*.{VERIFIER_ROLE}), not {update.department}'s")
+    if case.state not in OPEN_STATES:
+        return Refused("illegal_transition", f"cannot {update.action[:-1]} a case that is "
+                                             f"{case.state}")
+    if update.action == "supervised":
+        if update.respond_by is None or update.respond_by <= update.at:
+            return Refused("illegal_transition", "supervision needs a respond_by after its at")
+        if not update.note.strip():
+            return Refused("illegal_transition", "supervision needs a note saying what to do")
+        supervision = Supervision(by=update.department, at=update.at, note=update.note,
+                                  respond_by=update.respond_by)
+        return _event(case, now, update, supervision=supervision)
+    if not update.lead:
+        return Refused("illegal_transition", "redispatch needs the new lead department")
+    if update.lead == case.lead and update.assist is None:
+        return Refused("illegal_transition", f"{update.lead} already leads case {case.case_id}")
+    return Redispatch(_event(case, now, update), update.lead, update.assist)
 
 
 def mask_phone(reporter: Reporter | None) -> Reporter | None:

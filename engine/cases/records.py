@@ -19,7 +19,7 @@ from engine.sla.model import CaseSla
 
 CaseState = Literal["dispatched", "accepted", "resolved", "closed", "reopened"]
 StatusAction = Literal["accepted", "returned", "progress", "paused", "resumed", "resolved",
-                       "verified"]
+                       "verified", "redispatched", "supervised"]
 AssignmentKind = Literal["new", "update", "reassigned"]
 
 
@@ -64,6 +64,18 @@ class CaseEvent(_Wire):
     action: str
     department: str | None = None
     detail: str = ""
+    by: str | None = Field(default=None, description="the person who acted, when known")
+
+
+class Supervision(_Wire):
+    """A command centre's 督办 on a case: a note and the time by which the lead must answer."""
+
+    by: str = Field(description="the command centre's department code")
+    at: datetime
+    note: str
+    respond_by: datetime
+    answered_at: datetime | None = Field(default=None, description="the lead's first answer "
+                                                                   "(progress, accept, resolve)")
 
 
 class CaseRecord(_Wire):
@@ -98,6 +110,7 @@ class CaseRecord(_Wire):
                                            "after a return needs it, and the topic is the truth")
     sla: CaseSla | None = Field(default=None, description="time limits frozen at opening, "
                                                           "current deadlines, timer plan")
+    supervision: Supervision | None = Field(default=None, description="the latest 督办, if any")
 
 
 SCHEMA_STATUS = "griddispatch.status/1"  # the Literal below must spell it out for mypy
@@ -115,6 +128,13 @@ class StatusUpdate(_Wire):
     note: str = Field(default="", max_length=2000)
     satisfied: bool | None = Field(default=None, description="with 'verified': the reporter's "
                                                              "answer")
+    lead: str | None = Field(default=None, description="with 'redispatched': the new lead")
+    assist: list[str] | None = Field(default=None, description="with 'redispatched': the new "
+                                                               "assisting departments")
+    respond_by: datetime | None = Field(default=None, description="with 'supervised': when the "
+                                                                  "lead must answer by")
+    by: str | None = Field(default=None, max_length=100,
+                           description="the person who acted (a console user), for the audit")
 
 
 RejectReason = Literal["malformed", "unknown_case", "not_assigned", "illegal_transition"]

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from engine import __version__
 from engine.cli import (
     connect_cmd,
+    console_cmd,
     dept_cmd,
     intake_cmd,
     replay_cmd,
@@ -40,17 +41,19 @@ def build_parser() -> argparse.ArgumentParser:
         description="Dispatch grassroots governance incidents: one entry, one exit, on Kafka.")
     parser.add_argument("--version", action="version", version=f"griddispatch {__version__}")
     parser.add_argument("--bootstrap", metavar="HOST:PORT",
-                        help="Kafka bootstrap servers (default: $KAFKA_BOOTSTRAP_SERVERS "
-                             "or 127.0.0.1:9092)")
+                        help="Kafka bootstrap servers (default: $KAFKA_BOOTSTRAP_SERVERS, "
+                             "else the port 'up' chose (.stack/ports.json), else "
+                             "127.0.0.1:9092)")
     parser.add_argument("--redis", metavar="URL",
-                        help="Redis URL (default: $REDIS_URL or redis://127.0.0.1:6379/0)")
+                        help="Redis URL (default: $REDIS_URL, else the port 'up' chose "
+                             "(.stack/ports.json), else redis://127.0.0.1:6379/0)")
     parser.add_argument("--topic-prefix", metavar="PREFIX",
                         help="prefix for every topic and group name "
                              "(default: $GRIDDISPATCH_TOPIC_PREFIX or none)")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for module in (run_cmd, stack_cmd, topics_cmd, rules_cmd, worker_cmd, simulate_cmd,
                    dept_cmd, timers_cmd, intake_cmd, connect_cmd, replay_cmd, webhooks_cmd,
-                   report_cmd):
+                   report_cmd, console_cmd):
         module.register(commands)
     return parser
 

@@ -8,6 +8,14 @@ client and what a duty officer runs at a desk.
 ``watch`` reads as the consumer group ``dept-<code>`` and commits each assignment after it is
 shown: a restarted watch continues where the last one stopped, and the first watch of a
 department starts at the beginning of the topic, so nothing dispatched before it is missed.
+
+An answer (``accept``, ``return``…) waits for the route worker's verdict: the worker may
+refuse it (an illegal transition, a department not on the case), and says so only on
+``assignments.status.rejected``; a client that printed "sent" and exited 0 would leave the
+officer believing a case was accepted that was not. Success is the case's new record on
+``cases`` carrying the event the update made; refusal is a ``StatusRejected`` whose ``raw`` is
+the update. ``--no-wait`` keeps fire-and-forget for scripts that follow those topics
+themselves.
 """
 
 from __future__ import annotations
@@ -18,7 +26,10 @@ import json
 import os
 import re
 import sys
+import time
 import unicodedata
+import uuid
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -26,7 +37,8 @@ from typing import Any
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, TopicPartition
 from pydantic import ValidationError
 
-from engine.cases.records import Assignment, StatusAction, StatusUpdate
+from engine.cases.dispatch import STATUS_REJECTED_TOPIC
+from engine.cases.records import Assignment, CaseEvent, StatusAction, StatusUpdate
 from engine.cli.options import Commands, add_rules_dir, command, group
 from engine.contracts import to_json
 from engine.reference.departments import DepartmentRegistry
@@ -37,6 +49,17 @@ from engine.runtime.settings import Settings
 LOCAL = timezone(timedelta(hours=8), "CST")
 CASE_ID = re.compile(r"^\d{6}(\d{3})?-[0-9a-f]{12}$")
 STATUS_TOPIC = "assignments.status"
+CASES_TOPIC = "cases"
+# Exit codes of the answering verbs, beside 1 (a failure) and 2 (bad usage) as everywhere.
+EXIT_REFUSED = 2  # the route worker refused the update: like bad usage, sending it again fails
+EXIT_NO_ANSWER = 3  # sent, but no verdict in time: it may still apply, or the worker is down
+DEFAULT_WAIT = 30.0
+ANSWER_EPILOG = (
+    "The command waits for the route worker's verdict. Exit codes: 0 applied; 1 a failure "
+    "(Kafka unreachable, topics missing, unknown department, not sent); 2 bad usage, or "
+    "refused by the route worker (the reason is printed); 3 sent, but no verdict within "
+    "--wait seconds (is 'griddispatch worker route' running?). With --no-wait: 0 once the "
+    "broker has the update.")
 VERBS: dict[str, tuple[StatusAction, str]] = {
     "accept": ("accepted", "accept (签收) a case you lead"),
     "return": ("returned", "return (回退) a case outside your remit, with --note giving why"),
@@ -63,15 +86,23 @@ def register(commands: Commands) -> None:
     watch.add_argument("--max", type=_positive, metavar="N", help="stop after N assignments")
     for verb, (action, text) in VERBS.items():
         sub = verbs.add_parser(verb, help=text, description=text[0].upper() + text[1:] + ".",
-                               aliases=["ack"] if verb == "accept" else [])
+                               aliases=["ack"] if verb == "accept" else [],
+                               epilog=ANSWER_EPILOG)
         sub.add_argument("case_id", metavar="CASE_ID", help="e.g. 330110005-ab954bb01bbe")
         _dept_options(sub)
-        sub.add_argument("--note", required=verb == "return", metavar="TEXT",
-                         help="the reason (required to return), result or progress, "
-                              "at most 2000 characters")
+        sub.add_argument("--note", required=verb in ("return", "resolve"), metavar="TEXT",
+                         help="the reason (required to return), the result (required to "
+                              "resolve) or progress, at most 2000 characters")
         if verb == "verify":
             sub.add_argument("--satisfied", required=True, choices=("yes", "no"),
                              help="the reporter's answer; 'no' reopens the case")
+        waiting = sub.add_mutually_exclusive_group()
+        waiting.add_argument("--wait", type=_seconds, default=DEFAULT_WAIT, metavar="SECONDS",
+                             help="how long to wait for the route worker to apply or refuse "
+                                  f"the update (default {DEFAULT_WAIT:.0f}); exit 3 without "
+                                  "a verdict")
+        waiting.add_argument("--no-wait", action="store_true",
+                             help="exit once the broker has the update, without the verdict")
         sub.set_defaults(handler=dept_send, action=action)
 
 
@@ -79,6 +110,16 @@ def _dept_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dept", required=True, metavar="CODE",
                         help="your department code, e.g. 330110005.zhzf")
     add_rules_dir(parser)
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got '{text}'")
+    return value
 
 
 def _positive(text: str) -> int:
@@ -111,17 +152,19 @@ def case_id_problem(case_id: str) -> str | None:
             "12 hex digits, e.g. 330110005-ab954bb01bbe")
 
 
-def _require_topic(settings: Settings, topic: str) -> str | None:
-    """Fails fast and clearly when Kafka does not answer or the topic was never created
+def _require_topic(settings: Settings, *topics: str) -> str | None:
+    """Fails fast and clearly when Kafka does not answer or a topic was never created
     (producing to a missing topic would wait for a timeout, or auto-create a wrong one).
     librdkafka's own log is silenced here: without a broker it prints a line every 50 ms,
     and the error below says it once, with what to do."""
     admin = kafka.admin_client(settings)
     kafka.broker_count(admin, settings)  # KafkaUnavailable → printed by main, exit 1
-    if topic in admin.list_topics(timeout=10).topics:
+    existing = admin.list_topics(timeout=10).topics
+    missing = [topic for topic in topics if topic not in existing]
+    if not missing:
         return None
-    return (f"topic {topic} does not exist at {settings.kafka_bootstrap}; create the topics "
-            "with 'griddispatch topics apply'")
+    return (f"topic {missing[0]} does not exist at {settings.kafka_bootstrap}; create the "
+            "topics with 'griddispatch topics apply'")
 
 
 def _fail(message: str, code: int) -> int:
@@ -256,6 +299,125 @@ def status_update(action: StatusAction, case_id: str, department: str, note: str
                         satisfied=None if satisfied is None else satisfied == "yes")
 
 
+@dataclass(frozen=True)
+class Applied:
+    """The route worker applied the update: the case as it is now."""
+
+    state: str
+    lead: str
+
+
+@dataclass(frozen=True)
+class Refused:
+    """The route worker refused the update (``StatusRejected.reason`` and ``detail``)."""
+
+    reason: str
+    detail: str
+
+
+Verdict = Applied | Refused
+
+
+def _same_event(update: StatusUpdate, event: CaseEvent) -> bool:
+    return (event.at, event.action, event.department) == (update.at, update.action,
+                                                          update.department)
+
+
+def applied_in(update: StatusUpdate, value: bytes | None) -> Applied | None:
+    """``value`` (a record of ``cases``) when its history holds the event ``update`` made.
+
+    Read as plain JSON, each history entry as a ``CaseEvent``: a route worker newer than
+    this client may add fields to the case record, and must not turn a success into a
+    timeout. A ``returned`` update is applied when the rerouted case (``returned`` then
+    ``reassigned``) is written: that record holds the event too.
+    """
+    try:
+        case = json.loads(value) if value is not None else None
+    except ValueError:
+        return None
+    if not isinstance(case, dict) or case.get("case_id") != update.case_id:
+        return None
+    for item in case.get("history") or []:
+        try:
+            event = CaseEvent.model_validate(item)
+        except ValidationError:
+            continue
+        if _same_event(update, event):
+            return Applied(str(case.get("state")), str(case.get("lead")))
+    return None
+
+
+def refused_in(update: StatusUpdate, value: bytes | None) -> Refused | None:
+    """``value`` (a record of ``assignments.status.rejected``) when its ``raw`` is ``update``:
+    same case, department, action and time (the time makes it this very update, not an
+    earlier one of the same officer)."""
+    try:
+        rejected = json.loads(value) if value is not None else None
+    except ValueError:
+        return None
+    if not isinstance(rejected, dict) or not isinstance(rejected.get("raw"), str):
+        return None
+    try:
+        sent = StatusUpdate.model_validate_json(rejected["raw"])
+    except ValidationError:  # garbage someone else sent: "malformed", not ours
+        return None
+    if (sent.case_id, sent.department, sent.action, sent.at) != (
+            update.case_id, update.department, update.action, update.at):
+        return None
+    return Refused(str(rejected.get("reason")), str(rejected.get("detail", "")))
+
+
+def describe_verdict(update: StatusUpdate, verdict: Verdict | None, waited: float) -> str:
+    """The one line an officer reads: what was done, and what became of it."""
+    what = f"{update.action} {update.case_id} by {update.department}"
+    if isinstance(verdict, Applied):
+        return f"applied: {what}; the case is now {verdict.state}, lead {verdict.lead}"
+    if isinstance(verdict, Refused):
+        return f"refused: {what}: {verdict.reason}: {verdict.detail}"
+    return (f"no answer: {what} was sent, but the route worker neither applied nor refused it "
+            f"within {waited:g}s (is 'griddispatch worker route' running?); it may still "
+            "apply: watch the case before sending it again")
+
+
+class VerdictReader:
+    """Reads ``cases`` and ``assignments.status.rejected`` from their ends of *before* the
+    update is sent, so the verdict cannot slip past unseen, however fast the worker is.
+
+    The ends are the high watermarks fetched now (``kafka.end_offsets``), not OFFSET_END: a
+    consumer resolves OFFSET_END only when it starts fetching, which may be after the worker
+    answered. A fresh group id, partitions assigned, nothing committed: no group's offsets
+    move and any number of clients can wait at once. read_committed, as the worker's records
+    are transactional.
+    """
+
+    def __init__(self, settings: Settings, timeout: float = 20.0) -> None:
+        deadline = time.monotonic() + timeout
+        self.kinds = {settings.topic(CASES_TOPIC): applied_in,
+                      settings.topic(STATUS_REJECTED_TOPIC): refused_in}
+        positions = [TopicPartition(topic, partition, end) for topic in self.kinds
+                     for partition, end in kafka.end_offsets(settings, topic, deadline).items()]
+        self.consumer = kafka.consumer(settings, f"griddispatch-dept-{uuid.uuid4().hex[:12]}")
+        self.consumer.assign(positions)
+
+    def wait(self, update: StatusUpdate, seconds: float) -> Verdict | None:
+        """The verdict on ``update``, or None when none came within ``seconds``."""
+        deadline = time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0:
+            for message in self.consumer.consume(100, min(left, 0.5)):
+                error = message.error()
+                if error is not None:
+                    if error.fatal():
+                        raise kafka.KafkaUnavailable(f"Kafka: {error.str()}")
+                    continue
+                verdict = self.kinds[str(message.topic())](update, message.value())
+                if verdict is not None:
+                    return verdict
+        return None
+
+    def close(self) -> None:
+        self.consumer.close()
+
+
 def dept_send(args: argparse.Namespace, settings: Settings) -> int:
     problem = case_id_problem(args.case_id)
     if problem:
@@ -270,9 +432,33 @@ def dept_send(args: argparse.Namespace, settings: Settings) -> int:
     except ValidationError as exc:
         return _fail(f"--note: {exc.errors()[0]['msg']}", 2)
     topic = settings.topic(STATUS_TOPIC)
-    problem = _require_topic(settings, topic)
+    answers = () if args.no_wait else (settings.topic(CASES_TOPIC),
+                                       settings.topic(STATUS_REJECTED_TOPIC))
+    problem = _require_topic(settings, topic, *answers)
     if problem:
         return _fail(problem, 1)
+    reader = None if args.no_wait else VerdictReader(settings)
+    try:
+        problem = _send(settings, topic, update)
+        if problem:
+            return _fail(f"not sent: {problem}", 1)
+        if reader is None:
+            print(f"sent: {update.action} {update.case_id} by {update.department}")
+            return 0
+        verdict = reader.wait(update, args.wait)
+    finally:
+        if reader is not None:
+            reader.close()
+    line = describe_verdict(update, verdict, args.wait)
+    if isinstance(verdict, Applied):
+        print(line)
+        return 0
+    print(line, file=sys.stderr)
+    return EXIT_REFUSED if isinstance(verdict, Refused) else EXIT_NO_ANSWER
+
+
+def _send(settings: Settings, topic: str, update: StatusUpdate) -> str | None:
+    """Produce ``update`` and wait for the broker's acknowledgement; why not, else None."""
     failures: list[str] = []
 
     def delivered(error: KafkaError | None, _message: Message) -> None:
@@ -284,10 +470,8 @@ def dept_send(args: argparse.Namespace, settings: Settings) -> int:
                      value=to_json(update), headers=[("schema", update.schema_.encode())],
                      on_delivery=delivered)
     if producer.flush(FLUSH_SECONDS) or failures:
-        reason = failures[0] if failures else f"no acknowledgement within {FLUSH_SECONDS:.0f}s"
-        return _fail(f"not sent: {reason}", 1)
-    print(f"sent: {update.action} {update.case_id} by {update.department}")
-    return 0
+        return failures[0] if failures else f"no acknowledgement within {FLUSH_SECONDS:.0f}s"
+    return None
 
 
 __all__ = ["register"]

@@ -30,8 +30,11 @@ from engine.yamlfile import FileProblem, FileProblems
 T = TypeVar("T")
 
 
-def load_rules(root: Path) -> RuleSet:
-    """Read, check and train the rule set under ``root``, reporting every broken file at once."""
+def load_rules(root: Path, *, with_model: bool = True) -> RuleSet:
+    """Read, check and train the rule set under ``root``, reporting every broken file at once.
+
+    ``with_model=False`` skips the classifier (the console lists matters, places and
+    departments but classifies nothing, and must not wait a minute for training)."""
     reference = root / "reference"
     problems: list[FileProblem] = []
 
@@ -67,7 +70,8 @@ def load_rules(root: Path) -> RuleSet:
         raise FileProblems(problems)
     # Trained last, once everything else is known to be right (a broken file costs no
     # training); loaded from the cache when the same inputs were trained before.
-    ruleset.model = load_or_train(examples, matters, settings, ruleset.urgent_words())
+    if with_model:
+        ruleset.model = load_or_train(examples, matters, settings, ruleset.urgent_words())
     # The rule set that loaded last decides which days are worked in this process, as
     # it decides everything else; a rule set that failed to load changes nothing.
     use_holiday_years(holidays)

@@ -244,6 +244,27 @@ WEBHOOK_DELIVERIES = Counter(
 )
 
 
+# --- console --------------------------------------------------------------------------------
+
+CONSOLE_ACTIONS = Counter(
+    "griddispatch_console_actions",
+    "Console actions by people, by action (dispatch, reject, accepted, resolved, verified, "
+    "supervised, redispatched, ...) and result (sent: on Kafka; refused: the form was wrong "
+    "or the user may not; failed: Kafka did not take it).",
+    ["action", "result"],
+)
+CONSOLE_TRIAGE_WAITING = Gauge(
+    "griddispatch_console_triage_waiting",
+    "Triaged reports waiting for a person in the console's view, urgent or not (the whole "
+    "territory's queue, as the console read it from incidents.triage).",
+    ["urgent"],
+)
+CONSOLE_LOGINS = Counter(
+    "griddispatch_console_logins",
+    "Console sign-ins, by result (ok, refused: wrong user name or password).",
+    ["result"],
+)
+
 def serve_metrics(port: int, host: str = "127.0.0.1") -> None:
     """Serve ``/metrics`` from a daemon thread; raises OSError when the port is taken."""
     start_http_server(port, addr=host)

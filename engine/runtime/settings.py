@@ -3,16 +3,43 @@
 Everything comes from the environment so that the same code runs against the local stack,
 a test's private stack, or a production cluster without edits. Command-line options override
 these per call.
+
+Without ``KAFKA_BOOTSTRAP_SERVERS`` / ``REDIS_URL`` the ports come from the local stack's
+``ports.json`` when there is one: ``griddispatch up`` and ``stack up`` may run Kafka and Redis
+on other ports than the defaults (``--kafka-port``, a taken 9092), and a command that then
+fell back to 127.0.0.1:9092 would silently read and write another broker's topics. Decided
+here, once, so that every command (``dept``, ``report``, ``timers``, ``topics``…) agrees.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 DEFAULT_KAFKA = "127.0.0.1:9092"
 DEFAULT_REDIS = "redis://127.0.0.1:6379/0"
+# The local stack's folder, as ``griddispatch up`` / ``stack up`` choose it (engine/cli/
+# stack_cmd.py: $GRIDDISPATCH_STACK_DIR, else .stack in the current directory).
+STACK_DIR = ".stack"
+# Written by ``LocalStack.up`` (engine/cli/stack/__init__.py): {"kafka": port, "redis": port,
+# "mqtt": port, …}. Read here by name rather than through LocalStack: the runtime layer may not
+# import the CLI's.
+PORTS_FILE = "ports.json"
+
+
+def stack_ports(stack_dir: Path) -> dict[str, int]:
+    """The ports the local stack in ``stack_dir`` was started on; empty without a readable
+    ``ports.json`` (no stack was ever started there: the plain defaults apply)."""
+    try:
+        data = json.loads((stack_dir / PORTS_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(data, dict):
+        return {}
+    return {name: port for name, port in data.items()
+            if isinstance(port, int) and not isinstance(port, bool) and 0 < port < 65536}
 
 
 @dataclass(frozen=True)
@@ -30,6 +57,12 @@ class Settings:
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
+        """Settings from ``env`` (default: the process environment).
+
+        Kafka: ``$KAFKA_BOOTSTRAP_SERVERS``, else the port the local stack was started on
+        (``$GRIDDISPATCH_STACK_DIR`` or ``.stack``, its ``ports.json``), else 127.0.0.1:9092;
+        Redis likewise with ``$REDIS_URL``. An empty variable counts as unset.
+        """
         env = dict(os.environ if env is None else env)
         extra = tuple(
             sorted(
@@ -38,9 +71,17 @@ class Settings:
                 if key.startswith("GRIDDISPATCH_KAFKA_")
             )
         )
+        kafka, redis = env.get("KAFKA_BOOTSTRAP_SERVERS"), env.get("REDIS_URL")
+        if not kafka or not redis:
+            ports = stack_ports(Path(env.get("GRIDDISPATCH_STACK_DIR") or STACK_DIR))
+            if not kafka:
+                kafka = f"127.0.0.1:{ports['kafka']}" if "kafka" in ports else DEFAULT_KAFKA
+            if not redis:
+                redis = (f"redis://127.0.0.1:{ports['redis']}/0" if "redis" in ports
+                         else DEFAULT_REDIS)
         return cls(
-            kafka_bootstrap=env.get("KAFKA_BOOTSTRAP_SERVERS", DEFAULT_KAFKA),
-            redis_url=env.get("REDIS_URL", DEFAULT_REDIS),
+            kafka_bootstrap=kafka,
+            redis_url=redis,
             topic_prefix=env.get("GRIDDISPATCH_TOPIC_PREFIX", ""),
             rules_dir=Path(env.get("GRIDDISPATCH_RULES", "rules")),
             topics_dir=Path(env.get("GRIDDISPATCH_TOPICS", "topics")),

@@ -13,21 +13,27 @@ from pathlib import Path
 
 import pytest
 
-from engine.cases.dispatch import on_classified
+from engine.cases.dispatch import STATUS_REJECTED_TOPIC, on_classified, on_status
 from engine.cases.duplicates import CaseStore
-from engine.cases.records import Assignment
+from engine.cases.records import Assignment, CaseRecord, StatusUpdate
 from engine.classify import classify_raw
 from engine.cli import build_parser, main
 from engine.cli.dept_cmd import (
+    Applied,
+    Refused,
+    applied_in,
+    describe_verdict,
     display_width,
     fit,
     header,
     partition_key_of,
+    refused_in,
     render,
     status_update,
     table_row,
 )
 from engine.contracts import Classified, to_json
+from engine.rules import RuleSet
 from engine.rules.load import load_rules
 
 REPO = Path(__file__).resolve().parents[2]
@@ -38,9 +44,13 @@ DEPT = "330110005.zhzf"
 
 
 @pytest.fixture(scope="module")
-def assignment() -> Assignment:
-    """A real assignment, from the rules and the route step, to the 五常街道 squad."""
-    ruleset = load_rules(REPO / "rules")
+def ruleset() -> RuleSet:
+    return load_rules(REPO / "rules")
+
+
+@pytest.fixture(scope="module")
+def classified(ruleset: RuleSet) -> Classified:
+    """A hotline report of street vending in 五常街道, classified by the real rules."""
     raw = json.dumps({"channel": "hotline", "channel_id": "12345-1",
                       "reported_at": "2026-11-24T08:05:00+08:00",
                       "description": "西溪风情社区门口有流动摊贩占道经营，推车卖水果，"
@@ -48,6 +58,13 @@ def assignment() -> Assignment:
                       "grid_code": "330110005011002"}, ensure_ascii=False).encode()
     record = classify_raw(ruleset, raw, datetime(2026, 11, 24, 0, 6, tzinfo=UTC))
     assert isinstance(record, Classified)
+    return record
+
+
+@pytest.fixture(scope="module")
+def assignment(ruleset: RuleSet, classified: Classified) -> Assignment:
+    """A real assignment, from the rules and the route step, to the 五常街道 squad."""
+    record = classified
     step = on_classified(ruleset, CaseStore(), record, record.received_at)
     (out,) = [o for o in step.outputs if o.topic == f"assignments.{DEPT}"]
     assert isinstance(out.value, Assignment)
@@ -137,6 +154,7 @@ def test_unknown_department_is_refused_with_a_hint(argv: list[str],
 
 @pytest.mark.parametrize("argv, missing", [
     (["return", CASE, "--dept", DEPT], "--note"),
+    (["resolve", CASE, "--dept", DEPT], "--note"),
     (["verify", CASE, "--dept", DEPT], "--satisfied"),
     (["watch"], "--dept"),
 ])
@@ -158,3 +176,110 @@ def test_overlong_note_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> N
     assert main([*NOWHERE, "dept", "resolve", CASE, "--dept", DEPT, "--rules-dir", RULES,
                  "--note", "已处理" * 700]) == 2
     assert "--note" in capsys.readouterr().err
+
+
+def test_wait_and_no_wait_options() -> None:
+    parse = build_parser().parse_args
+    args = parse(["dept", "accept", CASE, "--dept", DEPT])
+    assert (args.wait, args.no_wait) == (30.0, False)
+    assert parse(["dept", "accept", CASE, "--dept", DEPT, "--wait", "2.5"]).wait == 2.5
+    assert parse(["dept", "progress", CASE, "--dept", DEPT, "--no-wait"]).no_wait is True
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--wait", "0"], "positive number of seconds"),
+    (["--wait", "soon"], "positive number of seconds"),
+    (["--wait", "5", "--no-wait"], "not allowed with"),
+])
+def test_bad_waits_are_usage_errors(extra: list[str], message: str,
+                                    capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main([*NOWHERE, "dept", "accept", CASE, "--dept", DEPT, *extra])
+    assert exited.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+# --- the route worker's verdict: the real route step's records, matched to the update -------
+
+@pytest.fixture
+def store(ruleset: RuleSet, classified: Classified) -> tuple[CaseStore, CaseRecord]:
+    """A fresh store holding the dispatched case (lead: the 五常 squad)."""
+    cases = CaseStore()
+    step = on_classified(ruleset, cases, classified, classified.received_at)
+    assert step.case is not None and step.case.lead == DEPT
+    return cases, step.case
+
+
+def answer(ruleset: RuleSet, cases: CaseStore, update: StatusUpdate) -> tuple[str, bytes]:
+    """What the route worker writes for ``update``: (topic, value) of the cases or rejected
+    record (assignments left out)."""
+    step = on_status(ruleset, cases, to_json(update), datetime.now(UTC))
+    (out,) = [o for o in step.outputs if o.topic in ("cases", STATUS_REJECTED_TOPIC)]
+    return out.topic, to_json(out.value)
+
+
+def test_an_applied_update_is_found_in_the_case_history(
+        ruleset: RuleSet, store: tuple[CaseStore, CaseRecord]) -> None:
+    cases, case = store
+    accept = status_update("accepted", case.case_id, DEPT, "马上到", None)
+    topic, value = answer(ruleset, cases, accept)
+    assert topic == "cases"
+    assert applied_in(accept, value) == Applied("accepted", DEPT)
+    assert refused_in(accept, value) is None
+    # The same officer's accept a moment earlier or later is another update.
+    for other in (accept.model_copy(update={"at": accept.at + timedelta(microseconds=1)}),
+                  accept.model_copy(update={"department": "330110005.zhzx"}),
+                  accept.model_copy(update={"case_id": "330110005-000000000000"})):
+        assert applied_in(other, value) is None
+    # Later records of the case still hold the event: still applied.
+    resolve = status_update("resolved", case.case_id, DEPT, "已劝离", None)
+    _, later = answer(ruleset, cases, resolve)
+    assert applied_in(accept, later) == Applied("resolved", DEPT)
+    assert applied_in(resolve, later) == Applied("resolved", DEPT)
+
+
+def test_a_return_is_applied_when_the_rerouted_case_is_written(
+        ruleset: RuleSet, store: tuple[CaseStore, CaseRecord]) -> None:
+    cases, case = store
+    back = status_update("returned", case.case_id, DEPT, "不属于本部门", None)
+    topic, value = answer(ruleset, cases, back)
+    assert topic == "cases"
+    record = CaseRecord.model_validate_json(value)
+    assert [e.action for e in record.history][-2:] == ["returned", "reassigned"]
+    verdict = applied_in(back, value)
+    assert verdict == Applied("dispatched", record.lead) and record.lead != DEPT
+
+
+def test_a_refusal_is_matched_by_its_raw_update(
+        ruleset: RuleSet, store: tuple[CaseStore, CaseRecord]) -> None:
+    cases, case = store
+    resolve = status_update("resolved", case.case_id, DEPT, "已处理", None)  # not accepted yet
+    topic, value = answer(ruleset, cases, resolve)
+    assert topic == STATUS_REJECTED_TOPIC
+    assert refused_in(resolve, value) == Refused("illegal_transition",
+                                                 "cannot resolve a case that is dispatched")
+    assert applied_in(resolve, value) is None
+    assert refused_in(resolve.model_copy(update={"at": resolve.at + timedelta(seconds=1)}),
+                      value) is None
+    assert refused_in(resolve.model_copy(update={"action": "accepted"}), value) is None
+    # Someone else's garbage on the topic, and values that are not records at all.
+    garbage = json.dumps({"schema": "griddispatch.status-rejected/1", "reason": "malformed",
+                          "detail": "x", "case_id": None, "raw": "\ufffd{not json",
+                          "received_at": "2026-11-24T00:00:00Z"}).encode()
+    for junk in (garbage, b"\xff", b"[]", None, b'{"raw": 3}'):
+        assert refused_in(resolve, junk) is None
+        assert applied_in(resolve, junk) is None
+
+
+def test_the_verdict_reads_as_one_line() -> None:
+    update = status_update("accepted", CASE, DEPT, None, None)
+    assert describe_verdict(update, Applied("accepted", DEPT), 30) == (
+        f"applied: accepted {CASE} by {DEPT}; the case is now accepted, lead {DEPT}")
+    refused = describe_verdict(update, Refused("illegal_transition",
+                                               "cannot accept a case that is resolved"), 30)
+    assert refused == (f"refused: accepted {CASE} by {DEPT}: illegal_transition: cannot "
+                       "accept a case that is resolved")
+    late = describe_verdict(update, None, 2.5)
+    assert late.startswith(f"no answer: accepted {CASE} by {DEPT} was sent")
+    assert "within 2.5s" in late and "griddispatch worker route" in late
+    assert "\n" not in late

@@ -19,7 +19,8 @@ def test_shipped_topic_specs_cover_the_design_flow() -> None:
     assert {"incidents.reported", "incidents.classified", "incidents.triage",
             "incidents.rejected", "assignments.status", "cases", "escalations",
             "assignments.330110.zhzx", "escalations.330110.zhzx",
-            "assignments.status.rejected", "intake.deadletter", "webhooks.deadletter"} == names
+            "assignments.status.rejected", "intake.deadletter", "webhooks.deadletter",
+            "triage.decisions"} == names
     cases = next(t for t in topics if t.name == "cases")
     assert cases.configs["cleanup.policy"] == "compact"
     assert cases.configs["retention.ms"] == "-1"

@@ -1,0 +1,200 @@
+"""The console's pages: each reads the view under the feed's lock and renders a template.
+
+Scope is applied here by the view's queries (``engine.console.view``) and the operator's
+rules (``engine.console.access``): a department user asking for another department's case
+gets 403, not the page.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from aiohttp import web
+
+from connectors.console.context import console_of, operator_of, render
+from connectors.console.feed import to_loop
+from engine.console.actions import default_route
+from engine.console.view import CaseFilter, Change
+from engine.runtime import metrics
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+async def home(request: web.Request) -> web.Response:
+    raise web.HTTPFound("/triage" if operator_of(request).is_centre else "/cases")
+
+
+def _queue(request: web.Request) -> dict[str, Any]:
+    console, operator = console_of(request), operator_of(request)
+    with console.feed.lock:
+        items = console.feed.view.triage_queue(operator)
+        waiting = [i for i in console.feed.view.triage.values() if i.waiting]
+    for urgent in (True, False):
+        metrics.CONSOLE_TRIAGE_WAITING.labels(str(urgent).lower()).set(
+            sum(1 for i in waiting if i.triage.urgent is urgent))
+    return {"items": items, "now": now()}
+
+
+async def triage(request: web.Request) -> web.Response:
+    return render(request, "triage.html", **_queue(request))
+
+
+async def triage_rows(request: web.Request) -> web.Response:
+    return render(request, "triage_rows.html", **_queue(request))
+
+
+async def triage_item(request: web.Request) -> web.Response:
+    console, operator = console_of(request), operator_of(request)
+    incident = request.match_info["incident_id"]
+    with console.feed.lock:
+        item = console.feed.view.triage.get(incident)
+    if item is None:
+        raise web.HTTPNotFound(text=f"没有这条待分拨的上报：{incident}")
+    if not operator.sees_triage(item.triage):
+        raise web.HTTPForbidden(text="这条上报不在您的辖区")
+    suggestion = item.triage.suggestions[0].matter_code if item.triage.suggestions else None
+    chosen = request.query.get("matter") or request.query.get("matter_code") or suggestion
+    route = default_route(console.ruleset, item.triage, chosen, operator, now()) \
+        if chosen else None
+    reporter = operator.reporter(item.triage.report.reporter, None)
+    return render(request, "triage_item.html", item=item, chosen=chosen, route=route,
+                  reporter=reporter, error=request.query.get("error"),
+                  departments=sorted(console.ruleset.departments, key=lambda d: d.code))
+
+
+def _filters(request: web.Request) -> CaseFilter:
+    query = request.query
+    return CaseFilter(**{name: query.get(name) or None
+                         for name in ("township", "department", "platform", "state", "sla")})
+
+
+async def cases(request: web.Request) -> web.Response:
+    console, operator = console_of(request), operator_of(request)
+    where = _filters(request)
+    with console.feed.lock:
+        rows = console.feed.view.case_rows(operator, now(), where)
+    return render(request, "cases.html", rows=rows, where=where, now=now(),
+                  partial="HX-Request" in request.headers)
+
+
+async def case_page(request: web.Request) -> web.Response:
+    console, operator = console_of(request), operator_of(request)
+    case_id = request.match_info["case_id"]
+    view = console.feed.view
+    with console.feed.lock:
+        seen = view.visibility(operator, case_id)
+        case = view.cases.get(case_id)
+        fired = list(view.escalations.get(case_id, []))
+    if seen == "missing" or case is None:
+        raise web.HTTPNotFound(text=f"没有案件 {case_id}")
+    if seen == "forbidden":
+        raise web.HTTPForbidden(text="您无权查看此案件")
+    reporter = operator.reporter(case.origin.report.reporter, case)
+    return render(request, "case.html", case=case, escalations=fired, reporter=reporter,
+                  now=now(), error=request.query.get("error"),
+                  message=request.query.get("message"),
+                  departments=sorted(console.ruleset.departments, key=lambda d: d.code))
+
+
+async def supervision(request: web.Request) -> web.Response:
+    console, operator = console_of(request), operator_of(request)
+    with console.feed.lock:
+        supervised = console.feed.view.supervised(operator)
+    return render(request, "supervision.html", cases=supervised, now=now())
+
+
+async def numbers(request: web.Request) -> web.Response:
+    console, operator = console_of(request), operator_of(request)
+    with console.feed.lock:
+        day = console.feed.view.numbers(operator, now())
+    return render(request, "numbers.html", day=day)
+
+
+async def map_page(request: web.Request) -> web.Response:
+    return render(request, "map.html")
+
+
+async def grids_geojson(request: web.Request) -> web.Response:
+    """The grid polygons of the rules (the project's own GeoJSON): the map needs no tiles."""
+    console = console_of(request)
+    features = [{"type": "Feature", "properties": {"code": g.code, "name": g.name},
+                 "geometry": {"type": "Polygon", "coordinates": [[list(p) for p in g.ring]]}}
+                for g in console.ruleset.jurisdiction.grids.values()]
+    return _geojson(features)
+
+
+async def cases_geojson(request: web.Request) -> web.Response:
+    console, operator = console_of(request), operator_of(request)
+    grids = console.ruleset.jurisdiction.grids
+    with console.feed.lock:
+        rows = console.feed.view.case_rows(operator, now())
+    features = []
+    for row in rows:
+        case = row.case
+        if case.location is not None:
+            point = [case.location.lon, case.location.lat]
+        elif case.grid_code in grids:
+            ring = grids[case.grid_code].ring
+            point = [sum(p[0] for p in ring) / len(ring), sum(p[1] for p in ring) / len(ring)]
+        else:
+            continue
+        features.append({"type": "Feature", "geometry": {"type": "Point", "coordinates": point},
+                         "properties": {"case_id": case.case_id, "sla": row.sla,
+                                        "state": case.state,
+                                        "matter": case.origin.matter_name}})
+    return _geojson(features)
+
+
+def _geojson(features: list[dict[str, Any]]) -> web.Response:
+    return web.Response(text=json.dumps({"type": "FeatureCollection", "features": features},
+                                        ensure_ascii=False),
+                        content_type="application/geo+json", charset="utf-8")
+
+
+async def events(request: web.Request) -> web.StreamResponse:
+    """Server-sent events: one named event per change the page may care about; the page
+    re-fetches its own part (htmx ``hx-trigger="sse:…"``), so no data is pushed twice."""
+    console = console_of(request)
+    response = web.StreamResponse(headers={"Content-Type": "text/event-stream",
+                                           "Cache-Control": "no-cache",
+                                           "X-Accel-Buffering": "no"})
+    await response.prepare(request)
+    queue: asyncio.Queue[Change] = asyncio.Queue(maxsize=1000)
+    undo = console.feed.listen(to_loop(asyncio.get_running_loop(), queue))
+    try:
+        await response.write(b": connected\n\n")
+        while True:
+            try:
+                change = await asyncio.wait_for(queue.get(), timeout=15)
+            except TimeoutError:
+                await response.write(b": keep-alive\n\n")
+                continue
+            names = [change.kind, *(["urgent"] if change.urgent else []),
+                     *(["breach"] if change.breach else [])]
+            for name in names:
+                await response.write(f"event: {name}\ndata: {change.key}\n\n".encode())
+    except (ConnectionResetError, asyncio.CancelledError):
+        pass
+    finally:
+        undo()
+    return response
+
+
+def register(router: web.UrlDispatcher) -> None:
+    router.add_get("/", home)
+    router.add_get("/triage", triage)
+    router.add_get("/triage/rows", triage_rows)
+    router.add_get("/triage/{incident_id}", triage_item)
+    router.add_get("/cases", cases)
+    router.add_get("/cases/{case_id}", case_page)
+    router.add_get("/supervision", supervision)
+    router.add_get("/numbers", numbers)
+    router.add_get("/map", map_page)
+    router.add_get("/map/grids.geojson", grids_geojson)
+    router.add_get("/map/cases.geojson", cases_geojson)
+    router.add_get("/events", events)

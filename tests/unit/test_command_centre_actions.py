@@ -1,0 +1,137 @@
+"""What a command centre does to cases, as records the route worker applies: a manual dispatch
+of a triaged report (分拨), supervision (督办) and redispatch (改派)."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+from engine.cases.dispatch import STATUS_REJECTED_TOPIC, on_classified, on_status
+from engine.cases.duplicates import CaseStore
+from engine.cases.lifecycle import Redispatch, apply_status
+from engine.cases.records import Assignment, CaseRecord, StatusRejected, StatusUpdate
+from engine.contracts import Classified, ManualDispatch, TriageDecision, to_json
+from tests.unit.test_case_lifecycle import (
+    ASSIST,
+    LEAD,
+    NOW,
+    OUTSIDER,
+    accepted_case,
+    gas_record,
+    new_case,
+    resolved_case,
+    ruleset,
+)
+
+CENTRE = "330110005.zhzx"
+OTHER_LEAD = "330110005.zhzf"
+
+
+def centre_update(case: CaseRecord, action: str, minutes: int = 2, **fields: object
+                  ) -> StatusUpdate:
+    return StatusUpdate.model_validate({
+        "case_id": case.case_id, "department": fields.pop("department", CENTRE),
+        "action": action, "at": NOW + timedelta(minutes=minutes), "by": "wang.li", **fields})
+
+
+def test_supervision_is_kept_on_the_case_until_the_lead_answers() -> None:
+    case = accepted_case()
+    due = NOW + timedelta(hours=4)
+    supervised = apply_status(case, centre_update(case, "supervised", note="今天务必处理",
+                                                  respond_by=due), NOW)
+    assert isinstance(supervised, CaseRecord)
+    assert supervised.supervision is not None
+    assert (supervised.supervision.by, supervised.supervision.respond_by,
+            supervised.supervision.answered_at) == (CENTRE, due, None)
+    assert (supervised.history[-1].action, supervised.history[-1].by) == ("supervised", "wang.li")
+    answer = StatusUpdate(case_id=case.case_id, department=LEAD, action="progress",
+                          at=NOW + timedelta(minutes=30), note="已到场")
+    answered = apply_status(supervised, answer, NOW)
+    assert isinstance(answered, CaseRecord) and answered.supervision is not None
+    assert answered.supervision.answered_at == answer.at
+
+
+def test_supervision_needs_a_command_centre_a_note_and_a_deadline() -> None:
+    case = accepted_case()
+    due = NOW + timedelta(hours=1)
+    assert apply_status(case, centre_update(case, "supervised", note="x", respond_by=due,
+                                            department=LEAD), NOW).reason == "not_assigned"
+    assert "respond_by" in apply_status(case, centre_update(case, "supervised", note="x"),
+                                        NOW).detail
+    assert "note" in apply_status(case, centre_update(case, "supervised", respond_by=due),
+                                  NOW).detail
+    assert apply_status(resolved_case(), centre_update(resolved_case(), "supervised", note="x",
+                                                       respond_by=due),
+                        NOW).reason == "illegal_transition"
+
+
+def test_redispatch_moves_the_lead_restarts_acceptance_and_tells_the_new_lead() -> None:
+    store = CaseStore()
+    record = gas_record()
+    opened = on_classified(ruleset(), store, record, NOW).case
+    assert opened is not None and opened.lead == LEAD
+    update = centre_update(opened, "redispatched", lead=OTHER_LEAD, note="属地处置")
+    step = on_status(ruleset(), store, to_json(update), NOW + timedelta(minutes=3))
+    assert step.outcome == "rerouted" and step.case is not None
+    assert (step.case.state, step.case.lead) == ("dispatched", OTHER_LEAD)
+    assert [e.action for e in step.case.history[-2:]] == ["redispatched", "reassigned"]
+    leads = [o.value for o in step.outputs if isinstance(o.value, Assignment)
+             and o.value.role == "lead"]
+    assert [(a.department, a.kind) for a in leads] == [(OTHER_LEAD, "reassigned")]
+    assert OTHER_LEAD not in step.case.assist and set(step.case.assist) == set(ASSIST)
+
+
+def test_redispatch_to_an_unknown_department_is_refused_with_its_code() -> None:
+    store = CaseStore()
+    opened = on_classified(ruleset(), store, gas_record(), NOW).case
+    assert opened is not None
+    update = centre_update(opened, "redispatched", lead="330110005.nosuch")
+    step = on_status(ruleset(), store, to_json(update), NOW)
+    assert step.outcome == "rejected"
+    [out] = step.outputs
+    assert out.topic == STATUS_REJECTED_TOPIC and isinstance(out.value, StatusRejected)
+    assert "330110005.nosuch" in out.value.detail
+
+
+def test_only_a_command_centre_redispatches() -> None:
+    case = new_case()
+    result = apply_status(case, centre_update(case, "redispatched", lead=OTHER_LEAD,
+                                              department=OUTSIDER), NOW)
+    assert not isinstance(result, (CaseRecord, Redispatch))
+    assert result.reason == "not_assigned"
+
+
+def manual(record: Classified, **choice: object) -> Classified:
+    return record.model_copy(update={"classified_by": "operator", "dispatched_by": ManualDispatch(
+        operator="wang.li", decided_at=NOW, triage_reason="uncertain", **choice)})
+
+
+def test_a_manual_dispatch_with_chosen_departments_overrides_the_routing_rules() -> None:
+    record = manual(gas_record(), lead=OTHER_LEAD, assist=[CENTRE], override_reason="夜间值班")
+    step = on_classified(ruleset(), CaseStore(), record, NOW)
+    assert step.case is not None
+    assert (step.case.lead, step.case.assist) == (OTHER_LEAD, [CENTRE])
+    # the record as it travels: the route worker reads it back the same
+    again = Classified.model_validate(json.loads(to_json(record)))
+    assert again.dispatched_by == record.dispatched_by
+
+
+def test_a_manual_dispatch_without_departments_is_routed_by_the_rules() -> None:
+    step = on_classified(ruleset(), CaseStore(), manual(gas_record()), NOW)
+    assert step.case is not None and (step.case.lead, tuple(step.case.assist)) == (LEAD, ASSIST)
+
+
+def test_a_chosen_lead_that_no_longer_exists_leaves_the_rules_choice() -> None:
+    step = on_classified(ruleset(), CaseStore(), manual(gas_record(), lead="330110005.gone"),
+                         NOW)
+    assert step.case is not None and step.case.lead == LEAD
+
+
+def test_a_triage_decision_round_trips_with_chinese_text() -> None:
+    decision = TriageDecision(incident_id="inc-1", decision="rejected", operator="wang.li",
+                              decided_at=NOW, triage_reason="unclassified",
+                              description="测试：不是事件", channel="hotline",
+                              reason="咨询类来电，非事件")
+    wire = to_json(decision)
+    assert "咨询类来电".encode() in wire and b'"schema":"griddispatch.triage-decision/1"' in wire
+    assert TriageDecision.model_validate(json.loads(wire)) == decision
