@@ -36,8 +36,8 @@ class Console:
 
 
 CONSOLE = web.AppKey("console", Console)
-OPERATOR = "operator"
-SESSION = "session"
+OPERATOR = web.RequestKey("operator", Operator)
+SESSION = web.RequestKey("session", Session)
 
 
 def console_of(request: web.Request) -> Console:
@@ -45,13 +45,11 @@ def console_of(request: web.Request) -> Console:
 
 
 def operator_of(request: web.Request) -> Operator:
-    operator: Operator = request[OPERATOR]
-    return operator
+    return request[OPERATOR]
 
 
 def session_of(request: web.Request) -> Session:
-    session: Session = request[SESSION]
-    return session
+    return request[SESSION]
 
 
 def operator_for(user: User) -> Operator:
@@ -71,6 +69,9 @@ def render(request: web.Request, template: str, status: int = 200,
            **context: object) -> web.Response:
     console = console_of(request)
     session = request.get(SESSION)
+    # After a form, the redirect's query carries its outcome to the page it lands on.
+    context.setdefault("message", request.query.get("message"))
+    context.setdefault("error", request.query.get("error"))
     page = console.templates.get_template(template).render(
         operator=request.get(OPERATOR), csrf=console.sessions.csrf_token(session)
         if session is not None else "", path=request.path, ruleset=console.ruleset,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from aiohttp import web
@@ -18,7 +18,13 @@ from connectors.console.context import console_of, operator_of, render
 from connectors.console.feed import to_loop
 from engine.console.actions import default_route
 from engine.console.view import CaseFilter, Change
+from engine.contracts import Location
+from engine.rules import RuleSet
 from engine.runtime import metrics
+
+# The map shows open work, and what was closed in the last day (so a centre sees the day's
+# results where they happened) in the "done" colour.
+RECENTLY_CLOSED = timedelta(days=1)
 
 
 def now() -> datetime:
@@ -63,7 +69,7 @@ async def triage_item(request: web.Request) -> web.Response:
         if chosen else None
     reporter = operator.reporter(item.triage.report.reporter, None)
     return render(request, "triage_item.html", item=item, chosen=chosen, route=route,
-                  reporter=reporter, error=request.query.get("error"),
+                  reporter=reporter,
                   departments=sorted(console.ruleset.departments, key=lambda d: d.code))
 
 
@@ -96,9 +102,7 @@ async def case_page(request: web.Request) -> web.Response:
         raise web.HTTPForbidden(text="您无权查看此案件")
     reporter = operator.reporter(case.origin.report.reporter, case)
     return render(request, "case.html", case=case, escalations=fired, reporter=reporter,
-                  now=now(), error=request.query.get("error"),
-                  message=request.query.get("message"),
-                  departments=sorted(console.ruleset.departments, key=lambda d: d.code))
+                  now=now(), departments=sorted(console.ruleset.departments, key=lambda d: d.code))
 
 
 async def supervision(request: web.Request) -> web.Response:
@@ -130,24 +134,39 @@ async def grids_geojson(request: web.Request) -> web.Response:
 
 async def cases_geojson(request: web.Request) -> web.Response:
     console, operator = console_of(request), operator_of(request)
-    grids = console.ruleset.jurisdiction.grids
+    since = now() - RECENTLY_CLOSED
     with console.feed.lock:
-        rows = console.feed.view.case_rows(operator, now())
+        rows = [row for row in console.feed.view.case_rows(operator, now(), open_only=False)
+                if row.case.state != "closed" or row.case.updated_at >= since]
     features = []
     for row in rows:
         case = row.case
-        if case.location is not None:
-            point = [case.location.lon, case.location.lat]
-        elif case.grid_code in grids:
-            ring = grids[case.grid_code].ring
-            point = [sum(p[0] for p in ring) / len(ring), sum(p[1] for p in ring) / len(ring)]
-        else:
+        point = _point(console.ruleset, case.location, case.grid_code, case.division_chain)
+        if point is None:
             continue
         features.append({"type": "Feature", "geometry": {"type": "Point", "coordinates": point},
                          "properties": {"case_id": case.case_id, "sla": row.sla,
                                         "state": case.state,
                                         "matter": case.origin.matter_name}})
     return _geojson(features)
+
+
+def _point(ruleset: RuleSet, location: Location | None, grid_code: str | None,
+           chain: list[str]) -> list[float] | None:
+    """Where to draw a case: its coordinates, else its grid's middle, else the middle of the
+    grids of the smallest division it is placed in (a hotline address names a township)."""
+    if location is not None:
+        return [location.lon, location.lat]
+    grids = ruleset.jurisdiction.grids
+    if grid_code in grids:
+        rings = [grids[grid_code].ring]
+    else:
+        prefix = chain[-1].rstrip("0") if chain else ""
+        rings = [g.ring for g in grids.values() if prefix and g.community.startswith(prefix)]
+    points = [p for ring in rings for p in ring]
+    if not points:
+        return None
+    return [sum(p[0] for p in points) / len(points), sum(p[1] for p in points) / len(points)]
 
 
 def _geojson(features: list[dict[str, Any]]) -> web.Response:

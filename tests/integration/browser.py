@@ -80,7 +80,7 @@ def page(browser: Browser, tmp_path: Path) -> Iterator[Page]:
         context.close()
 
 
-def screenshot(page: Page, name: str) -> Path:
+def screenshot(page: Page, name: str, scratch: Path | None = None) -> Path:
     """Save ``page`` as ``<name>.png`` and return the path.
 
     With ``GRIDDISPATCH_SCREENSHOTS=1`` the picture goes to ``docs/screenshots/`` (to refresh
@@ -90,10 +90,11 @@ def screenshot(page: Page, name: str) -> Path:
     if os.environ.get("GRIDDISPATCH_SCREENSHOTS") == "1":
         folder = SCREENSHOTS
     else:
-        try:
-            folder = _scratch[id(page)] / "screenshots"
-        except KeyError:
-            raise ValueError("screenshot() takes a page made by the `page` fixture") from None
+        base = _scratch.get(id(page), scratch)
+        if base is None:
+            raise ValueError("screenshot() takes a page made by the `page` fixture, or a "
+                             "scratch folder")
+        folder = base / "screenshots"
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{name}.png"
     page.screenshot(path=str(path), full_page=True)
