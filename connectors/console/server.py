@@ -41,7 +41,6 @@ from engine.runtime.producer import AckedProducer
 from engine.runtime.settings import Settings
 
 COOKIE = "griddispatch_console"
-DEFAULT_HOST, DEFAULT_PORT = "127.0.0.1", 8090
 
 log = logging.getLogger("griddispatch.console")
 
@@ -148,8 +147,7 @@ def serve(args: argparse.Namespace, settings: Settings) -> int:
         settings = settings.with_(rules_dir=args.rules_dir)
     users = users_path(getattr(args, "users", None))
     console = build(settings, users)
-    host = getattr(args, "host", DEFAULT_HOST)
-    port = getattr(args, "port", DEFAULT_PORT)
+    host, port = args.host, args.port
 
     async def main() -> None:
         runner = await start(console, host, port)

@@ -42,8 +42,10 @@ class WorkerSpec:
 
 
 def workers(base: int, intake_port: int, mqtt_url: str,
-            rules_dir: Path | None, keys: Path | None) -> tuple[WorkerSpec, ...]:
-    """Every process of the engine: classify, route, timers, the intake and the MQTT bridge."""
+            rules_dir: Path | None, keys: Path | None, console_port: int = 8090,
+            users: Path | None = None) -> tuple[WorkerSpec, ...]:
+    """Every process of the engine: classify, route, timers, the intake, the MQTT bridge and
+    the console."""
     rules = ("--rules-dir", str(rules_dir)) if rules_dir else ()
     return (
         WorkerSpec("classify", ("worker", "classify", *rules, "--metrics-port", str(base)), base),
@@ -55,6 +57,8 @@ def workers(base: int, intake_port: int, mqtt_url: str,
                               *(("--keys", str(keys)) if keys else ())), intake_port),
         WorkerSpec("mqtt", ("connect", "mqtt", "--url", mqtt_url, *rules,
                             "--metrics-port", str(base + 4)), base + 4),
+        WorkerSpec("console", ("console", "--port", str(console_port), *rules,
+                               *(("--users", str(users)) if users else ())), console_port),
     )
 
 
@@ -68,6 +72,8 @@ def register(commands: Commands) -> None:
                          "(default 9101, as ops/prometheus/prometheus.yml scrapes)")
     up.add_argument("--intake-port", type=int, default=8080,
                     help="intake server port (Open311, JSON API, /metrics; default 8080)")
+    up.add_argument("--console-port", type=int, default=8090,
+                    help="command-centre console port (web pages and /metrics; default 8090)")
     up.add_argument("--demo", action="store_true",
                     help="feed demo reports into every channel, let simulated departments "
                          "answer, use short demo time limits, and show a live summary")
@@ -87,6 +93,31 @@ def demo_keys(home: Path) -> tuple[Path, str]:
                     f"  - {{name: dev-open311, sha256: {dev}, channels: [open311]}}\n",
                     encoding="utf-8")
     return path, key
+
+
+# The demo's console users: one per role, as a county would set them up.
+DEMO_USERS = (("county", "余杭区社会治理中心", "county", "330110"),
+              ("wuchang", "五常街道综合信息指挥室", "township", "330110005"),
+              ("zhzf", "五常街道综合行政执法中队", "department", "330110005.zhzf"),
+              ("viewer", "只读（领导驾驶舱）", "viewer", None))
+
+
+def add_demo_users(path: Path) -> list[tuple[str, str, str]]:
+    """The demo users with fresh passwords (printed once by ``up``), replacing any earlier
+    demo users of this stack; other users in the file are kept."""
+    from connectors.console.accounts import User, UsersFile, hash_password
+
+    users = UsersFile.load(path)
+    made = []
+    for username, name, role, scope in DEMO_USERS:
+        password = secrets.token_urlsafe(9)
+        if username in users:
+            users.remove(username)
+        users.add(User(username=username, name=name, role=role,  # type: ignore[arg-type]
+                       scope=scope, password_hash=hash_password(password)))
+        made.append((username, f"{role} {scope or ''}".strip(), password))
+    users.save()
+    return made
 
 
 def run_up(args: argparse.Namespace, settings: Settings) -> int:
@@ -113,7 +144,10 @@ def run_up(args: argparse.Namespace, settings: Settings) -> int:
         print("loading the rules (a first run trains the classifier: about a minute)",
               flush=True)
         load_rules(rules_dir or settings.rules_dir)
-        specs = workers(args.metrics_base, args.intake_port, stack.mqtt_url, rules_dir, keys)
+        users = stack.home / "console-users.yaml"
+        demo_users = add_demo_users(users) if args.demo else []
+        specs = workers(args.metrics_base, args.intake_port, stack.mqtt_url, rules_dir, keys,
+                        args.console_port, users)
         base = [sys.executable, "-m", "engine", "--bootstrap", settings.kafka_bootstrap,
                 "--redis", settings.redis_url, "--topic-prefix", settings.topic_prefix]
         logs = stack.home / "logs"
@@ -128,6 +162,8 @@ def run_up(args: argparse.Namespace, settings: Settings) -> int:
             prometheus.retarget(stack.prometheus, stack.ports.prometheus, {
                 f"griddispatch-{spec.name}": f"127.0.0.1:{spec.metrics_port}" for spec in specs})
         _print_urls(args, stack, children, logs, time.monotonic() - started)
+        for username, role, password in demo_users:
+            print(f"  console user {username:<9} {role:<26} password {password}")
         if args.demo:
             _run_demo(args, settings, stack, children, rules_dir, api_key, stop)
         else:
@@ -156,6 +192,8 @@ def _print_urls(args: argparse.Namespace, stack: LocalStack,
     print(f"  mqtt        {stack.mqtt_url}   (sensors: griddispatch/sensors/<device>/alarm)")
     print(f"  intake      {intake}/api/v1/incidents")
     print(f"  open311     {intake}/open311/discovery.json   (dev key: dev-open311)")
+    print(f"  console     http://127.0.0.1:{args.console_port}/   (users: "
+          f"{stack.home / 'console-users.yaml'})")
     if args.prometheus:
         print(f"  prometheus  http://127.0.0.1:{stack.ports.prometheus}")
     for spec, proc in children:

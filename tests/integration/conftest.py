@@ -5,6 +5,9 @@ from __future__ import annotations
 import pytest
 
 from engine.runtime.settings import Settings
+
+# The real-browser fixtures, for every test here that drives chromium.
+from tests.integration.browser import browser, page  # noqa: F401
 from tests.integration.workers import apply_topics
 
 

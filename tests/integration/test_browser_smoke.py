@@ -16,7 +16,7 @@ import pytest
 from aiohttp import web
 from playwright.sync_api import Page, Request, Response, expect
 
-from tests.integration.browser import browser, page, screenshot, serving  # noqa: F401
+from tests.integration.browser import screenshot, serving
 
 pytestmark = pytest.mark.integration
 
@@ -98,7 +98,7 @@ def _pinned(name: str) -> str:
     raise AssertionError(f"{name} is not pinned in {VERSIONS}")
 
 
-def test_vendored_htmx_and_leaflet_work_in_chromium(site: str, page: Page) -> None:  # noqa: F811
+def test_vendored_htmx_and_leaflet_work_in_chromium(site: str, page: Page) -> None:
     requests: list[str] = []
     failed: list[str] = []
     errors: list[str] = []

@@ -29,15 +29,7 @@ from engine.contracts import IntakeReport, Triage, to_json
 from engine.rules.load import load_rules
 from engine.runtime import kafka
 from engine.runtime.settings import Settings
-from tests.integration.browser import (  # noqa: F401
-    LOCALE,
-    TIMEZONE,
-    VIEWPORT,
-    browser,
-    page,
-    screenshot,
-    serving,
-)
+from tests.integration.browser import LOCALE, TIMEZONE, VIEWPORT, screenshot, serving
 from tests.integration.workers import REPO, apply_topics, running
 
 pytestmark = pytest.mark.integration

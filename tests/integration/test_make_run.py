@@ -36,12 +36,12 @@ def free_block(size: int) -> int:
 def test_up_demo_shows_assignments_and_escalations_then_stops_cleanly(tmp_path: Path) -> None:
     home = tmp_path / "stack"
     metrics_base, intake, kafka = free_block(5), free_port(), free_block(2)
-    prometheus = free_port()
+    prometheus, console = free_port(), free_port()
     argv = [sys.executable, "-m", "engine", "up", "--demo", "--prometheus", "--dir", str(home),
             "--kafka-port", str(kafka), "--redis-port", str(free_port()),
             "--mqtt-port", str(free_port()), "--prometheus-port", str(prometheus),
             "--metrics-base", str(metrics_base), "--intake-port", str(intake),
-            "--demo-rate", "3"]
+            "--console-port", str(console), "--demo-rate", "3"]
     out = tmp_path / "up.out"
     with out.open("wb") as log:
         proc = subprocess.Popen(argv, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
@@ -59,10 +59,16 @@ def test_up_demo_shows_assignments_and_escalations_then_stops_cleanly(tmp_path: 
             assert scrape(port), f"/metrics on {port} does not answer"
         assert "griddispatch_intake_requests_total" in (
             scrape_path(intake, "/metrics") or "")
-        # Prometheus scrapes exactly the five processes up started, all of them up.
-        wait_for(lambda: _up_targets(prometheus) == {1.0: 5}, 60, "Prometheus scraping")
+        wait_for(lambda: scrape_path(console, "/login") is not None, 60, "the console")
+        assert "基层治理指挥平台" in (scrape_path(console, "/login") or "")
+        # Prometheus scrapes exactly the six processes up started, all of them up.
+        wait_for(lambda: _up_targets(prometheus) == {1.0: 6}, 60, "Prometheus scraping")
         screen = out.read_text()
         assert "escalations" in screen and "assigned" in screen
+        # the console and its demo users, one per role, with the passwords to sign in
+        assert f"http://127.0.0.1:{console}/" in screen
+        for user in ("county", "wuchang", "zhzf", "viewer"):
+            assert f"console user {user}" in screen
     finally:
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)

@@ -70,7 +70,14 @@ def test_the_stack_runs_the_shipped_config_with_absolute_rule_files() -> None:
 
 
 def test_the_scrape_targets_are_the_commands_default_metrics_ports() -> None:
-    from engine.cli import connect_cmd, intake_cmd, timers_cmd, webhooks_cmd, worker_cmd
+    from engine.cli import (
+        connect_cmd,
+        console_cmd,
+        intake_cmd,
+        timers_cmd,
+        webhooks_cmd,
+        worker_cmd,
+    )
 
     shipped = yaml.safe_load((PROMETHEUS / "prometheus.yml").read_text(encoding="utf-8"))
     targets = {job["job_name"]: job["static_configs"][0]["targets"]
@@ -81,7 +88,7 @@ def test_the_scrape_targets_are_the_commands_default_metrics_ports() -> None:
              "mqtt": connect_cmd.DEFAULT_MQTT_METRICS_PORT,
              "kafka-bridge": connect_cmd.DEFAULT_KAFKA_METRICS_PORT,
              "webhooks": webhooks_cmd.DEFAULT_METRICS_PORT,
-             "intake": intake_cmd.DEFAULT_PORT}
+             "intake": intake_cmd.DEFAULT_PORT, "console": console_cmd.DEFAULT_PORT}
     assert targets == {f"griddispatch-{job}": [f"127.0.0.1:{port}"]
                        for job, port in ports.items()}
 
