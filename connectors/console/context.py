@@ -75,5 +75,5 @@ def render(request: web.Request, template: str, status: int = 200,
     page = console.templates.get_template(template).render(
         operator=request.get(OPERATOR), csrf=console.sessions.csrf_token(session)
         if session is not None else "", path=request.path, ruleset=console.ruleset,
-        **context)
+        version=console.feed.view.version, **context)
     return web.Response(text=page, content_type="text/html", charset="utf-8", status=status)

@@ -177,8 +177,16 @@ def _geojson(features: list[dict[str, Any]]) -> web.Response:
 
 async def events(request: web.Request) -> web.StreamResponse:
     """Server-sent events: one named event per change the page may care about; the page
-    re-fetches its own part (htmx ``hx-trigger="sse:…"``), so no data is pushed twice."""
+    re-fetches its own part (htmx ``hx-trigger="sse:…"``), so no data is pushed twice.
+
+    ``since`` is the view's version the page was rendered at: what changed between the
+    render and this connection (a form's own result, often) is announced at once, else a
+    page that loaded a moment before the route worker answered would never hear of it."""
     console = console_of(request)
+    try:
+        since = int(request.query.get("since", "-1"))
+    except ValueError:
+        since = -1
     response = web.StreamResponse(headers={"Content-Type": "text/event-stream",
                                            "Cache-Control": "no-cache",
                                            "X-Accel-Buffering": "no"})
@@ -187,6 +195,9 @@ async def events(request: web.Request) -> web.StreamResponse:
     undo = console.feed.listen(to_loop(asyncio.get_running_loop(), queue))
     try:
         await response.write(b": connected\n\n")
+        if 0 <= since < console.feed.view.version:
+            for name in ("triage", "decision", "case", "escalation", "count"):
+                await response.write(f"event: {name}\ndata: *\n\n".encode())
         while True:
             try:
                 change = await asyncio.wait_for(queue.get(), timeout=15)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-from datetime import UTC, datetime
+import uuid
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +49,13 @@ def register(commands: Commands) -> None:
                           help="also cross-validate the model over the examples in K folds")
     add_rules_dir(evaluate)
     evaluate.add_argument("--json", action="store_true", help="print the figures as JSON")
+    examples = group(verbs, "rules examples", dest="examples_verb")
+    harvest = command(examples, "rules examples harvest", rules_examples_harvest)
+    harvest.add_argument("--out", type=Path, metavar="FILE.yaml",
+                         help="write the candidates here (default: standard output)")
+    harvest.add_argument("--since", type=date.fromisoformat, metavar="YYYY-MM-DD",
+                         help="only decisions made on or after this day")
+    add_rules_dir(harvest)
 
     schema_verbs = group(commands, "schema", dest="verb")
     export = command(schema_verbs, "schema export", schema_export)
@@ -216,6 +224,43 @@ def rules_diff(args: argparse.Namespace, settings: Settings) -> int:
     print(f"{changed} of {total} incidents would go elsewhere "
           f"(revision {old.revision} → {new.revision})")
     return 1 if changed else 0
+
+
+def rules_examples_harvest(args: argparse.Namespace, settings: Settings) -> int:
+    """Read ``triage.decisions`` to its end (a reader of its own, nothing committed) and write
+    the candidates; the operator reviews them before anything reaches rules/examples."""
+    from engine.console.harvest import harvest
+    from engine.contracts import TriageDecision
+    from engine.runtime import kafka
+
+    ruleset = load_rules(_rules_dir(args.rules_dir, settings), with_model=False)
+    decisions: list[TriageDecision] = []
+    unreadable = 0
+
+    def add(_key: bytes | None, value: bytes | None) -> None:
+        nonlocal unreadable
+        try:
+            decisions.append(TriageDecision.model_validate_json(value or b""))
+        except ValueError:
+            unreadable += 1
+
+    try:
+        kafka.read_to_end(settings, settings.topic("triage.decisions"), add,
+                          f"griddispatch-harvest-{uuid.uuid4().hex[:12]}", 120.0)
+    except kafka.KafkaUnavailable as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    since = (datetime.combine(args.since, datetime.min.time(), tzinfo=SHANGHAI)
+             if args.since else None)
+    text, count = harvest(decisions, ruleset.matters, ruleset.examples, since)
+    if args.out:
+        args.out.write_text(text, encoding="utf-8")
+    else:
+        sys.stdout.write(text)
+    print(f"{count} candidates from {len(decisions)} decisions"
+          + (f" ({unreadable} unreadable records skipped)" if unreadable else "")
+          + (f"; written to {args.out}" if args.out else ""), file=sys.stderr)
+    return 0
 
 
 def schema_export(args: argparse.Namespace, settings: Settings) -> int:

@@ -52,9 +52,13 @@ TIMEZONE = "Asia/Shanghai"
 _scratch: dict[int, Path] = {}
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    """Headless chromium for the session; Playwright gives it a fresh user-data folder."""
+    """Headless chromium for one test module; Playwright gives it a fresh user-data folder.
+
+    Not for the session: Playwright's sync API keeps an asyncio loop running on the test
+    thread while it is started, and later modules that run their own loop there (the intake
+    tests) would fail with "Cannot run the event loop while another loop is running"."""
     playwright = sync_playwright().start()
     try:
         launched = playwright.chromium.launch(executable_path=chromium_binary(), headless=True,

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+import yaml
 from playwright.sync_api import Browser, Page, expect
 
 from connectors.console.accounts import User, UsersFile, hash_password
@@ -23,6 +24,7 @@ from connectors.console.context import Console
 from connectors.console.server import build, create_app
 from engine.cases.lifecycle import case_id_for
 from engine.classify import classify_data
+from engine.cli import main
 from engine.console.access import Operator
 from engine.console.actions import DispatchForm, default_route, manual_dispatch
 from engine.contracts import IntakeReport, Triage, to_json
@@ -179,3 +181,12 @@ def test_a_triaged_report_goes_from_the_queue_to_a_closed_case(
     page.goto(f"{url}/numbers")
     expect(page.locator("#numbers")).to_contain_text("hotline")
     screenshot(page, "console-numbers")
+
+    # 6. the decision is on triage.decisions, and comes back as an example candidate
+    out = tmp_path / "candidates.yaml"
+    assert main(["--bootstrap", kafka_settings.kafka_bootstrap, "--topic-prefix",
+                 kafka_settings.topic_prefix, "rules", "examples", "harvest", "--out", str(out),
+                 "--rules-dir", str(REPO / "rules")]) == 0
+    candidates = out.read_text(encoding="utf-8")
+    assert yaml.safe_load(candidates)["items"] == {MATTER: {"hotline": [TEXT]}}
+    assert "zhang" in candidates

@@ -206,3 +206,28 @@ def test_the_days_numbers() -> None:
     assert (day.automatic, day.triaged, day.backlog) == (1, 1, 1)
     assert day.automatic_rate == 0.5
     assert day.oldest_waiting == timedelta(minutes=5)
+
+
+def test_harvest_writes_reviewable_candidates_in_the_examples_format() -> None:
+    import yaml
+
+    from engine.console.harvest import harvest
+    from engine.reference.examples import ExampleFile
+
+    first, second = triage(channel_id="H1"), triage("这边有点问题，好几天了没人管", "H2")
+    dispatch = manual_dispatch(ruleset(), first, DispatchForm(matter_code="090101"), COUNTY,
+                               NOW).decision
+    rejected = reject_triage(second, "咨询来电，非事件", COUNTY, NOW)
+    later = reject_triage(first, "重复", COUNTY, NOW - timedelta(hours=1))  # older: loses
+    known = dispatch.model_copy(update={"incident_id": "inc-known",
+                                        "description": ruleset().examples.examples[0].text})
+    text, count = harvest([dispatch, rejected, later, known], ruleset().matters,
+                          ruleset().examples)
+    assert count == 2
+    parsed = ExampleFile.model_validate(yaml.safe_load(text))
+    assert parsed.items == {"090101": {"hotline": ["小区里有人在卖东西"]}}
+    assert parsed.none == {"hotline": ["这边有点问题，好几天了没人管"]}
+    assert "# 占道经营" in text and "zhang" in text and "咨询来电" in text
+    again, none_left = harvest([dispatch], ruleset().matters, ruleset().examples,
+                               since=NOW + timedelta(minutes=1))
+    assert none_left == 0 and again.strip().endswith("{}")
