@@ -29,6 +29,7 @@ from engine.console.actions import (
     reject_triage,
     status_update,
 )
+from engine.console.view import TriageItem
 from engine.contracts import SCHEMA_CLASSIFIED, SCHEMA_TRIAGE_DECISION, to_json
 from engine.runtime import metrics
 from engine.runtime.kafka import KafkaUnavailable
@@ -63,14 +64,20 @@ def _back(url: str, **params: str) -> web.HTTPFound:
     return web.HTTPFound(f"{url}?{query}" if query else url)
 
 
-async def dispatch(request: web.Request) -> web.Response:
-    console, operator = console_of(request), operator_of(request)
+def _triaged(request: web.Request) -> tuple[str, TriageItem]:
+    console = console_of(request)
     incident = request.match_info["incident_id"]
-    form = await request.post()
     with console.feed.lock:
         item = console.feed.view.triage.get(incident)
     if item is None:
         raise web.HTTPNotFound(text=f"没有这条待分拨的上报：{incident}")
+    return incident, item
+
+
+async def dispatch(request: web.Request) -> web.Response:
+    console, operator = console_of(request), operator_of(request)
+    incident, item = _triaged(request)
+    form = await request.post()
     assist = [str(code).strip() for code in form.getall("assist", []) if str(code).strip()]
     override = bool(_text(form, "override"))  # else the routing rules choose the departments
     try:
@@ -102,12 +109,8 @@ async def dispatch(request: web.Request) -> web.Response:
 
 async def reject(request: web.Request) -> web.Response:
     console, operator = console_of(request), operator_of(request)
-    incident = request.match_info["incident_id"]
+    incident, item = _triaged(request)
     form = await request.post()
-    with console.feed.lock:
-        item = console.feed.view.triage.get(incident)
-    if item is None:
-        raise web.HTTPNotFound(text=f"没有这条待分拨的上报：{incident}")
     try:
         decision = reject_triage(item.triage, _text(form, "reason"), operator, now())
     except FormError as exc:

@@ -215,16 +215,13 @@ async def events(request: web.Request) -> web.StreamResponse:
     return response
 
 
+PAGES = {"/": home, "/triage": triage, "/triage/rows": triage_rows,
+         "/triage/{incident_id}": triage_item, "/cases": cases, "/cases/{case_id}": case_page,
+         "/supervision": supervision, "/numbers": numbers, "/map": map_page,
+         "/map/grids.geojson": grids_geojson, "/map/cases.geojson": cases_geojson,
+         "/events": events}
+
+
 def register(router: web.UrlDispatcher) -> None:
-    router.add_get("/", home)
-    router.add_get("/triage", triage)
-    router.add_get("/triage/rows", triage_rows)
-    router.add_get("/triage/{incident_id}", triage_item)
-    router.add_get("/cases", cases)
-    router.add_get("/cases/{case_id}", case_page)
-    router.add_get("/supervision", supervision)
-    router.add_get("/numbers", numbers)
-    router.add_get("/map", map_page)
-    router.add_get("/map/grids.geojson", grids_geojson)
-    router.add_get("/map/cases.geojson", cases_geojson)
-    router.add_get("/events", events)
+    for path, handler in PAGES.items():
+        router.add_get(path, handler)

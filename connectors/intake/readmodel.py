@@ -12,7 +12,8 @@ spread over the cluster):
 
 Feeding: every intake instance runs ``ReadModelFeed`` in one consumer group
 (``griddispatch-intake-readmodel``), so the instances share the partitions of ``cases``,
-``incidents.triage``, ``incidents.rejected`` and ``incidents.reported`` and each record is
+``incidents.triage``, ``incidents.rejected``, ``incidents.reported`` and ``triage.decisions``
+(a report the console rejected) and each record is
 applied about once; offsets are committed only after Redis took the batch, and because
 writes are idempotent and rank-guarded a replay after a crash or rebalance is harmless.
 """
@@ -35,7 +36,8 @@ from engine.runtime.settings import Settings
 
 REQUEST_TTL_SECONDS = 400 * 24 * 3600
 GROUP = "griddispatch-intake-readmodel"
-TOPICS = ("cases", "incidents.triage", "incidents.rejected", "incidents.reported")
+TOPICS = ("cases", "incidents.triage", "incidents.rejected", "incidents.reported",
+          "triage.decisions")
 _SCAN_CHUNK = 500
 
 log = logging.getLogger("griddispatch.intake.readmodel")

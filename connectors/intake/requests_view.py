@@ -128,6 +128,17 @@ def from_rejected(data: dict[str, Any]) -> list[Projection]:
     return [Projection(incident, {}, _status("rejected", at, note=note), _rank(1, at), None)]
 
 
+def from_triage_decision(data: dict[str, Any]) -> list[Projection]:
+    """A command centre found a triaged report is no incident: the reporter sees why. A
+    dispatch needs nothing here: the case it opens says the rest."""
+    incident = data.get("incident_id")
+    if data.get("decision") != "rejected" or not isinstance(incident, str):
+        return []
+    at = _utc(data.get("decided_at"))
+    return [Projection(incident, {}, _status("rejected", at, note=str(data.get("reason") or "")),
+                       _rank(1, at), None)]
+
+
 def from_case(data: dict[str, Any]) -> list[Projection]:
     case_id, incidents = data.get("case_id"), data.get("incident_ids")
     if not isinstance(case_id, str) or not isinstance(incidents, list) or not incidents:
@@ -166,6 +177,8 @@ def project(topic: str, value: bytes | None, timestamp: float | None = None) -> 
         return from_triage(data)
     if topic == "incidents.rejected":
         return from_rejected(data)
+    if topic == "triage.decisions":
+        return from_triage_decision(data)
     if topic == "incidents.reported":
         at = datetime.fromtimestamp(timestamp, UTC) if timestamp else datetime.now(UTC)
         return from_reported(data, at)

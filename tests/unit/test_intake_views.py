@@ -122,6 +122,20 @@ def test_triage_and_rejected() -> None:
     assert project("incidents.rejected", raw(no_id)) == []
 
 
+def test_a_triaged_report_the_console_rejected_is_closed_with_the_reason() -> None:
+    triage = {"schema": "griddispatch.triage/1", "incident_id": FIRST, "reason": "unclassified",
+              "detail": "nothing matched", "received_at": T0.isoformat(),
+              "report": json.loads(REPORT.model_dump_json())}
+    decided = {"schema": "griddispatch.triage-decision/1", "incident_id": FIRST,
+               "decision": "rejected", "operator": "zhang", "triage_reason": "unclassified",
+               "decided_at": (T0 + timedelta(minutes=3)).isoformat(), "description": "路灯不亮",
+               "channel": "open311", "reason": "咨询类来电，非事件"}
+    store = apply(project("incidents.triage", raw(triage)))
+    store = apply(project("triage.decisions", raw(decided)), store)
+    assert notes(store, FIRST) == ("closed", "未受理：咨询类来电，非事件")
+    assert project("triage.decisions", raw({**decided, "decision": "dispatched"})) == []
+
+
 def notes(store: dict[str, dict[str, str]], incident: str) -> tuple[str, str]:
     view = request_view(incident, store[incident], CATALOG)
     return view["status"], view["status_notes"]
