@@ -2,12 +2,14 @@
 
 Holidays come from the ``chinesecalendar`` package, which the State Council's yearly notice
 updates (upgrade the package each December), or for a year the operators entered from the
-notice themselves, from the rules (``engine.reference.holidays``, applied with
-``use_holiday_years`` when a rule set loads: holidays are the country's, one calendar per
-process, like the package). For a year neither covers, the statutory holidays are computed
-(``engine.statutory_holidays``) and the year is *provisional*: the calendar revision frozen on
-each case says so, a metric and an alert say so until the notice is entered, and a log line
-says so once. Only the notice's rearranged days (调休) are missing from such a year.
+notice themselves, from the rules (``engine.reference.holidays``). Entered years are part
+of the rule set, not of the process: they travel inside ``WorkingHours`` (``holidays``), so
+two rule sets in one process (``rules diff``) each count their own days, and a case's frozen
+hours carry the days it was opened under. For a year neither covers, the statutory holidays
+are computed (``engine.statutory_holidays``) and the year is *provisional*: the calendar
+revision frozen on each case says so, a metric and an alert say so until the notice is
+entered, and a log line says so once. Only the notice's rearranged days (调休) are missing
+from such a year.
 """
 
 from __future__ import annotations
@@ -50,9 +52,38 @@ class Season:
         return self.start <= (day.month, day.day) <= self.end
 
 
+@dataclass(frozen=True, eq=False)
+class HolidayYears:
+    """Years of holidays entered by hand, replacing the package's data for those years.
+
+    Equal and hashed by content (the arithmetic caches per day and holidays), computed once.
+    """
+
+    days_off: Mapping[int, frozenset[date]] = field(default_factory=dict)
+    workdays: Mapping[int, frozenset[date]] = field(default_factory=dict)
+    digest: str = ""  # names the entered data in calendar revisions ("" when none)
+    _key: tuple[object, ...] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_key", tuple(
+            (year, tuple(sorted(self.days_off.get(year, ()))),
+             tuple(sorted(self.workdays.get(year, ()))))
+            for year in sorted(set(self.days_off) | set(self.workdays))))
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, HolidayYears) and other._key == self._key
+
+    def __hash__(self) -> int:
+        return hash(self._key)
+
+
+NO_ENTERED_YEARS = HolidayYears()
+
+
 @dataclass(frozen=True)
 class WorkingHours:
-    """A county's office hours: the usual sessions, and seasons that change them.
+    """A county's office hours: the usual sessions, seasons that change them, and the
+    holiday years the rules entered.
 
     Hashable, so the arithmetic below can cache per (day, hours) and a case can carry the
     exact hours it was opened under.
@@ -60,16 +91,20 @@ class WorkingHours:
 
     sessions: Sessions
     seasons: tuple[Season, ...] = ()
+    holidays: HolidayYears = NO_ENTERED_YEARS
     _hash: int = field(init=False, repr=False, compare=False)
     # add_working_times' tables of sessions per year, kept here to save hashing the hours
     # on every call (None: sessions out of order, see _year).
     _years: dict[int, _Year | None] = field(init=False, repr=False, compare=False,
                                             default_factory=dict)
-    _generation: int = field(init=False, repr=False, compare=False, default=0)
 
     def __post_init__(self) -> None:
         # Hashed on every cached lookup (once per day walked): hash the nested tuples once.
-        object.__setattr__(self, "_hash", hash((self.sessions, self.seasons)))
+        object.__setattr__(self, "_hash", hash((self.sessions, self.seasons, self.holidays)))
+
+    def with_holidays(self, holidays: HolidayYears) -> WorkingHours:
+        return self if holidays == self.holidays else WorkingHours(self.sessions,
+                                                                   self.seasons, holidays)
 
     def __hash__(self) -> int:
         return self._hash
@@ -85,48 +120,23 @@ class WorkingHours:
 WORKING_HOURS = WorkingHours(((time(8, 30), time(12, 0)), (time(14, 0), time(17, 30))))
 
 
-@dataclass(frozen=True)
-class HolidayYears:
-    """Years of holidays entered by hand, replacing the package's data for those years."""
-
-    days_off: Mapping[int, frozenset[date]] = field(default_factory=dict)
-    workdays: Mapping[int, frozenset[date]] = field(default_factory=dict)
-    digest: str = ""  # names the entered data in calendar revisions ("" when none)
-
-
-_entered = HolidayYears()
-_generation = 0  # bumped when _entered changes: WorkingHours' year tables are then stale
-
-
-def use_holiday_years(years: HolidayYears) -> None:
-    """Count working time with these entered years from now on (a rule set was loaded).
-
-    Every cache that depends on which days are worked is dropped when the years change.
-    """
-    global _entered, _generation
-    if years == _entered:
-        return
-    _entered = years
-    _generation += 1
-    for cached in (is_working_day, _sessions, _tabulate, calendar_revision):
-        cached.cache_clear()
-
-
 @lru_cache(maxsize=64)
 def calendar_revision(hours: WorkingHours) -> str:
     """Names the holiday data and the hours a deadline was computed with, for the case."""
-    digest = hashlib.sha1(repr(hours).encode(), usedforsecurity=False).hexdigest()[:8]
-    entered = f"+holidays-{_entered.digest}" if _entered.digest else ""
-    provisional = f"+provisional-from-{holiday_data_until().year + 1}"
+    digest = hashlib.sha1(repr((hours.sessions, hours.seasons)).encode(),
+                          usedforsecurity=False).hexdigest()[:8]
+    entered = f"+holidays-{hours.holidays.digest}" if hours.holidays.digest else ""
+    provisional = f"+provisional-from-{holiday_data_until(hours.holidays).year + 1}"
     return (f"chinesecalendar-{version('chinesecalendar')}{entered}{provisional}"
             f"+hours-{digest}")
 
 
 @lru_cache(maxsize=4096)
-def is_working_day(day: date) -> bool:
-    days_off = _entered.days_off.get(day.year)
+def is_working_day(day: date, holidays: HolidayYears = NO_ENTERED_YEARS) -> bool:
+    days_off = holidays.days_off.get(day.year)
     if days_off is not None:
-        return (day.weekday() < 5 and day not in days_off) or day in _entered.workdays[day.year]
+        return (day.weekday() < 5 and day not in days_off) \
+            or day in holidays.workdays.get(day.year, ())
     try:
         return bool(chinese_calendar.is_workday(day))
     except NotImplementedError:
@@ -140,7 +150,7 @@ def is_working_day(day: date) -> bool:
 HOLIDAY_WARNING_DAYS = 60
 
 
-def holiday_data_until() -> date:
+def holiday_data_until(holidays: HolidayYears = NO_ENTERED_YEARS) -> date:
     """The last day of the years with the State Council's holidays, package or entered.
 
     Working-time limits that run past it count a provisional calendar (see
@@ -149,31 +159,31 @@ def holiday_data_until() -> date:
     upgrade or an entered year weeks before a deadline can cross it.
     """
     last = max(chinese_calendar.constants.holidays).year
-    while last + 1 in _entered.days_off:  # entered years extend it only without a gap
+    while last + 1 in holidays.days_off:  # entered years extend it only without a gap
         last += 1
     return date(last, 12, 31)
 
 
-def holiday_data_until_timestamp() -> float:
+def holiday_data_until_timestamp(holidays: HolidayYears = NO_ENTERED_YEARS) -> float:
     """The end of ``holiday_data_until()`` in Shanghai, as Unix time (for the metric)."""
-    return datetime.combine(holiday_data_until() + timedelta(days=1), time(0),
+    return datetime.combine(holiday_data_until(holidays) + timedelta(days=1), time(0),
                             SHANGHAI).timestamp()
 
 
-def is_provisional(year: int) -> bool:
+def is_provisional(year: int, holidays: HolidayYears = NO_ENTERED_YEARS) -> bool:
     """Whether ``year``'s holidays are computed from the statutory rules (no notice yet)."""
-    return year > holiday_data_until().year
+    return year > holiday_data_until(holidays).year
 
 
-def provisional_ahead(today: date) -> bool:
+def provisional_ahead(today: date, holidays: HolidayYears = NO_ENTERED_YEARS) -> bool:
     """Whether limits started now can end in a provisional year: this year's or the next
     year's holidays lack the notice (a limit of weeks opened in December runs into it)."""
-    return is_provisional(today.year) or is_provisional(today.year + 1)
+    return is_provisional(today.year, holidays) or is_provisional(today.year + 1, holidays)
 
 
-def provisional_now() -> float:
+def provisional_now(holidays: HolidayYears = NO_ENTERED_YEARS) -> float:
     """``provisional_ahead`` for today in Shanghai, as the metric's 1 or 0."""
-    return 1.0 if provisional_ahead(datetime.now(SHANGHAI).date()) else 0.0
+    return 1.0 if provisional_ahead(datetime.now(SHANGHAI).date(), holidays) else 0.0
 
 
 @lru_cache(maxsize=64)
@@ -187,7 +197,7 @@ def _warn_provisional(year: int) -> None:
 def is_working_time(instant: datetime,
                     hours: WorkingHours = WORKING_HOURS) -> bool:
     local = instant.astimezone(SHANGHAI)
-    if not is_working_day(local.date()):
+    if not is_working_day(local.date(), hours.holidays):
         return False
     now = local.time()
     return any(start <= now < end for start, end in hours.on(local.date()))
@@ -195,7 +205,7 @@ def is_working_time(instant: datetime,
 
 @lru_cache(maxsize=8192)
 def _sessions(day: date, hours: WorkingHours) -> tuple[tuple[datetime, datetime], ...]:
-    if not is_working_day(day):
+    if not is_working_day(day, hours.holidays):
         return ()
     return tuple((datetime.combine(day, start, SHANGHAI), datetime.combine(day, end, SHANGHAI))
                  for start, end in hours.on(day))
@@ -239,9 +249,6 @@ def add_working_times(start: datetime, durations: Sequence[timedelta],
         raise ValueError("duration must not be negative")
     local = start.astimezone(SHANGHAI)
     now = (local - _ORIGIN) // _US
-    if hours._generation != _generation:
-        hours._years.clear()
-        object.__setattr__(hours, "_generation", _generation)
     try:
         year = hours._years[local.year]
     except KeyError:
@@ -323,7 +330,7 @@ def _tabulate(number: int, hours: WorkingHours) -> _Year | None:
     done_by: list[int] = []
     total = 0
     while day.year == number:
-        if is_working_day(day):
+        if is_working_day(day, hours.holidays):
             midnight = (ordinal - 1) * _DAY_US
             previous = midnight
             for start, end in hours.on(day):

@@ -92,7 +92,7 @@ def rules_check(args: argparse.Namespace, settings: Settings) -> int:
               f"{cv.get('urgent_recall', 0):.1%}")
     for warning in [*ruleset.warnings, *warnings]:
         print(f"warning: {warning}", file=sys.stderr)
-    until = holiday_data_until()
+    until = holiday_data_until(ruleset.holidays)
     left = (until - datetime.now(SHANGHAI).date()).days
     if left < HOLIDAY_WARNING_DAYS:  # a warning, not a failure: the rules themselves are fine
         print(f"warning: the holiday data ends on {until} ({left} days from today); working-"

@@ -14,7 +14,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from engine.calendar import WORKING_HOURS
+from engine.calendar import NO_ENTERED_YEARS, WORKING_HOURS, HolidayYears
 from engine.contracts import Priority
 from engine.durations import to_millis
 from engine.sla.policy import (
@@ -222,8 +222,11 @@ def load_layers(layers_dir: Path) -> list[Layer]:
     return sorted(layers, key=lambda layer: (layer.depth, layer.file.scope))
 
 
-def compile_sla(layers: list[Layer], name: str) -> SlaTable:
-    """Least specific first: a deeper layer's policy replaces one of the same name."""
+def compile_sla(layers: list[Layer], name: str,
+                holidays: HolidayYears = NO_ENTERED_YEARS) -> SlaTable:
+    """Least specific first: a deeper layer's policy replaces one of the same name. The
+    office hours carry the rule set's entered holiday years: its calendar, not the
+    process's."""
     policies: dict[str, PolicySource] = {}
     hours = WORKING_HOURS
     for layer in layers:
@@ -233,4 +236,4 @@ def compile_sla(layers: list[Layer], name: str) -> SlaTable:
                                                  layer.line("sla", policy_name))
         if layer.file.working_hours is not None:
             hours = layer.file.working_hours.compile()
-    return SlaTable(policies, hours)
+    return SlaTable(policies, hours.with_holidays(holidays))

@@ -13,7 +13,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
-from engine.calendar import use_holiday_years
 from engine.classifier.settings import load_classifier_settings
 from engine.classifier.train import load_or_train
 from engine.reference.channels import ChannelMaps
@@ -72,9 +71,6 @@ def load_rules(root: Path, *, with_model: bool = True) -> RuleSet:
     # training); loaded from the cache when the same inputs were trained before.
     if with_model:
         ruleset.model = load_or_train(examples, matters, settings, ruleset.urgent_words())
-    # The rule set that loaded last decides which days are worked in this process, as
-    # it decides everything else; a rule set that failed to load changes nothing.
-    use_holiday_years(holidays)
     return ruleset
 
 

@@ -101,7 +101,8 @@ class RuleSet:
 
     def sla_for(self, county: str | None) -> SlaTable:
         """The SLA policies and office hours in force in a county (12-digit code)."""
-        return self._per_county(county, self._sla_by_county, self._sla, compile_sla)
+        return self._per_county(county, self._sla_by_county, self._sla,
+                                lambda layers, name: compile_sla(layers, name, self.holidays))
 
     def _per_county(self, county: str | None, by_county: dict[str, T],
                     by_layers: dict[tuple[str, ...], T],

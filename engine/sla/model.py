@@ -9,13 +9,13 @@ them instead of repeating calendar arithmetic.
 
 from __future__ import annotations
 
-from datetime import datetime, time
+from datetime import date, datetime, time
 from functools import lru_cache
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from engine.calendar import Season, WorkingHours
+from engine.calendar import NO_ENTERED_YEARS, HolidayYears, Season, WorkingHours
 from engine.contracts import Platform, Priority
 
 Unit = Literal["working", "natural"]
@@ -30,20 +30,38 @@ def _hhmm(value: time) -> str:
     return value.strftime("%H:%M")
 
 
+class EnteredYear(_Wire):
+    """One holiday year the rules entered from the State Council's notice."""
+
+    year: int
+    days_off: tuple[date, ...]
+    workdays: tuple[date, ...] = ()
+
+
 class HoursSpec(_Wire):
-    """Office hours as data: ``[["08:30", "12:00"], ...]``, seasons as MM-DD ranges."""
+    """Office hours as data: ``[["08:30", "12:00"], ...]``, seasons as MM-DD ranges, and the
+    holiday years the rules entered: the whole calendar a case's limits count in, frozen on
+    it, so the workers recompute its deadlines with the days it was opened under."""
 
     sessions: tuple[tuple[str, str], ...]
     seasons: tuple[tuple[str, str, tuple[tuple[str, str], ...]], ...] = ()
+    entered: tuple[EnteredYear, ...] = ()
+    entered_digest: str = ""
 
     @classmethod
     def of(cls, hours: WorkingHours) -> HoursSpec:
         def pairs(sessions: tuple[tuple[time, time], ...]) -> tuple[tuple[str, str], ...]:
             return tuple((_hhmm(a), _hhmm(b)) for a, b in sessions)
 
+        holidays = hours.holidays
+        entered = tuple(
+            EnteredYear(year=year, days_off=tuple(sorted(holidays.days_off.get(year, ()))),
+                        workdays=tuple(sorted(holidays.workdays.get(year, ()))))
+            for year in sorted(set(holidays.days_off) | set(holidays.workdays)))
         return cls(sessions=pairs(hours.sessions), seasons=tuple(
             (f"{s.start[0]:02d}-{s.start[1]:02d}", f"{s.end[0]:02d}-{s.end[1]:02d}",
-             pairs(s.sessions)) for s in hours.seasons))
+             pairs(s.sessions)) for s in hours.seasons), entered=entered,
+            entered_digest=holidays.digest)
 
     def hours(self) -> WorkingHours:
         return _compile_hours(self)
@@ -57,9 +75,12 @@ def _compile_hours(spec: HoursSpec) -> WorkingHours:
     def sessions(pairs: tuple[tuple[str, str], ...]) -> tuple[tuple[time, time], ...]:
         return tuple((clock(a), clock(b)) for a, b in pairs)
 
+    holidays = HolidayYears({y.year: frozenset(y.days_off) for y in spec.entered},
+                            {y.year: frozenset(y.workdays) for y in spec.entered},
+                            spec.entered_digest) if spec.entered else NO_ENTERED_YEARS
     return WorkingHours(sessions(spec.sessions), tuple(
         Season((int(a[:2]), int(a[3:])), (int(b[:2]), int(b[3:])), sessions(s))
-        for a, b, s in spec.seasons))
+        for a, b, s in spec.seasons), holidays)
 
 
 class LadderStep(_Wire):

@@ -7,7 +7,6 @@ the notice's. The 2027 figures are the statutory days computed here, not a notic
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import date, datetime, timedelta
 
 import chinese_calendar
@@ -23,7 +22,6 @@ from engine.calendar import (
     is_provisional,
     is_working_day,
     provisional_ahead,
-    use_holiday_years,
     working_day_length,
 )
 from engine.statutory_holidays import provisional_days_off, statutory_holidays
@@ -37,12 +35,6 @@ YEAR_2027 = {
     "中秋": ["2027-09-15"],
     "国庆": ["2027-10-01", "2027-10-02", "2027-10-03"],
 }
-
-
-@pytest.fixture(autouse=True)
-def package_calendar_afterwards() -> Iterator[None]:
-    yield
-    use_holiday_years(HolidayYears())
 
 
 def test_2027_statutory_days_follow_the_rules_in_force_since_2025() -> None:
@@ -111,14 +103,14 @@ def test_the_revision_and_the_metric_say_provisional_until_the_notice_is_entered
     assert provisional_ahead(date(2026, 12, 7))
     assert not provisional_ahead(date(2025, 6, 1))
     days_off = frozenset(date(2027, 2, d) for d in (5, 8, 9, 10, 11, 12)) | {date(2027, 1, 1)}
-    use_holiday_years(HolidayYears({2027: days_off}, {2027: frozenset({date(2027, 2, 20)})},
-                                   "notice27"))
-    assert holiday_data_until() == date(2027, 12, 31)
-    assert not is_provisional(2027) and is_provisional(2028)
-    revision = calendar_revision(WORKING_HOURS)
+    notice = HolidayYears({2027: days_off}, {2027: frozenset({date(2027, 2, 20)})},
+                          "notice27")
+    assert holiday_data_until(notice) == date(2027, 12, 31)
+    assert not is_provisional(2027, notice) and is_provisional(2028, notice)
+    revision = calendar_revision(WORKING_HOURS.with_holidays(notice))
     assert "+holidays-notice27" in revision and "+provisional-from-2028" in revision
     # The notice replaces the provisional year: its bridging day 11 Feb is now off, and
     # the worked Saturday 20 Feb counts.
-    assert not is_working_day(date(2027, 2, 11))
-    assert is_working_day(date(2027, 2, 20))
-    assert is_working_day(date(2027, 5, 3))  # the provisional make-up day is gone too
+    assert not is_working_day(date(2027, 2, 11), notice)
+    assert is_working_day(date(2027, 2, 20), notice)
+    assert is_working_day(date(2027, 5, 3), notice)  # the provisional make-up day is gone

@@ -24,6 +24,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from engine.calendar import holiday_data_until_timestamp, provisional_now
 from engine.rules import RuleSet
 from engine.rules.load import NOT_DECIDING, load_rules
 from engine.runtime import metrics
@@ -127,3 +128,12 @@ class RulesHolder:
         metrics.RULES_RELOAD.labels(outcome="failure").inc()
         log.error("still serving rules revision %s (%s in %s)", self.current.revision, what,
                   self.rules_dir)
+
+
+def export_calendar(holder: RulesHolder) -> None:
+    """Route and timers count working time: say until when the serving rule set's holiday
+    data holds (an alert watches it; read at each scrape, so a reload that enters a year
+    shows at once)."""
+    metrics.CALENDAR_COVERED_UNTIL.set_function(
+        lambda: holiday_data_until_timestamp(holder.current.holidays))
+    metrics.CALENDAR_PROVISIONAL.set_function(lambda: provisional_now(holder.current.holidays))

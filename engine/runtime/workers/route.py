@@ -52,14 +52,13 @@ from confluent_kafka import (
 )
 from pydantic import ValidationError
 
-from engine.calendar import holiday_data_until_timestamp, provisional_now
 from engine.cases.dispatch import StepResult, on_classified, on_status
 from engine.cases.duplicates import DUPLICATE_MEMORY, CaseStore
 from engine.contracts import Classified, to_json
 from engine.rules import RuleSet
 from engine.runtime import kafka, lag, metrics
 from engine.runtime.settings import Settings
-from engine.runtime.workers.reload import RulesHolder
+from engine.runtime.workers.reload import RulesHolder, export_calendar
 from engine.runtime.workers.route_state import (
     BatchTally,
     CaseLoader,
@@ -362,10 +361,7 @@ def run(settings: Settings, instance: str, metrics_port: int | None) -> int:
     """Run until SIGTERM / SIGINT (exit 0 after committing the batch in hand)."""
     holder = RulesHolder(settings.rules_dir)  # FileProblems before touching Kafka
     kafka_log.setLevel(logging.WARNING)
-    # Both count working time: say until when the holiday data holds (an alert watches it;
-    # read at each scrape, so a reload that enters a year shows at once).
-    metrics.CALENDAR_COVERED_UNTIL.set_function(holiday_data_until_timestamp)
-    metrics.CALENDAR_PROVISIONAL.set_function(provisional_now)
+    export_calendar(holder)
     if metrics_port is not None:
         metrics.serve_metrics(metrics_port)
         log.info("metrics on http://127.0.0.1:%d/metrics", metrics_port)

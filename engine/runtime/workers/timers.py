@@ -22,7 +22,6 @@ from datetime import UTC, datetime
 import redis
 from confluent_kafka import KafkaError, KafkaException, Message
 
-from engine.calendar import holiday_data_until_timestamp, provisional_now
 from engine.cases.records import SCHEMA_STATUS
 from engine.reference.departments import DepartmentRegistry
 from engine.runtime import kafka, lag, metrics
@@ -30,7 +29,7 @@ from engine.runtime.redis_clients import redis_client
 from engine.runtime.settings import Settings
 from engine.runtime.timer_restore import audit, mirror, rebuild
 from engine.runtime.timer_store import DueCase, TimerStore
-from engine.runtime.workers.reload import RulesHolder
+from engine.runtime.workers.reload import RulesHolder, export_calendar
 from engine.sla.model import SlaTimer
 from engine.sla.timer_decisions import autoclose_update, escalation_for
 
@@ -178,10 +177,7 @@ def run(settings: Settings, metrics_port: int | None, audit_every: float) -> int
     holder = RulesHolder(settings.rules_dir)
     client = redis_client(settings.redis_url)
     store = TimerStore(client, settings.topic_prefix)
-    # Both count working time: say until when the holiday data holds (an alert watches it;
-    # read at each scrape, so a reload that enters a year shows at once).
-    metrics.CALENDAR_COVERED_UNTIL.set_function(holiday_data_until_timestamp)
-    metrics.CALENDAR_PROVISIONAL.set_function(provisional_now)
+    export_calendar(holder)
     if metrics_port is not None:
         metrics.serve_metrics(metrics_port)
         log.info("metrics on http://127.0.0.1:%d/metrics", metrics_port)
