@@ -166,6 +166,12 @@ def _status(ruleset: RuleSet, store: CaseStore, number: int, raw: bytes,
         # What the answer did to the case: a return names the new lead (改派), every answer
         # the state it left the case in.
         out.update(state=step.case.state, departments=[step.case.lead, *step.case.assist])
+        sla = step.case.sla
+        if sla is not None and sla.resolve_by is not None and step.case.state != "closed":
+            # an extension (延期) granted or a pause moves it: the answer's effect on the clock
+            out["resolve_by"] = sla.resolve_by.astimezone(SHANGHAI).isoformat()
+        if step.case.extension is not None:
+            out["extension_requested"] = step.case.extension.extend_by
     if isinstance(rejected, StatusRejected):
         out.update(case_id=rejected.case_id, reason=rejected.reason, detail=rejected.detail)
     yield out

@@ -38,7 +38,8 @@ CST = timezone(timedelta(hours=8))
 ACTIONS: dict[str, StatusAction] = {
     "accept": "accepted", "return": "returned", "progress": "progress", "pause": "paused",
     "resume": "resumed", "resolve": "resolved", "verify": "verified",
-    "supervise": "supervised", "redispatch": "redispatched"}
+    "supervise": "supervised", "redispatch": "redispatched", "extend": "extension_requested",
+    "approve-extension": "extension_approved", "refuse-extension": "extension_refused"}
 
 
 def now() -> datetime:
@@ -159,7 +160,8 @@ async def case_action(request: web.Request) -> web.Response:
         update = status_update(case, operator, action, now(), note=_text(form, "note"),
                                satisfied=satisfied, lead=_text(form, "lead") or None,
                                assist=assist or None,
-                               respond_by=_respond_by(_text(form, "respond_by")))
+                               respond_by=_respond_by(_text(form, "respond_by")),
+                               extend_by=_text(form, "extend_by") or None)
     except FormError as exc:
         metrics.CONSOLE_ACTIONS.labels(action, "refused").inc()
         if exc.field in ("action", "operator"):

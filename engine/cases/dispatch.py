@@ -112,7 +112,8 @@ def on_status(ruleset: RuleSet, store: CaseStore, raw: bytes, now: datetime) -> 
     if case is None:
         return _reject(text, "unknown_case", f"no live case {update.case_id}", update.case_id,
                        now)
-    result = apply_status(case, update, now)
+    lead = ruleset.departments.by_code.get(case.lead)
+    result = apply_status(case, update, now, lead.supervisor if lead is not None else None)
     if isinstance(result, Refused):
         return _reject(text, result.reason, result.detail, update.case_id, now)
     if isinstance(result, NeedsReroute):

@@ -11,22 +11,25 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Literal
 
+from engine.calendar import WORKING_HOURS
 from engine.cases.records import (
     Assignment,
     AssignmentKind,
     CaseEvent,
     CaseRecord,
+    ExtensionRequest,
     StatusUpdate,
     Supervision,
 )
 from engine.contracts import Classified, Reporter
 from engine.reference.departments import DepartmentRegistry
 from engine.routing.decide import RouteDecision
-from engine.sla.model import SlaTerms
+from engine.sla.model import Extension, SlaTerms
 from engine.sla.plan import open_sla, pause, restart_accept, restart_all, resume
+from engine.sla.policy import limit_span
 
 # The command centres call reporters back (回访) and record the verification: not the
 # department whose own work is being verified.
@@ -96,12 +99,19 @@ def merge_report(case: CaseRecord, record: Classified, now: datetime) -> CaseRec
                                              detail=record.incident_id)]})
 
 
-def apply_status(case: CaseRecord, update: StatusUpdate,
-                 now: datetime) -> CaseRecord | NeedsReroute | Redispatch | Refused:
+def apply_status(case: CaseRecord, update: StatusUpdate, now: datetime,
+                 supervisor: str | None = None
+                 ) -> CaseRecord | NeedsReroute | Redispatch | Refused:
+    """``supervisor``: the lead's supervisor in the department registry, who (besides a
+    command centre) decides on the lead's extension requests."""
     dept, action, state = update.department, update.action, case.state
     involved = dept == case.lead or dept in case.assist
     if action in ("supervised", "redispatched"):
         return _command_centre(case, update, now)
+    if action == "extension_requested":
+        return _request_extension(case, update, now)
+    if action in ("extension_approved", "extension_refused"):
+        return _decide_extension(case, update, now, supervisor)
     if action == "verified":
         if state != "resolved":
             return Refused("illegal_transition", f"cannot verify a case that is {state}")
@@ -182,6 +192,64 @@ def _event(case: CaseRecord, now: datetime, update: StatusUpdate, **changes: obj
             update={"answered_at": update.at}))
     return case.model_copy(update={**changes, "updated_at": now,
                                    "history": [*case.history, event]})
+
+
+def _request_extension(case: CaseRecord, update: StatusUpdate,
+                       now: datetime) -> CaseRecord | Refused:
+    """The lead asks for more time to resolve (延期): within the policy's allowance, on an
+    open case with a resolution clock, one request at a time."""
+    if update.department != case.lead:
+        return Refused("not_assigned", f"only the lead ({case.lead}) may ask to extend "
+                                       f"case {case.case_id}")
+    if case.state not in OPEN_STATES or case.sla is None:
+        return Refused("illegal_transition", f"cannot extend a case that is {case.state}"
+                       if case.sla is not None else f"case {case.case_id} has no time limits")
+    if case.extension is not None:
+        return Refused("illegal_transition", "an extension request is already waiting for "
+                                             "its supervisor")
+    if not update.note.strip():
+        return Refused("illegal_transition", "an extension request needs the reason")
+    terms = case.sla.terms
+    try:
+        asked = limit_span(update.extend_by or "", terms.unit, WORKING_HOURS)
+    except ValueError:
+        return Refused("illegal_transition", f"extend_by {update.extend_by!r} is not a "
+                                             "duration such as 3d or 8h")
+    granted = case.sla.extensions
+    if len(granted) >= terms.max_extensions:
+        plural = "" if terms.max_extensions == 1 else "s"
+        return Refused("illegal_transition", f"the policy grants at most "
+                                             f"{terms.max_extensions} extension{plural}")
+    total = sum((limit_span(e.extend_by, terms.unit, WORKING_HOURS) for e in granted), asked)
+    if asked <= timedelta(0) or total > limit_span(terms.max_extension_total, terms.unit,
+                                                   WORKING_HOURS):
+        return Refused("illegal_transition", f"extensions may add up to "
+                                             f"{terms.max_extension_total} in all")
+    request = ExtensionRequest(extend_by=update.extend_by or "", reason=update.note.strip(),
+                               at=update.at, by=update.department)
+    return _event(case, now, update, extension=request)
+
+
+def _decide_extension(case: CaseRecord, update: StatusUpdate, now: datetime,
+                      supervisor: str | None) -> CaseRecord | Refused:
+    """The lead's supervisor, or a command centre, grants or refuses the pending request;
+    a grant moves the resolution deadline (the caller re-plans the timers)."""
+    dept = update.department
+    if dept != supervisor and not dept.endswith(f".{VERIFIER_ROLE}"):
+        return Refused("not_assigned", f"an extension is decided by {case.lead}'s supervisor "
+                                       f"({supervisor or 'none registered'}) or a command "
+                                       f"centre, not {dept}")
+    request = case.extension
+    if request is None or case.sla is None:
+        return Refused("illegal_transition", f"case {case.case_id} has no extension request "
+                                             "to decide")
+    if update.action == "extension_refused":
+        return _event(case, now, update, extension=None)
+    granted = Extension(extend_by=request.extend_by, reason=request.reason,
+                        requested_at=request.at, approved_by=dept, approved_at=update.at)
+    return _event(case, now, update, extension=None,
+                  sla=case.sla.model_copy(update={"extensions": [*case.sla.extensions,
+                                                                 granted]}))
 
 
 def _command_centre(case: CaseRecord, update: StatusUpdate,

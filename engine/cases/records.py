@@ -19,7 +19,8 @@ from engine.sla.model import CaseSla
 
 CaseState = Literal["dispatched", "accepted", "resolved", "closed", "reopened"]
 StatusAction = Literal["accepted", "returned", "progress", "paused", "resumed", "resolved",
-                       "verified", "redispatched", "supervised"]
+                       "verified", "redispatched", "supervised", "extension_requested",
+                       "extension_approved", "extension_refused"]
 AssignmentKind = Literal["new", "update", "reassigned"]
 
 
@@ -78,6 +79,15 @@ class Supervision(_Wire):
                                                                    "(progress, accept, resolve)")
 
 
+class ExtensionRequest(_Wire):
+    """The lead's pending request for more time (延期), until its supervisor decides."""
+
+    extend_by: str = Field(description="a duration in the case's unit, e.g. 3d, 8h")
+    reason: str
+    at: datetime
+    by: str = Field(description="the lead department")
+
+
 class CaseRecord(_Wire):
     """The latest state of a case, on the compacted ``cases`` topic (the source of truth)."""
 
@@ -111,6 +121,9 @@ class CaseRecord(_Wire):
     sla: CaseSla | None = Field(default=None, description="time limits frozen at opening, "
                                                           "current deadlines, timer plan")
     supervision: Supervision | None = Field(default=None, description="the latest 督办, if any")
+    extension: ExtensionRequest | None = Field(default=None, description="a request for more "
+                                                                         "time awaiting its "
+                                                                         "supervisor")
 
 
 SCHEMA_STATUS = "griddispatch.status/1"  # the Literal below must spell it out for mypy
@@ -133,6 +146,9 @@ class StatusUpdate(_Wire):
                                                                "assisting departments")
     respond_by: datetime | None = Field(default=None, description="with 'supervised': when the "
                                                                   "lead must answer by")
+    extend_by: str | None = Field(default=None, max_length=16,
+                                  description="with 'extension_requested': the time asked "
+                                              "for, in the case's unit, e.g. 3d, 8h")
     by: str | None = Field(default=None, max_length=100,
                            description="the person who acted (a console user), for the audit")
 

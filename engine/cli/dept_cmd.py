@@ -68,6 +68,13 @@ VERBS: dict[str, tuple[StatusAction, str]] = {
     "resume": ("resumed", "restart the SLA clocks of a paused case"),
     "resolve": ("resolved", "report a case resolved (办结), with --note giving the result"),
     "verify": ("verified", "record the verification (核查/回访) of a resolved case"),
+    "extend": ("extension_requested", "ask your supervisor for more time (延期) to resolve a "
+                                      "case you lead, with --by and --note giving why"),
+    "approve-extension": ("extension_approved", "grant the pending extension of a case you "
+                                                "supervise (or as a command centre)"),
+    "refuse-extension": ("extension_refused", "refuse the pending extension of a case you "
+                                              "supervise (or as a command centre), --note "
+                                              "giving why"),
 }
 # (title, display columns); the description takes what is left of a ~120-column line.
 COLUMNS = (("time", 5), ("case_id", 22), ("kind", 10), ("role", 6), ("priority", 8),
@@ -90,9 +97,14 @@ def register(commands: Commands) -> None:
                                epilog=ANSWER_EPILOG)
         sub.add_argument("case_id", metavar="CASE_ID", help="e.g. 330110005-ab954bb01bbe")
         _dept_options(sub)
-        sub.add_argument("--note", required=verb in ("return", "resolve"), metavar="TEXT",
-                         help="the reason (required to return), the result (required to "
-                              "resolve) or progress, at most 2000 characters")
+        sub.add_argument("--note", required=verb in ("return", "resolve", "extend"),
+                         metavar="TEXT",
+                         help="the reason (required to return or extend), the result "
+                              "(required to resolve) or progress, at most 2000 characters")
+        if verb == "extend":
+            sub.add_argument("--by", required=True, metavar="DURATION", dest="extend_by",
+                             help="the time asked for, in the case's unit (working time "
+                                  "for most matters): e.g. 3d, 8h")
         if verb == "verify":
             sub.add_argument("--satisfied", required=True, choices=("yes", "no"),
                              help="the reporter's answer; 'no' reopens the case")
@@ -292,11 +304,13 @@ def partition_key_of(case_id: str) -> str:
 
 
 def status_update(action: StatusAction, case_id: str, department: str, note: str | None,
-                  satisfied: str | None, now: datetime | None = None) -> StatusUpdate:
+                  satisfied: str | None, now: datetime | None = None,
+                  extend_by: str | None = None) -> StatusUpdate:
     """Raises ValidationError for a note over the contract's limit."""
     return StatusUpdate(case_id=case_id, department=department, action=action,
                         at=now if now is not None else datetime.now(LOCAL), note=note or "",
-                        satisfied=None if satisfied is None else satisfied == "yes")
+                        satisfied=None if satisfied is None else satisfied == "yes",
+                        extend_by=extend_by)
 
 
 @dataclass(frozen=True)
@@ -428,9 +442,12 @@ def dept_send(args: argparse.Namespace, settings: Settings) -> int:
         return _fail(problem, 1)
     try:
         update = status_update(args.action, args.case_id, args.dept, args.note,
-                               getattr(args, "satisfied", None))
+                               getattr(args, "satisfied", None),
+                               extend_by=getattr(args, "extend_by", None))
     except ValidationError as exc:
-        return _fail(f"--note: {exc.errors()[0]['msg']}", 2)
+        error = exc.errors()[0]
+        field = "--by" if error["loc"] and error["loc"][0] == "extend_by" else "--note"
+        return _fail(f"{field}: {error['msg']}", 2)
     topic = settings.topic(STATUS_TOPIC)
     answers = () if args.no_wait else (settings.topic(CASES_TOPIC),
                                        settings.topic(STATUS_REJECTED_TOPIC))

@@ -132,14 +132,15 @@ def reject_triage(triage: Triage, reason: str, operator: Operator,
 
 
 DEPARTMENT_ACTIONS: tuple[StatusAction, ...] = ("accepted", "returned", "progress", "paused",
-                                                "resumed", "resolved")
-NOTE_REQUIRED: frozenset[str] = frozenset({"returned", "resolved", "supervised"})
+                                                "resumed", "resolved", "extension_requested")
+NOTE_REQUIRED: frozenset[str] = frozenset({"returned", "resolved", "supervised",
+                                           "extension_requested", "extension_refused"})
 
 
 def status_update(case: CaseRecord, operator: Operator, action: StatusAction, now: datetime, *,
                   note: str = "", satisfied: bool | None = None, lead: str | None = None,
-                  assist: list[str] | None = None,
-                  respond_by: datetime | None = None) -> StatusUpdate:
+                  assist: list[str] | None = None, respond_by: datetime | None = None,
+                  extend_by: str | None = None) -> StatusUpdate:
     """A department's answer, or a command centre's verify / supervise / redispatch, as the
     department code the operator acts for. The route worker has the last word (it refuses
     an illegal transition on ``assignments.status.rejected``); what is checked here is only
@@ -151,8 +152,8 @@ def status_update(case: CaseRecord, operator: Operator, action: StatusAction, no
     else:
         department = operator.centre_code(case.division_chain)
         if department is None or not operator.sees_case(case):
-            raise FormError("action", "only a command centre verifies, supervises or "
-                                      "redispatches")
+            raise FormError("action", "only a command centre verifies, supervises, "
+                                      "redispatches or decides extensions")
     note = note.strip()
     if len(note) > MAX_NOTE:
         raise FormError("note", f"at most {MAX_NOTE} characters")
@@ -162,9 +163,12 @@ def status_update(case: CaseRecord, operator: Operator, action: StatusAction, no
         raise FormError("respond_by", "give a time in the future")
     if action == "redispatched" and not lead:
         raise FormError("lead", "choose the new lead department")
+    if action == "extension_requested" and not extend_by:
+        raise FormError("extend_by", "say how much time, e.g. 3d or 8h")
     return StatusUpdate(case_id=case.case_id, department=department, action=action, at=now,
                         note=note, satisfied=satisfied, lead=lead or None, assist=assist,
-                        respond_by=respond_by, by=operator.username)
+                        respond_by=respond_by, by=operator.username,
+                        extend_by=extend_by or None)
 
 
 def default_route(ruleset: RuleSet, triage: Triage, matter_code: str, operator: Operator,

@@ -63,6 +63,8 @@ class Tally:
     answered: int = 0
     satisfied: int = 0
     without_sla: int = 0
+    extended: int = 0  # cases granted more time (延期)
+    supervised: int = 0  # cases a command centre supervised (督办)
 
     @property
     def acceptance_rate(self) -> float | None:
@@ -136,11 +138,12 @@ def _on_time(done: datetime | None, due: datetime | None, pending: bool, paused:
 
 def case_tally(case: CaseRecord, as_of: datetime) -> Tally:
     """One case's contribution (``returns`` is the case's own count)."""
-    tally = Tally(cases=1, returns=case.returns)
+    tally = Tally(cases=1, returns=case.returns, supervised=int(case.supervision is not None))
     sla = case.sla
     if sla is None:
         tally.without_sla = 1
     else:
+        tally.extended = int(bool(sla.extensions))
         paused = sla.paused_since is not None
         accepted = _on_time(_last(case, "accepted"), sla.accept_by,
                             case.state in AWAITING_ACCEPTANCE, paused, as_of)

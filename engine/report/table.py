@@ -53,14 +53,14 @@ def score(value: float | None) -> str:
     return DASH if value is None else f"{value:.1f}"
 
 
-HEADER = ("cases", "accepted on time", "resolved on time", "returns", "reopened", "satisfied",
-          "score")
+HEADER = ("cases", "accepted on time", "resolved on time", "returns", "extended",
+          "supervised", "reopened", "satisfied", "score")
 
 
 def cells(tally: Tally) -> list[str]:
     return [str(tally.cases), rate(tally.acceptance_rate, tally.acceptance_known),
             rate(tally.resolution_rate, tally.resolution_known), str(tally.returns),
-            rate(tally.reopen_rate, tally.verified), rate(tally.satisfaction_rate, tally.answered),
+            str(tally.extended), str(tally.supervised), rate(tally.reopen_rate, tally.verified), rate(tally.satisfaction_rate, tally.answered),
             score(tally.score)]
 
 

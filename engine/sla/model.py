@@ -103,6 +103,11 @@ class SlaTerms(_Wire):
     verify_within: str | None = Field(
         default=None, description="a resolved case nobody verified (回访) is closed this long "
                                   "after its resolution, natural time; null: never")
+    # Cases opened before extensions existed get the default policy's allowance.
+    max_extensions: int = Field(default=2, description="extensions (延期) a case may be "
+                                                       "granted")
+    max_extension_total: str = Field(default="10d", description="all extensions together, "
+                                                                "in the unit")
 
 
 class SlaTimer(_Wire):
@@ -119,6 +124,16 @@ class SlaTimer(_Wire):
     recipient: str
 
 
+class Extension(_Wire):
+    """Time added to the resolution limit by a supervisor's approval (延期)."""
+
+    extend_by: str = Field(description="a duration in the terms' unit, e.g. 3d, 8h")
+    reason: str
+    requested_at: datetime
+    approved_by: str
+    approved_at: datetime
+
+
 class CaseSla(_Wire):
     terms: SlaTerms
     accept_from: datetime | None = Field(description="start of the acceptance clock "
@@ -130,6 +145,9 @@ class CaseSla(_Wire):
     resolve_by: datetime | None = None
     timers: list[SlaTimer] = Field(default_factory=list,
                                    description="what is still to fire for the running clocks")
+    extensions: list[Extension] = Field(default_factory=list,
+                                        description="granted extensions (延期) of the "
+                                                    "resolution limit, in the terms' unit")
 
 
 class Escalation(_Wire):

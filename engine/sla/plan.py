@@ -82,7 +82,8 @@ def restart_accept(sla: CaseSla, at: datetime) -> CaseSla:
 def restart_all(sla: CaseSla, at: datetime) -> CaseSla:
     """A reopened case must be accepted and resolved again, within fresh limits."""
     return sla.model_copy(update={"accept_from": at if sla.terms.accept else None,
-                                  "resolve_from": at, "pauses": [], "paused_since": None})
+                                  "resolve_from": at, "pauses": [], "paused_since": None,
+                                  "extensions": []})
 
 
 def pause(sla: CaseSla, at: datetime) -> CaseSla:
@@ -161,13 +162,20 @@ def _clock_timers(case: CaseRecord, limit: LimitName, start: datetime, span: tim
     return deadline, timers
 
 
+def resolve_span(sla: CaseSla, hours: WorkingHours) -> timedelta:
+    """The resolution limit with every granted extension (延期) added, in counted time."""
+    terms = sla.terms
+    return _span(terms.resolve, terms.unit, hours) + sum(
+        (_span(e.extend_by, terms.unit, hours) for e in sla.extensions), timedelta())
+
+
 def clock_state(case: CaseRecord) -> tuple[object, ...]:
     """What the deadlines and the plan depend on: unchanged means no need to re-plan."""
     sla = case.sla
     if sla is None:
         return ()
     return (case.state, case.lead, sla.accept_from, sla.resolve_from, sla.paused_since,
-            len(sla.pauses))
+            len(sla.pauses), len(sla.extensions))
 
 
 def _autoclose(case: CaseRecord, within: str, departments: DepartmentRegistry) -> SlaTimer:
@@ -207,8 +215,7 @@ def replan(case: CaseRecord, departments: DepartmentRegistry,
                                                hours)
             timers += planned
         resolve_by, planned = _clock_timers(case, "resolve", sla.resolve_from,
-                                            _span(terms.resolve, terms.unit, hours), ladder,
-                                            hours)
+                                            resolve_span(sla, hours), ladder, hours)
         timers += planned
     elif case.state == "resolved" and terms.verify_within:
         timers.append(_autoclose(case, terms.verify_within, departments))

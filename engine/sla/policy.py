@@ -96,6 +96,16 @@ class LadderStepFile(BaseModel):
         return value
 
 
+class ExtensionsFile(BaseModel):
+    """What the supervisor may grant: a lead asks, and more is refused before anyone sees it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max: int = Field(default=2, ge=0, le=10, description="extensions granted per case")
+    total: Annotated[str, AfterValidator(_limit_text)] = Field(
+        default="10d", description="all extensions of a case together, in the policy's unit")
+
+
 class PolicyFile(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -111,6 +121,9 @@ class PolicyFile(BaseModel):
     verify_within: Annotated[str | None, AfterValidator(_limit_text)] = Field(
         default=None, description="close a resolved case nobody verified after this long "
                                   "(natural time), e.g. 7d; null: wait for the verification")
+    extensions: ExtensionsFile = Field(default_factory=lambda: ExtensionsFile(),
+                                       description="how far a case's resolution may be "
+                                                   "extended (延期)")
 
 
 def _clock(value: str) -> time:
@@ -218,7 +231,8 @@ class SlaTable:
             resolve=matter.limits.resolve if resolve == "matter" else resolve,
             warn_at=list(warn_at),
             ladder=[LadderStep(after=s.after, to=s.to) for s in policy.ladder],
-            hours=HoursSpec.of(self.hours), verify_within=policy.verify_within)
+            hours=HoursSpec.of(self.hours), verify_within=policy.verify_within,
+            max_extensions=policy.extensions.max, max_extension_total=policy.extensions.total)
 
 
 def limit_span(text: str, unit: Unit, hours: WorkingHours) -> timedelta:

@@ -135,3 +135,77 @@ def test_a_triage_decision_round_trips_with_chinese_text() -> None:
     wire = to_json(decision)
     assert "咨询类来电".encode() in wire and b'"schema":"griddispatch.triage-decision/1"' in wire
     assert TriageDecision.model_validate(json.loads(wire)) == decision
+
+
+# --- extension (延期) ------------------------------------------------------------------------
+
+
+def extension_update(case: CaseRecord, action: str, department: str, minutes: int = 3,
+                     **fields: object) -> bytes:
+    return to_json(StatusUpdate.model_validate({
+        "case_id": case.case_id, "department": department, "action": action,
+        "at": NOW + timedelta(minutes=minutes), **fields}))
+
+
+def test_an_approved_extension_moves_the_resolution_deadline_and_replans() -> None:
+    store = CaseStore()
+    opened = on_classified(ruleset(), store, gas_record(), NOW).case
+    assert opened is not None and opened.sla is not None
+    before = opened.sla.resolve_by
+    assert before is not None
+    accept = on_status(ruleset(), store, extension_update(opened, "accepted", LEAD, 1), NOW)
+    asked = on_status(ruleset(), store, extension_update(
+        opened, "extension_requested", LEAD, 2, extend_by="1d", note="需协调燃气公司更换管道"),
+        NOW + timedelta(minutes=2))
+    assert accept.outcome == "updated" and asked.outcome == "updated", asked
+    assert asked.case is not None and asked.case.extension is not None
+    assert asked.case.sla is not None and asked.case.sla.resolve_by == before  # not yet
+    supervisor = ruleset().departments.by_code[LEAD].supervisor
+    assert supervisor is not None
+    granted = on_status(ruleset(), store, extension_update(
+        opened, "extension_approved", supervisor, 5), NOW + timedelta(minutes=5))
+    assert granted.outcome == "updated" and granted.case is not None
+    sla = granted.case.sla
+    assert sla is not None and granted.case.extension is None
+    assert [e.extend_by for e in sla.extensions] == ["1d"]
+    assert sla.resolve_by is not None and sla.resolve_by > before
+    breach = [t for t in sla.timers if t.limit == "resolve" and t.step == "breach"]
+    assert breach and breach[0].due == sla.resolve_by
+    from engine.report.assess import case_tally
+
+    assert case_tally(granted.case, NOW).extended == 1
+
+
+def test_extension_refusals_name_the_rule() -> None:
+    store = CaseStore()
+    opened = on_classified(ruleset(), store, gas_record(), NOW).case
+    assert opened is not None
+    on_status(ruleset(), store, extension_update(opened, "accepted", LEAD, 1), NOW)
+
+    def refused(raw: bytes) -> str:
+        step = on_status(ruleset(), store, raw, NOW + timedelta(minutes=10))
+        assert step.outcome == "rejected", step
+        value = step.outputs[0].value
+        assert isinstance(value, StatusRejected)
+        return value.detail
+
+    assert "only the lead" in refused(extension_update(
+        opened, "extension_requested", ASSIST[1], extend_by="1d", note="x"))
+    assert "reason" in refused(extension_update(opened, "extension_requested", LEAD,
+                                                extend_by="1d"))
+    assert "not a duration" in refused(extension_update(
+        opened, "extension_requested", LEAD, extend_by="soon", note="x"))
+    assert "add up to" in refused(extension_update(
+        opened, "extension_requested", LEAD, extend_by="30d", note="x"))
+    assert "no extension request" in refused(extension_update(
+        opened, "extension_approved", CENTRE))
+    on_status(ruleset(), store, extension_update(
+        opened, "extension_requested", LEAD, 4, extend_by="2d", note="等待法院裁定"), NOW)
+    assert "already waiting" in refused(extension_update(
+        opened, "extension_requested", LEAD, extend_by="1d", note="x"))
+    assert "supervisor" in refused(extension_update(opened, "extension_approved", OUTSIDER))
+    decided = on_status(ruleset(), store, extension_update(
+        opened, "extension_refused", CENTRE, 6, note="证据不足"), NOW)
+    assert decided.case is not None and decided.case.extension is None
+    assert decided.case.sla is not None and decided.case.sla.extensions == []
+    assert decided.case.history[-1].action == "extension_refused"
