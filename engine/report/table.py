@@ -60,8 +60,9 @@ HEADER = ("cases", "accepted on time", "resolved on time", "returns", "extended"
 def cells(tally: Tally) -> list[str]:
     return [str(tally.cases), rate(tally.acceptance_rate, tally.acceptance_known),
             rate(tally.resolution_rate, tally.resolution_known), str(tally.returns),
-            str(tally.extended), str(tally.supervised), rate(tally.reopen_rate, tally.verified), rate(tally.satisfaction_rate, tally.answered),
-            score(tally.score)]
+            str(tally.extended), str(tally.supervised),
+            rate(tally.reopen_rate, tally.verified),
+            rate(tally.satisfaction_rate, tally.answered), score(tally.score)]
 
 
 def assessment_text(report: Assessment) -> str:
