@@ -39,7 +39,8 @@ ACTIONS: dict[str, StatusAction] = {
     "accept": "accepted", "return": "returned", "progress": "progress", "pause": "paused",
     "resume": "resumed", "resolve": "resolved", "verify": "verified",
     "supervise": "supervised", "redispatch": "redispatched", "extend": "extension_requested",
-    "approve-extension": "extension_approved", "refuse-extension": "extension_refused"}
+    "approve-extension": "extension_approved", "refuse-extension": "extension_refused",
+    "unreachable": "callback_unreachable"}
 
 
 def now() -> datetime:

@@ -112,6 +112,8 @@ def apply_status(case: CaseRecord, update: StatusUpdate, now: datetime,
         return _request_extension(case, update, now)
     if action in ("extension_approved", "extension_refused"):
         return _decide_extension(case, update, now, supervisor)
+    if action == "callback_unreachable":
+        return _unreachable(case, update, now)
     if action == "verified":
         if state != "resolved":
             return Refused("illegal_transition", f"cannot verify a case that is {state}")
@@ -119,7 +121,8 @@ def apply_status(case: CaseRecord, update: StatusUpdate, now: datetime,
             return Refused("not_assigned", f"verification (回访) is recorded by a command "
                                            f"centre (*.{VERIFIER_ROLE}), not {dept}")
         if update.satisfied is not False:
-            return _event(case, now, update, state="closed", satisfied=update.satisfied)
+            return _event(case, now, update, state="closed", satisfied=update.satisfied,
+                          closed_as="verified")
         return _event(case, now, update, state="reopened", satisfied=False,
                       sla=case.sla and restart_all(case.sla, now))
     if not involved:
@@ -149,7 +152,8 @@ def apply_status(case: CaseRecord, update: StatusUpdate, now: datetime,
     # resolved
     if state not in ("accepted", "reopened"):
         return Refused("illegal_transition", f"cannot resolve a case that is {state}")
-    return _event(case, now, update, state="resolved", resolution=update.note or None)
+    return _event(case, now, update, state="resolved", resolution=update.note or None,
+                  unreachable_callbacks=0)
 
 
 def _pause_or_resume(case: CaseRecord, update: StatusUpdate,
@@ -192,6 +196,25 @@ def _event(case: CaseRecord, now: datetime, update: StatusUpdate, **changes: obj
             update={"answered_at": update.at}))
     return case.model_copy(update={**changes, "updated_at": now,
                                    "history": [*case.history, event]})
+
+
+def _unreachable(case: CaseRecord, update: StatusUpdate,
+                 now: datetime) -> CaseRecord | Refused:
+    """A call-back (回访) that reached nobody: counted; after the policy's attempts the case
+    closes as unreachable (neither satisfied nor not: the assessment leaves it out of the
+    satisfaction rate and counts it on its own)."""
+    if case.state != "resolved":
+        return Refused("illegal_transition", f"a call-back follows a resolution; the case is "
+                                             f"{case.state}")
+    if not update.department.endswith(f".{VERIFIER_ROLE}"):
+        return Refused("not_assigned", f"call-backs (回访) are made by a command centre "
+                                       f"(*.{VERIFIER_ROLE}), not {update.department}")
+    tries = case.unreachable_callbacks + 1
+    attempts = case.sla.terms.callback_attempts if case.sla is not None else 3
+    if tries >= attempts:
+        return _event(case, now, update, unreachable_callbacks=tries, state="closed",
+                      closed_as="unreachable")
+    return _event(case, now, update, unreachable_callbacks=tries)
 
 
 def _request_extension(case: CaseRecord, update: StatusUpdate,

@@ -20,7 +20,7 @@ from engine.sla.model import CaseSla
 CaseState = Literal["dispatched", "accepted", "resolved", "closed", "reopened"]
 StatusAction = Literal["accepted", "returned", "progress", "paused", "resumed", "resolved",
                        "verified", "redispatched", "supervised", "extension_requested",
-                       "extension_approved", "extension_refused"]
+                       "extension_approved", "extension_refused", "callback_unreachable"]
 AssignmentKind = Literal["new", "update", "reassigned"]
 
 
@@ -121,6 +121,11 @@ class CaseRecord(_Wire):
     sla: CaseSla | None = Field(default=None, description="time limits frozen at opening, "
                                                           "current deadlines, timer plan")
     supervision: Supervision | None = Field(default=None, description="the latest 督办, if any")
+    unreachable_callbacks: int = Field(default=0, description="call-backs (回访) since the "
+                                                             "resolution that reached nobody")
+    closed_as: Literal["verified", "unreachable"] | None = Field(
+        default=None, description="how a closed case was closed: verified with the reporter "
+                                  "or on site, or after the policy's call-backs reached nobody")
     extension: ExtensionRequest | None = Field(default=None, description="a request for more "
                                                                          "time awaiting its "
                                                                          "supervisor")

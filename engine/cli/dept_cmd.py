@@ -68,6 +68,9 @@ VERBS: dict[str, tuple[StatusAction, str]] = {
     "resume": ("resumed", "restart the SLA clocks of a paused case"),
     "resolve": ("resolved", "report a case resolved (办结), with --note giving the result"),
     "verify": ("verified", "record the verification (核查/回访) of a resolved case"),
+    "unreachable": ("callback_unreachable", "record a call-back (回访) that reached nobody; "
+                                            "after the policy's tries the case closes as "
+                                            "unreachable"),
     "extend": ("extension_requested", "ask your supervisor for more time (延期) to resolve a "
                                       "case you lead, with --by and --note giving why"),
     "approve-extension": ("extension_approved", "grant the pending extension of a case you "

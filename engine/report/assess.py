@@ -65,6 +65,7 @@ class Tally:
     without_sla: int = 0
     extended: int = 0  # cases granted more time (延期)
     supervised: int = 0  # cases a command centre supervised (督办)
+    unreachable: int = 0  # closed after call-backs reached nobody: no satisfaction either way
 
     @property
     def acceptance_rate(self) -> float | None:
@@ -159,6 +160,7 @@ def case_tally(case: CaseRecord, as_of: datetime) -> Tally:
         tally.reopened = int(verifications > (1 if case.state == "closed" else 0))
     if case.satisfied is not None:
         tally.answered, tally.satisfied = 1, int(case.satisfied)
+    tally.unreachable = int(case.closed_as == "unreachable")
     return tally
 
 

@@ -68,7 +68,9 @@ def cells(tally: Tally) -> list[str]:
 def assessment_text(report: Assessment) -> str:
     period = f"cases opened since {report.since:%Y-%m-%d %H:%M %z}" if report.since else "all cases"
     parts = [f"Assessment as of {report.as_of:%Y-%m-%d %H:%M %z}, {period}: "
-             f"{report.total.cases} cases, {report.total.without_sla} without time limits.",
+             f"{report.total.cases} cases, {report.total.without_sla} without time limits, "
+             f"{report.total.unreachable} closed after call-backs reached nobody (回访未接通: "
+             "out of the satisfaction rate).",
              "", "By lead department",
              grid(("department", "code", *HEADER),
                   [*(_row(r, with_code=True) for r in report.departments),

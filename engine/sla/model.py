@@ -108,6 +108,8 @@ class SlaTerms(_Wire):
                                                        "granted")
     max_extension_total: str = Field(default="10d", description="all extensions together, "
                                                                 "in the unit")
+    callback_attempts: int = Field(default=3, description="call-backs reaching nobody before "
+                                                          "the case closes as unreachable")
 
 
 class SlaTimer(_Wire):

@@ -121,6 +121,9 @@ class PolicyFile(BaseModel):
     verify_within: Annotated[str | None, AfterValidator(_limit_text)] = Field(
         default=None, description="close a resolved case nobody verified after this long "
                                   "(natural time), e.g. 7d; null: wait for the verification")
+    callback_attempts: int = Field(default=3, ge=1, le=10,
+                                   description="call-backs (回访) that reach nobody before the "
+                                               "case closes as unreachable")
     extensions: ExtensionsFile = Field(default_factory=lambda: ExtensionsFile(),
                                        description="how far a case's resolution may be "
                                                    "extended (延期)")
@@ -232,7 +235,8 @@ class SlaTable:
             warn_at=list(warn_at),
             ladder=[LadderStep(after=s.after, to=s.to) for s in policy.ladder],
             hours=HoursSpec.of(self.hours), verify_within=policy.verify_within,
-            max_extensions=policy.extensions.max, max_extension_total=policy.extensions.total)
+            max_extensions=policy.extensions.max, max_extension_total=policy.extensions.total,
+            callback_attempts=policy.callback_attempts)
 
 
 def limit_span(text: str, unit: Unit, hours: WorkingHours) -> timedelta:

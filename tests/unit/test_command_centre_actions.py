@@ -209,3 +209,40 @@ def test_extension_refusals_name_the_rule() -> None:
     assert decided.case is not None and decided.case.extension is None
     assert decided.case.sla is not None and decided.case.sla.extensions == []
     assert decided.case.history[-1].action == "extension_refused"
+
+
+# --- call-back (回访) --------------------------------------------------------------------------
+
+
+def test_call_backs_that_reach_nobody_close_the_case_as_unreachable() -> None:
+    from engine.report.assess import case_tally
+
+    case = resolved_case()
+    attempts = case.sla.terms.callback_attempts if case.sla else 3
+    for n in range(1, attempts + 1):
+        assert case.state == "resolved"
+        result = apply_status(case, centre_update(case, "callback_unreachable", minutes=n), NOW)
+        assert isinstance(result, CaseRecord), result
+        case = result
+        assert case.unreachable_callbacks == n
+    assert (case.state, case.closed_as, case.satisfied) == ("closed", "unreachable", None)
+    tally = case_tally(case, NOW)
+    assert (tally.unreachable, tally.answered) == (1, 0)  # out of the satisfaction rate
+
+
+def test_only_a_centre_calls_back_and_only_after_resolution() -> None:
+    assert apply_status(resolved_case(), centre_update(
+        resolved_case(), "callback_unreachable", department=LEAD), NOW).reason == "not_assigned"
+    assert apply_status(accepted_case(), centre_update(
+        accepted_case(), "callback_unreachable"), NOW).reason == "illegal_transition"
+
+
+def test_a_reached_reporter_closes_the_case_as_verified() -> None:
+    case = resolved_case()
+    once = apply_status(case, centre_update(case, "callback_unreachable"), NOW)
+    assert isinstance(once, CaseRecord)
+    verified = apply_status(once, centre_update(once, "verified", minutes=5, satisfied=True),
+                            NOW)
+    assert isinstance(verified, CaseRecord)
+    assert (verified.state, verified.closed_as, verified.satisfied) == ("closed", "verified",
+                                                                        True)
