@@ -55,7 +55,7 @@ from engine.cases.records import SCHEMA_STATUS, CaseRecord, StatusRejected, Stat
 from engine.classify import classify_data, classify_raw
 from engine.contracts import MAX_REPORT_BYTES, Classified, Outcome, Rejected, Triage
 from engine.rules import RuleSet
-from engine.sla.timer_decisions import TimerBook, autoclose_update, timers_of_case
+from engine.sla.timer_decisions import TimerBook, status_update_for, timers_of_case
 
 # The time given to a line whose reported_at is unreadable (it is rejected regardless).
 FALLBACK_TIME = datetime(1970, 1, 1, tzinfo=UTC)
@@ -127,11 +127,13 @@ class _Retirement:
 
 def _escalated(ruleset: RuleSet, store: CaseStore, book: TimerBook,
                until: datetime | None) -> Iterator[dict[str, Any]]:
-    """The SLA steps due by ``until``; an unverified resolution is closed as the timer
-    worker closes it (a verification on the route worker's input)."""
-    for case_id, _version, timer, _summary in book.due(until):
-        if timer.limit == "verify":
-            update = autoclose_update(case_id, timer, timer.due)
+    """The SLA steps due by ``until``; an unverified resolution is closed, and a breach
+    supervised when the policy says so, as the timer worker does (an update on the route
+    worker's input)."""
+    while (due := book.next_due(until)) is not None:
+        case_id, _version, timer, _summary = due
+        update = status_update_for(case_id, timer, timer.due)
+        if update is not None:
             step = on_status(ruleset, store, update.model_dump_json(by_alias=True).encode(),
                              timer.due)
             if step.case is not None:

@@ -19,7 +19,7 @@ from engine.calendar import NO_ENTERED_YEARS, HolidayYears, Season, WorkingHours
 from engine.contracts import Platform, Priority
 
 Unit = Literal["working", "natural"]
-LimitName = Literal["accept", "resolve", "verify"]
+LimitName = Literal["accept", "resolve", "verify", "supervision"]
 
 
 class _Wire(BaseModel):
@@ -110,6 +110,10 @@ class SlaTerms(_Wire):
                                                                 "in the unit")
     callback_attempts: int = Field(default=3, description="call-backs reaching nobody before "
                                                           "the case closes as unreachable")
+    supervise_on_breach: str | None = Field(
+        default=None, description="at a resolution breach the command centre supervises the "
+                                  "case (督办), the lead to answer within this; null: by hand "
+                                  "only")
 
 
 class SlaTimer(_Wire):

@@ -162,6 +162,44 @@ def _clock_timers(case: CaseRecord, limit: LimitName, start: datetime, span: tim
     return deadline, timers
 
 
+def _centre(case: CaseRecord, departments: DepartmentRegistry) -> str:
+    return (departments.resolve("township.zhzx", case.division_chain)
+            or departments.resolve("county.zhzx", case.division_chain) or case.lead)
+
+
+def _supervision_timers(case: CaseRecord, resolve_by: datetime | None,
+                        departments: DepartmentRegistry, hours: WorkingHours) -> list[SlaTimer]:
+    """督办 by policy and its own escalation.
+
+    * ``supervise`` at the resolution breach, when the policy supervises on breach and no
+      supervision is open: the timers worker records the command centre's ``supervised``
+      (its ``deadline`` is the answer's: breach + ``supervise_on_breach``).
+    * ``overdue`` (limit ``supervision``) at an open supervision's ``respond_by``: the lead
+      did not answer in time, so the supervising centre's supervisor hears of it.
+    """
+    sla = case.sla
+    assert sla is not None
+    terms = sla.terms
+    supervision = case.supervision
+    out = []
+    if supervision is not None and supervision.answered_at is None:
+        above = departments.by_code.get(supervision.by)
+        recipient = above.supervisor if above and above.supervisor else supervision.by
+        key = _clock_key(case.case_id, "supervision", supervision.at)
+        out.append(trusted(SlaTimer, escalation_id=_step_id(key, "overdue"),
+                           limit="supervision", step="overdue", percent=None,
+                           due=supervision.respond_by, deadline=supervision.respond_by,
+                           recipient=recipient))
+    elif terms.supervise_on_breach and resolve_by is not None and supervision is None:
+        answer_by = deadline_after(resolve_by, _span(terms.supervise_on_breach, terms.unit,
+                                                     hours), terms, (), hours)
+        key = _clock_key(case.case_id, "resolve", sla.resolve_from)
+        out.append(trusted(SlaTimer, escalation_id=_step_id(key, "supervise"),
+                           limit="resolve", step="supervise", percent=None, due=resolve_by,
+                           deadline=answer_by, recipient=_centre(case, departments)))
+    return out
+
+
 def resolve_span(sla: CaseSla, hours: WorkingHours) -> timedelta:
     """The resolution limit with every granted extension (延期) added, in counted time."""
     terms = sla.terms
@@ -174,16 +212,17 @@ def clock_state(case: CaseRecord) -> tuple[object, ...]:
     sla = case.sla
     if sla is None:
         return ()
+    supervision = case.supervision
     return (case.state, case.lead, sla.accept_from, sla.resolve_from, sla.paused_since,
-            len(sla.pauses), len(sla.extensions))
+            len(sla.pauses), len(sla.extensions),
+            supervision and (supervision.at, supervision.answered_at))
 
 
 def _autoclose(case: CaseRecord, within: str, departments: DepartmentRegistry) -> SlaTimer:
     """Nobody verified (回访) the resolution in time: the command centre's verification is
     recorded for it, closing the case, so it does not stay open for ever."""
     due = case.updated_at + limit_span(within, "natural", WORKING_HOURS)
-    verifier = (departments.resolve("township.zhzx", case.division_chain)
-                or departments.resolve("county.zhzx", case.division_chain) or case.lead)
+    verifier = _centre(case, departments)
     return SlaTimer(escalation_id=escalation_id(case.case_id, "verify", case.updated_at,
                                                 "autoclose"),
                     limit="verify", step="autoclose", due=due, deadline=due,
@@ -217,6 +256,7 @@ def replan(case: CaseRecord, departments: DepartmentRegistry,
         resolve_by, planned = _clock_timers(case, "resolve", sla.resolve_from,
                                             resolve_span(sla, hours), ladder, hours)
         timers += planned
+        timers += _supervision_timers(case, resolve_by, departments, hours)
     elif case.state == "resolved" and terms.verify_within:
         timers.append(_autoclose(case, terms.verify_within, departments))
     timers.sort(key=lambda t: t.due)

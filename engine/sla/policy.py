@@ -121,6 +121,10 @@ class PolicyFile(BaseModel):
     verify_within: Annotated[str | None, AfterValidator(_limit_text)] = Field(
         default=None, description="close a resolved case nobody verified after this long "
                                   "(natural time), e.g. 7d; null: wait for the verification")
+    supervise_on_breach: Annotated[str | None, AfterValidator(_limit_text)] = Field(
+        default=None, description="supervise (督办) a case automatically when its resolution "
+                                  "limit is breached, the lead to answer within this (the "
+                                  "policy's unit), e.g. 4h; null: supervision by hand only")
     callback_attempts: int = Field(default=3, ge=1, le=10,
                                    description="call-backs (回访) that reach nobody before the "
                                                "case closes as unreachable")
@@ -236,7 +240,8 @@ class SlaTable:
             ladder=[LadderStep(after=s.after, to=s.to) for s in policy.ladder],
             hours=HoursSpec.of(self.hours), verify_within=policy.verify_within,
             max_extensions=policy.extensions.max, max_extension_total=policy.extensions.total,
-            callback_attempts=policy.callback_attempts)
+            callback_attempts=policy.callback_attempts,
+            supervise_on_breach=policy.supervise_on_breach)
 
 
 def limit_span(text: str, unit: Unit, hours: WorkingHours) -> timedelta:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import heapq
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Literal, Required, cast
 
 from pydantic import TypeAdapter
@@ -149,6 +149,24 @@ def escalation_for(case_id: str, version: int, timer: SlaTimer, summary: dict[st
         policy=str(summary.get("policy", "")), case_version=version)
 
 
+def supervise_update(case_id: str, timer: SlaTimer, now: datetime) -> StatusUpdate:
+    """The command centre's 督办 that the policy makes at a resolution breach."""
+    return StatusUpdate(case_id=case_id, department=timer.recipient, action="supervised",
+                        at=now, respond_by=max(timer.deadline, now + timedelta(minutes=1)),
+                        note="超期自动督办：办结时限已过，请说明进展和办结时间 (supervised at the "
+                             "resolution breach, as the policy says)")
+
+
+def status_update_for(case_id: str, timer: SlaTimer, now: datetime) -> StatusUpdate | None:
+    """A timer that changes the case rather than telling someone: the route worker applies
+    it like any command centre's update (one owner of case state)."""
+    if timer.limit == "verify":
+        return autoclose_update(case_id, timer, now)
+    if timer.step == "supervise":
+        return supervise_update(case_id, timer, now)
+    return None
+
+
 def autoclose_update(case_id: str, timer: SlaTimer, now: datetime) -> StatusUpdate:
     """The verification a command centre records when the reporter was not reached in time."""
     return StatusUpdate(case_id=case_id, department=timer.recipient, action="verified", at=now,
@@ -192,6 +210,14 @@ class TimerBook:
     def due(self, until: datetime | None) -> list[tuple[str, int, SlaTimer, dict[str, Any]]]:
         """Every current, unfired timer due by ``until`` (None: all), in due order."""
         out = []
+        while (first := self.next_due(until)) is not None:
+            out.append(first)
+        return out
+
+    def next_due(self, until: datetime | None
+                 ) -> tuple[str, int, SlaTimer, dict[str, Any]] | None:
+        """The earliest current, unfired timer due by ``until``, marked fired; taken one at
+        a time when firing one may plan new ones (a supervision's own deadline)."""
         while self._heap and (until is None or self._heap[0][0] <= until):
             _, case_id, version, index = heapq.heappop(self._heap)
             plan = self._plans.get(case_id)
@@ -201,5 +227,5 @@ class TimerBook:
             if timer.escalation_id in self._fired:
                 continue
             self._fired.add(timer.escalation_id)
-            out.append((case_id, version, timer, plan[2]))
-        return out
+            return case_id, version, timer, plan[2]
+        return None

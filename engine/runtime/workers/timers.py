@@ -31,7 +31,7 @@ from engine.runtime.timer_restore import audit, mirror, rebuild
 from engine.runtime.timer_store import DueCase, TimerStore
 from engine.runtime.workers.reload import RulesHolder, export_calendar
 from engine.sla.model import SlaTimer
-from engine.sla.timer_decisions import autoclose_update, escalation_for
+from engine.sla.timer_decisions import escalation_for, status_update_for
 
 log = logging.getLogger("griddispatch.timers")
 GROUP = "griddispatch-timers"
@@ -152,9 +152,9 @@ class TimerWorker:
             if err is not None:
                 failed[eid] = str(err)
 
-        if timer.limit == "verify":  # an unverified resolution: close it, as the route
-            # worker records any verification (one owner of case state)
-            update = autoclose_update(case.claimed.case_id, timer, now)
+        update = status_update_for(case.claimed.case_id, timer, now)
+        if update is not None:  # an unverified resolution closed, a breach supervised: as
+            # the route worker records any centre's update (one owner of case state)
             self.producer.produce(self.settings.topic(STATUS),
                                   update.model_dump_json(by_alias=True).encode(),
                                   str(case.summary["partition_key"]).encode(),
