@@ -15,10 +15,9 @@ from datetime import datetime
 from pydantic import BaseModel, ValidationError
 
 from engine.cases.duplicates import CaseStore
+from engine.cases.events import Redispatch, Refused
 from engine.cases.lifecycle import (
     NeedsReroute,
-    Redispatch,
-    Refused,
     apply_status,
     assignments,
     merge_report,

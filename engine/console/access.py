@@ -13,7 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from engine.cases.lifecycle import VERIFIER_ROLE, mask_phone
+from engine.cases.events import VERIFIER_ROLE
+from engine.cases.lifecycle import mask_phone
 from engine.cases.records import CaseRecord
 from engine.contracts import Reporter, Triage
 

@@ -8,7 +8,8 @@ from datetime import timedelta
 
 from engine.cases.dispatch import STATUS_REJECTED_TOPIC, on_classified, on_status
 from engine.cases.duplicates import CaseStore
-from engine.cases.lifecycle import Redispatch, apply_status
+from engine.cases.events import Redispatch
+from engine.cases.lifecycle import apply_status
 from engine.cases.records import Assignment, CaseRecord, StatusRejected, StatusUpdate
 from engine.contracts import Classified, ManualDispatch, TriageDecision, to_json
 from tests.unit.test_case_lifecycle import (
