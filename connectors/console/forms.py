@@ -40,7 +40,9 @@ ACTIONS: dict[str, StatusAction] = {
     "resume": "resumed", "resolve": "resolved", "verify": "verified",
     "supervise": "supervised", "redispatch": "redispatched", "extend": "extension_requested",
     "approve-extension": "extension_approved", "refuse-extension": "extension_refused",
-    "unreachable": "callback_unreachable"}
+    "unreachable": "callback_unreachable", "backlog": "backlog_requested",
+    "approve-backlog": "backlog_approved", "refuse-backlog": "backlog_refused",
+    "release-backlog": "backlog_released"}
 
 
 def now() -> datetime:
@@ -129,14 +131,14 @@ async def reject(request: web.Request) -> web.Response:
     raise _back("/triage", message="已作不予受理处理")
 
 
-def _respond_by(text: str) -> datetime | None:
+def _when(text: str, field: str) -> datetime | None:
     """``datetime-local`` fields carry no zone: the console's users are in China."""
     if not text:
         return None
     try:
         moment = datetime.fromisoformat(text)
     except ValueError:
-        raise FormError("respond_by", f"not a time: {text}") from None
+        raise FormError(field, f"not a time: {text}") from None
     return moment if moment.tzinfo else moment.replace(tzinfo=CST)
 
 
@@ -161,8 +163,9 @@ async def case_action(request: web.Request) -> web.Response:
         update = status_update(case, operator, action, now(), note=_text(form, "note"),
                                satisfied=satisfied, lead=_text(form, "lead") or None,
                                assist=assist or None,
-                               respond_by=_respond_by(_text(form, "respond_by")),
-                               extend_by=_text(form, "extend_by") or None)
+                               respond_by=_when(_text(form, "respond_by"), "respond_by"),
+                               extend_by=_text(form, "extend_by") or None,
+                               review_at=_when(_text(form, "review_at"), "review_at"))
     except FormError as exc:
         metrics.CONSOLE_ACTIONS.labels(action, "refused").inc()
         if exc.field in ("action", "operator"):

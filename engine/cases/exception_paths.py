@@ -1,6 +1,7 @@
 """The exception paths departments and command centres use every day, as pure transitions:
-extension (延期: the lead asks, its supervisor or a centre decides), supervision (督办) and
-redispatch (改派) by a command centre, and call-backs (回访) that reach nobody."""
+extension (延期: the lead asks, its supervisor or a centre decides), backlog (挂账: the lead
+asks, a centre approves, the resolution clock stops until it is released), supervision (督办)
+and redispatch (改派) by a command centre, and call-backs (回访) that reach nobody."""
 
 from __future__ import annotations
 
@@ -14,8 +15,15 @@ from engine.cases.events import (
     Refused,
     record_event,
 )
-from engine.cases.records import CaseRecord, ExtensionRequest, StatusUpdate, Supervision
+from engine.cases.records import (
+    Backlog,
+    CaseRecord,
+    ExtensionRequest,
+    StatusUpdate,
+    Supervision,
+)
 from engine.sla.model import Extension
+from engine.sla.plan import pause, resume
 from engine.sla.policy import limit_span
 
 
@@ -118,3 +126,45 @@ def command_centre(case: CaseRecord, update: StatusUpdate,
     if update.lead == case.lead and update.assist is None:
         return Refused("illegal_transition", f"{update.lead} already leads case {case.case_id}")
     return Redispatch(record_event(case, now, update), update.lead, update.assist)
+
+
+def backlog(case: CaseRecord, update: StatusUpdate, now: datetime) -> CaseRecord | Refused:
+    """挂账: the lead asks with the reason and a review date; a command centre approves
+    (the resolution clock stops, the review timer runs) or refuses; the lead or a centre
+    releases it (the clock runs again)."""
+    action, dept = update.action, update.department
+    centre = dept.endswith(f".{VERIFIER_ROLE}")
+    if case.state not in OPEN_STATES or case.sla is None:
+        return Refused("illegal_transition", f"cannot put a case that is {case.state} on the "
+                                             "backlog" if case.sla is not None else
+                       f"case {case.case_id} has no time limits")
+    pending = case.backlog
+    if action == "backlog_requested":
+        if dept != case.lead:
+            return Refused("not_assigned", f"only the lead ({case.lead}) may ask to put case "
+                                           f"{case.case_id} on the backlog")
+        if pending is not None:
+            return Refused("illegal_transition", "the case is on the backlog or asked to be")
+        if not update.note.strip() or update.review_at is None or update.review_at <= update.at:
+            return Refused("illegal_transition", "a backlog request needs the reason and a "
+                                                 "review date after it")
+        if case.sla.paused_since is not None:
+            return Refused("illegal_transition", "resume the paused case first")
+        return record_event(case, now, update, backlog=Backlog(
+            reason=update.note.strip(), review_at=update.review_at, requested_by=dept,
+            requested_at=update.at))
+    if not centre and not (action == "backlog_released" and dept == case.lead):
+        return Refused("not_assigned", f"the backlog is decided by a command centre "
+                                       f"(*.{VERIFIER_ROLE}), not {dept}")
+    if action in ("backlog_approved", "backlog_refused"):
+        if pending is None or pending.approved_by is not None:
+            return Refused("illegal_transition", f"case {case.case_id} has no backlog "
+                                                 "request to decide")
+        if action == "backlog_refused":
+            return record_event(case, now, update, backlog=None)
+        return record_event(case, now, update, sla=pause(case.sla, update.at),
+                            backlog=pending.model_copy(update={"approved_by": dept,
+                                                               "approved_at": update.at}))
+    if pending is None or pending.approved_by is None:  # released
+        return Refused("illegal_transition", f"case {case.case_id} is not on the backlog")
+    return record_event(case, now, update, sla=resume(case.sla, update.at), backlog=None)

@@ -91,6 +91,8 @@ def apply_status(case: CaseRecord, update: StatusUpdate, now: datetime,
         return exception_paths.request_extension(case, update, now)
     if action in ("extension_approved", "extension_refused"):
         return exception_paths.decide_extension(case, update, now, supervisor)
+    if action.startswith("backlog_"):
+        return exception_paths.backlog(case, update, now)
     if action == "callback_unreachable":
         return exception_paths.unreachable(case, update, now)
     if action == "verified":
@@ -144,6 +146,9 @@ def _pause_or_resume(case: CaseRecord, update: StatusUpdate,
     if case.state not in ("dispatched", "accepted", "reopened"):
         return Refused("illegal_transition", f"cannot {update.action[:-1]} a case that is "
                                              f"{case.state}")
+    if case.backlog is not None and case.backlog.approved_by is not None:
+        return Refused("illegal_transition", f"case {case.case_id} is on the backlog (挂账): "
+                                             "its clock runs again when it is released")
     paused = case.sla.paused_since is not None
     if update.action == "paused":
         if paused:

@@ -20,7 +20,9 @@ from engine.sla.model import CaseSla
 CaseState = Literal["dispatched", "accepted", "resolved", "closed", "reopened"]
 StatusAction = Literal["accepted", "returned", "progress", "paused", "resumed", "resolved",
                        "verified", "redispatched", "supervised", "extension_requested",
-                       "extension_approved", "extension_refused", "callback_unreachable"]
+                       "extension_approved", "extension_refused", "callback_unreachable",
+                       "backlog_requested", "backlog_approved", "backlog_refused",
+                       "backlog_released"]
 AssignmentKind = Literal["new", "update", "reassigned"]
 
 
@@ -88,6 +90,19 @@ class ExtensionRequest(_Wire):
     by: str = Field(description="the lead department")
 
 
+class Backlog(_Wire):
+    """挂账: a case that cannot be finished within its limit (a budget, a court ruling) is
+    tracked instead: its resolution clock stops and it is reviewed by ``review_at``."""
+
+    reason: str
+    review_at: datetime
+    requested_by: str
+    requested_at: datetime
+    approved_by: str | None = Field(default=None, description="the command centre; None "
+                                                               "while the request waits")
+    approved_at: datetime | None = None
+
+
 class CaseRecord(_Wire):
     """The latest state of a case, on the compacted ``cases`` topic (the source of truth)."""
 
@@ -126,6 +141,8 @@ class CaseRecord(_Wire):
     closed_as: Literal["verified", "unreachable"] | None = Field(
         default=None, description="how a closed case was closed: verified with the reporter "
                                   "or on site, or after the policy's call-backs reached nobody")
+    backlog: Backlog | None = Field(default=None, description="挂账: requested, or approved "
+                                                             "(approved_by set)")
     extension: ExtensionRequest | None = Field(default=None, description="a request for more "
                                                                          "time awaiting its "
                                                                          "supervisor")
@@ -151,6 +168,8 @@ class StatusUpdate(_Wire):
                                                                "assisting departments")
     respond_by: datetime | None = Field(default=None, description="with 'supervised': when the "
                                                                   "lead must answer by")
+    review_at: datetime | None = Field(default=None, description="with 'backlog_requested': "
+                                                                 "when to review the case")
     extend_by: str | None = Field(default=None, max_length=16,
                                   description="with 'extension_requested': the time asked "
                                               "for, in the case's unit, e.g. 3d, 8h")

@@ -68,6 +68,14 @@ VERBS: dict[str, tuple[StatusAction, str]] = {
     "resume": ("resumed", "restart the SLA clocks of a paused case"),
     "resolve": ("resolved", "report a case resolved (办结), with --note giving the result"),
     "verify": ("verified", "record the verification (核查/回访) of a resolved case"),
+    "backlog": ("backlog_requested", "ask a command centre to put a case you lead on the "
+                                     "tracked backlog (挂账), with --note and --review"),
+    "approve-backlog": ("backlog_approved", "approve a pending backlog request, as a command "
+                                            "centre: the resolution clock stops"),
+    "refuse-backlog": ("backlog_refused", "refuse a pending backlog request, as a command "
+                                          "centre, --note giving why"),
+    "release-backlog": ("backlog_released", "take a case off the backlog: its resolution "
+                                            "clock runs again"),
     "unreachable": ("callback_unreachable", "record a call-back (回访) that reached nobody; "
                                             "after the policy's tries the case closes as "
                                             "unreachable"),
@@ -100,10 +108,15 @@ def register(commands: Commands) -> None:
                                epilog=ANSWER_EPILOG)
         sub.add_argument("case_id", metavar="CASE_ID", help="e.g. 330110005-ab954bb01bbe")
         _dept_options(sub)
-        sub.add_argument("--note", required=verb in ("return", "resolve", "extend"),
+        sub.add_argument("--note", required=verb in ("return", "resolve", "extend", "backlog"),
                          metavar="TEXT",
                          help="the reason (required to return or extend), the result "
                               "(required to resolve) or progress, at most 2000 characters")
+        if verb == "backlog":
+            sub.add_argument("--review", required=True, type=_review_time, metavar="WHEN",
+                             dest="review_at",
+                             help="when to review the case: an ISO date or time "
+                                  "(+08:00 when no offset is given), e.g. 2027-03-01")
         if verb == "extend":
             sub.add_argument("--by", required=True, metavar="DURATION", dest="extend_by",
                              help="the time asked for, in the case's unit (working time "
@@ -125,6 +138,14 @@ def _dept_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dept", required=True, metavar="CODE",
                         help="your department code, e.g. 330110005.zhzf")
     add_rules_dir(parser)
+
+
+def _review_time(text: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an ISO date or time, got '{text}'") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=LOCAL)
 
 
 def _seconds(text: str) -> float:
@@ -308,12 +329,13 @@ def partition_key_of(case_id: str) -> str:
 
 def status_update(action: StatusAction, case_id: str, department: str, note: str | None,
                   satisfied: str | None, now: datetime | None = None,
-                  extend_by: str | None = None) -> StatusUpdate:
+                  extend_by: str | None = None,
+                  review_at: datetime | None = None) -> StatusUpdate:
     """Raises ValidationError for a note over the contract's limit."""
     return StatusUpdate(case_id=case_id, department=department, action=action,
                         at=now if now is not None else datetime.now(LOCAL), note=note or "",
                         satisfied=None if satisfied is None else satisfied == "yes",
-                        extend_by=extend_by)
+                        extend_by=extend_by, review_at=review_at)
 
 
 @dataclass(frozen=True)
@@ -446,7 +468,8 @@ def dept_send(args: argparse.Namespace, settings: Settings) -> int:
     try:
         update = status_update(args.action, args.case_id, args.dept, args.note,
                                getattr(args, "satisfied", None),
-                               extend_by=getattr(args, "extend_by", None))
+                               extend_by=getattr(args, "extend_by", None),
+                               review_at=getattr(args, "review_at", None))
     except ValidationError as exc:
         error = exc.errors()[0]
         field = "--by" if error["loc"] and error["loc"][0] == "extend_by" else "--note"

@@ -132,20 +132,24 @@ def reject_triage(triage: Triage, reason: str, operator: Operator,
 
 
 DEPARTMENT_ACTIONS: tuple[StatusAction, ...] = ("accepted", "returned", "progress", "paused",
-                                                "resumed", "resolved", "extension_requested")
+                                                "resumed", "resolved", "extension_requested",
+                                                "backlog_requested")
 NOTE_REQUIRED: frozenset[str] = frozenset({"returned", "resolved", "supervised",
-                                           "extension_requested", "extension_refused"})
+                                           "extension_requested", "extension_refused",
+                                           "backlog_requested", "backlog_refused"})
 
 
 def status_update(case: CaseRecord, operator: Operator, action: StatusAction, now: datetime, *,
                   note: str = "", satisfied: bool | None = None, lead: str | None = None,
                   assist: list[str] | None = None, respond_by: datetime | None = None,
-                  extend_by: str | None = None) -> StatusUpdate:
+                  extend_by: str | None = None,
+                  review_at: datetime | None = None) -> StatusUpdate:
     """A department's answer, or a command centre's verify / supervise / redispatch, as the
     department code the operator acts for. The route worker has the last word (it refuses
     an illegal transition on ``assignments.status.rejected``); what is checked here is only
     what the page can tell the user at once."""
-    if action in DEPARTMENT_ACTIONS:
+    if action in DEPARTMENT_ACTIONS or (action == "backlog_released"
+                                        and operator.role == "department"):
         department = operator.answers_for(case)
         if department is None:
             raise FormError("action", "only the departments on this case answer it")
@@ -165,10 +169,12 @@ def status_update(case: CaseRecord, operator: Operator, action: StatusAction, no
         raise FormError("lead", "choose the new lead department")
     if action == "extension_requested" and not extend_by:
         raise FormError("extend_by", "say how much time, e.g. 3d or 8h")
+    if action == "backlog_requested" and (review_at is None or review_at <= now):
+        raise FormError("review_at", "give a review date in the future")
     return StatusUpdate(case_id=case.case_id, department=department, action=action, at=now,
                         note=note, satisfied=satisfied, lead=lead or None, assist=assist,
                         respond_by=respond_by, by=operator.username,
-                        extend_by=extend_by or None)
+                        extend_by=extend_by or None, review_at=review_at)
 
 
 def default_route(ruleset: RuleSet, triage: Triage, matter_code: str, operator: Operator,

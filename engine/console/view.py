@@ -24,8 +24,9 @@ from engine.contracts import Triage, TriageDecision
 from engine.sla.model import Escalation
 
 CST = timezone(timedelta(hours=8))  # the day of "the day's numbers" is China's
-SlaState = Literal["breached", "warned", "on_time", "paused", "done"]
-SLA_ORDER: dict[str, int] = {"breached": 0, "warned": 1, "on_time": 2, "paused": 3, "done": 4}
+SlaState = Literal["breached", "warned", "on_time", "paused", "backlog", "done"]
+SLA_ORDER: dict[str, int] = {"breached": 0, "warned": 1, "on_time": 2, "paused": 3,
+                             "backlog": 4, "done": 5}
 OPEN_STATES = ("dispatched", "accepted", "reopened")
 ChangeKind = Literal["triage", "decision", "case", "escalation", "count"]
 
@@ -110,6 +111,8 @@ def sla_state(case: CaseRecord, now: datetime) -> SlaState:
     sla = case.sla
     if sla is None:
         return "on_time"
+    if case.backlog is not None and case.backlog.approved_by is not None:
+        return "backlog"  # 挂账: tracked apart, its clock stopped until released
     if sla.paused_since is not None:
         return "paused"
     deadline = deadline_of(case)

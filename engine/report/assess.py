@@ -66,6 +66,7 @@ class Tally:
     extended: int = 0  # cases granted more time (延期)
     supervised: int = 0  # cases a command centre supervised (督办)
     unreachable: int = 0  # closed after call-backs reached nobody: no satisfaction either way
+    backlogged: int = 0  # on the tracked backlog (挂账) now
 
     @property
     def acceptance_rate(self) -> float | None:
@@ -161,6 +162,8 @@ def case_tally(case: CaseRecord, as_of: datetime) -> Tally:
     if case.satisfied is not None:
         tally.answered, tally.satisfied = 1, int(case.satisfied)
     tally.unreachable = int(case.closed_as == "unreachable")
+    tally.backlogged = int(case.backlog is not None and case.backlog.approved_by is not None
+                           and case.state in ("dispatched", "accepted", "reopened"))
     return tally
 
 

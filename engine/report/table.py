@@ -54,13 +54,13 @@ def score(value: float | None) -> str:
 
 
 HEADER = ("cases", "accepted on time", "resolved on time", "returns", "extended",
-          "supervised", "reopened", "satisfied", "score")
+          "supervised", "backlog", "reopened", "satisfied", "score")
 
 
 def cells(tally: Tally) -> list[str]:
     return [str(tally.cases), rate(tally.acceptance_rate, tally.acceptance_known),
             rate(tally.resolution_rate, tally.resolution_known), str(tally.returns),
-            str(tally.extended), str(tally.supervised),
+            str(tally.extended), str(tally.supervised), str(tally.backlogged),
             rate(tally.reopen_rate, tally.verified),
             rate(tally.satisfaction_rate, tally.answered), score(tally.score)]
 

@@ -19,7 +19,7 @@ from engine.calendar import NO_ENTERED_YEARS, HolidayYears, Season, WorkingHours
 from engine.contracts import Platform, Priority
 
 Unit = Literal["working", "natural"]
-LimitName = Literal["accept", "resolve", "verify", "supervision"]
+LimitName = Literal["accept", "resolve", "verify", "supervision", "backlog"]
 
 
 class _Wire(BaseModel):

@@ -215,7 +215,8 @@ def clock_state(case: CaseRecord) -> tuple[object, ...]:
     supervision = case.supervision
     return (case.state, case.lead, sla.accept_from, sla.resolve_from, sla.paused_since,
             len(sla.pauses), len(sla.extensions),
-            supervision and (supervision.at, supervision.answered_at))
+            supervision and (supervision.at, supervision.answered_at),
+            case.backlog and (case.backlog.requested_at, case.backlog.approved_by))
 
 
 def _autoclose(case: CaseRecord, within: str, departments: DepartmentRegistry) -> SlaTimer:
@@ -259,6 +260,13 @@ def replan(case: CaseRecord, departments: DepartmentRegistry,
         timers += _supervision_timers(case, resolve_by, departments, hours)
     elif case.state == "resolved" and terms.verify_within:
         timers.append(_autoclose(case, terms.verify_within, departments))
+    backlog = case.backlog
+    if backlog is not None and backlog.approved_by is not None and case.state in RESOLVE_STATES:
+        # 挂账: the resolution clock is stopped; the centre that approved it reviews it
+        key = _clock_key(case.case_id, "backlog", backlog.requested_at)
+        timers.append(trusted(SlaTimer, escalation_id=_step_id(key, "review"), limit="backlog",
+                              step="review", percent=None, due=backlog.review_at,
+                              deadline=backlog.review_at, recipient=backlog.approved_by))
     timers.sort(key=lambda t: t.due)
     new = sla.model_copy(update={"accept_by": accept_by, "resolve_by": resolve_by,
                                  "timers": timers})

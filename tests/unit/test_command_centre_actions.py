@@ -247,3 +247,65 @@ def test_a_reached_reporter_closes_the_case_as_verified() -> None:
     assert isinstance(verified, CaseRecord)
     assert (verified.state, verified.closed_as, verified.satisfied) == ("closed", "verified",
                                                                         True)
+
+
+# --- backlog (挂账) ----------------------------------------------------------------------------
+
+
+def test_a_backlogged_case_stops_its_clock_is_reviewed_and_runs_again_when_released() -> None:
+    from engine.console.view import sla_state
+    from engine.report.assess import case_tally
+
+    store = CaseStore()
+    opened = on_classified(ruleset(), store, gas_record(), NOW).case
+    assert opened is not None and opened.sla is not None
+    on_status(ruleset(), store, extension_update(opened, "accepted", LEAD, 1), NOW)
+    review = NOW + timedelta(days=30)
+    asked = on_status(ruleset(), store, extension_update(
+        opened, "backlog_requested", LEAD, 2, note="需区财政追加预算后更换整栋燃气立管",
+        review_at=review.isoformat()), NOW + timedelta(minutes=2))
+    assert asked.case is not None and asked.case.backlog is not None
+    assert asked.case.sla is not None and asked.case.sla.paused_since is None  # not yet
+    approved = on_status(ruleset(), store, extension_update(opened, "backlog_approved", CENTRE,
+                                                            3), NOW + timedelta(minutes=3))
+    case = approved.case
+    assert case is not None and case.backlog is not None and case.sla is not None
+    assert case.backlog.approved_by == CENTRE and case.sla.paused_since is not None
+    assert [(t.limit, t.step, t.due) for t in case.sla.timers] == [("backlog", "review", review)]
+    assert sla_state(case, NOW + timedelta(days=40)) == "backlog"
+    assert case_tally(case, NOW).backlogged == 1
+    resumed = on_status(ruleset(), store, extension_update(opened, "resumed", LEAD, 4), NOW)
+    assert resumed.outcome == "rejected"
+    released = on_status(ruleset(), store, extension_update(opened, "backlog_released", LEAD,
+                                                            60), NOW + timedelta(hours=1))
+    case = released.case
+    assert case is not None and case.backlog is None and case.sla is not None
+    assert case.sla.paused_since is None and len(case.sla.pauses) == 1
+    assert any(t.limit == "resolve" and t.step == "breach" for t in case.sla.timers)
+
+
+def test_backlog_refusals() -> None:
+    store = CaseStore()
+    opened = on_classified(ruleset(), store, gas_record(), NOW).case
+    assert opened is not None
+
+    def detail(raw: bytes) -> str:
+        step = on_status(ruleset(), store, raw, NOW + timedelta(minutes=10))
+        assert step.outcome == "rejected", step
+        value = step.outputs[0].value
+        assert isinstance(value, StatusRejected)
+        return value.detail
+
+    later = (NOW + timedelta(days=5)).isoformat()
+    assert "only the lead" in detail(extension_update(
+        opened, "backlog_requested", CENTRE, note="x", review_at=later))
+    assert "review date" in detail(extension_update(opened, "backlog_requested", LEAD,
+                                                    note="x"))
+    assert "no backlog request" in detail(extension_update(opened, "backlog_approved", CENTRE))
+    on_status(ruleset(), store, extension_update(
+        opened, "backlog_requested", LEAD, 4, note="等待法院判决", review_at=later), NOW)
+    assert "command centre" in detail(extension_update(opened, "backlog_approved", LEAD))
+    assert "not on the backlog" in detail(extension_update(opened, "backlog_released", CENTRE))
+    refused = on_status(ruleset(), store, extension_update(
+        opened, "backlog_refused", CENTRE, 6, note="可先行处置"), NOW)
+    assert refused.case is not None and refused.case.backlog is None

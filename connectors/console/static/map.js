@@ -5,8 +5,9 @@
   var element = document.getElementById("map");
   if (!element || !window.L) { return; }
   var colours = {breached: "#c62828", warned: "#ef8f00", on_time: "#2e7d32",
-                 paused: "#6d6d6d", done: "#1565c0"};
-  var names = {breached: "已超期", warned: "预警", on_time: "正常", paused: "暂停", done: "已办结"};
+                 paused: "#6d6d6d", backlog: "#6a1b9a", done: "#1565c0"};
+  var names = {breached: "已超期", warned: "预警", on_time: "正常", paused: "暂停", backlog: "挂账",
+               done: "已办结"};
   var map = L.map(element, {attributionControl: false, zoomSnap: 0.25});
   var grids = L.geoJSON(null, {
     style: {color: "#546e7a", weight: 1, fillColor: "#eceff1", fillOpacity: 0.5},
