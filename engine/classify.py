@@ -37,7 +37,8 @@ from engine.contracts import (
     trusted,
 )
 from engine.placement import PLACED as _PLACED
-from engine.placement import Refusal, place
+from engine.placement import Refusal, Retired, place
+from engine.reference.jurisdiction import Placement
 from engine.rules import CompiledScope, RuleSet
 from engine.rules.matching import keyword_evidence, keyword_match
 
@@ -183,6 +184,8 @@ def classify_report(ruleset: RuleSet, report: IntakeReport, received_at: datetim
         return _reject(ruleset, placed.reason, placed.detail,
                        placed.reason.removeprefix("unknown_"), raw or report.model_dump_json(),
                        received_at, _ids(report))
+    retired = placed if isinstance(placed, Retired) else None
+    placed = placed if isinstance(placed, Placement) else None  # a retired code: no place
     chain = placed.division_chain if placed is not None else ()
     scope = ruleset.scope_for(chain[2] if len(chain) > 2 else None)
     if note:
@@ -209,6 +212,9 @@ def classify_report(ruleset: RuleSet, report: IntakeReport, received_at: datetim
     matched.append(decided.match)
     if placed is None:
         urgent = _urgent(ruleset, scope, report, found, urgency, note)
+        if retired is not None:
+            return _triage(ruleset, report, received_at, "code_retired", retired.detail,
+                           matter_code, (), None, matched, urgent, decided.suggestions)
         return _triage(ruleset, report, received_at, "unplaced",
                        "no grid code, coordinates inside a grid, known division code or "
                        "recognisable address", matter_code, (), None, matched, urgent,

@@ -9,6 +9,7 @@ and lookups take the instant the incident was reported.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from datetime import date, datetime
 from functools import lru_cache
 from pathlib import Path
@@ -29,6 +30,8 @@ class _Dated(BaseModel):
     name: str = Field(min_length=1)
     valid_from: date | None = None
     valid_to: date | None = None
+    successor: str | None = Field(default=None, pattern=r"^\d{12}$",
+                                  description="the code that replaced this one at valid_to")
 
 
 class CommunityFile(_Dated):
@@ -104,6 +107,17 @@ class Jurisdiction:
     def chain_of_grid(self, grid_code: str) -> tuple[str, ...]:
         return self.chain(self.grids[grid_code].community)
 
+    def in_force(self, code: str, day: date) -> Division | Grid | None:
+        """The division or grid ``code`` stands for on ``day``: itself while valid, else
+        the successor it was retired into (followed as far as it goes); None when neither
+        is valid that day (a code not yet valid, or retired without a successor)."""
+        entry: Division | Grid | None = self.grids.get(code) or self.division_for(code)
+        for _ in range(8):
+            if entry is None or entry.valid_on(day) or entry.successor is None:
+                break
+            entry = self.grids.get(entry.successor) or self.divisions.get(entry.successor)
+        return entry if entry is not None and entry.valid_on(day) else None
+
     def division_for(self, code: str) -> Division | None:
         """A division by any of its code forms: 6, 9 or 12 digits (padded with zeros)."""
         return self.divisions.get(code.ljust(12, "0"))
@@ -130,7 +144,8 @@ class Jurisdiction:
             short = entry.short_name if isinstance(entry, CommunityFile) else None
             divisions.append(Division(valid_from=entry.valid_from, valid_to=entry.valid_to,
                                       code=entry.code, name=entry.name, level=level,
-                                      parent=parent, short_name=short))
+                                      parent=parent, short_name=short,
+                                      successor=entry.successor))
 
         def add_townships(townships: list[TownshipFile], county: str) -> None:
             for township in townships:
@@ -151,6 +166,8 @@ class Jurisdiction:
         problems = _code_problems(divisions, str(divisions_path))
         grids = _load_grids(grids_path, {d.code for d in divisions if d.level == "community"},
                             problems)
+        problems += _succession_problems(divisions, str(divisions_path))
+        problems += _succession_problems(grids, str(grids_path))
         if problems:
             raise FileProblems(problems)
         return cls(divisions, grids)
@@ -177,6 +194,56 @@ def _code_problems(divisions: list[Division], file: str) -> list[FileProblem]:
     return problems
 
 
+def _succession_problems(entries: Sequence[Division | Grid], file: str) -> list[FileProblem]:
+    """Validity must make sense on its own (begin before it ends) and within the parent's
+    (a community cannot be valid while its township is not); a retired code's successor must
+    exist and be valid on the day it takes over; no chain of successors may loop."""
+    by_code = {e.code: e for e in entries}
+    problems = []
+    for entry in entries:
+        if entry.valid_from and entry.valid_to and entry.valid_to <= entry.valid_from:
+            problems.append(FileProblem(file, 0, f"{entry.code} ({entry.name}) ends "
+                                                 f"({entry.valid_to}) before it begins "
+                                                 f"({entry.valid_from})"))
+        parent = by_code.get(entry.parent) \
+            if isinstance(entry, Division) and entry.parent else None
+        if parent is not None and _outlives(entry, parent):
+            problems.append(FileProblem(file, 0, f"{entry.code} ({entry.name}) is valid on days "
+                                                 f"its parent {parent.code} is not"))
+        if entry.successor is None:
+            continue
+        successor = by_code.get(entry.successor)
+        if successor is None:
+            problems.append(FileProblem(file, 0, f"{entry.code} ({entry.name}): successor "
+                                                 f"{entry.successor} does not exist"))
+            continue
+        if entry.valid_to is None:
+            problems.append(FileProblem(file, 0, f"{entry.code} ({entry.name}) names a "
+                                                 "successor but no valid_to: when was it "
+                                                 "retired?"))
+        elif not successor.valid_on(entry.valid_to):
+            problems.append(FileProblem(
+                file, 0, f"{entry.code} ({entry.name}) retires on {entry.valid_to} into "
+                         f"{successor.code}, which is not valid on that day"))
+        seen = {entry.code}
+        following: Division | Grid | None = successor
+        while following is not None and following.successor is not None:
+            if following.successor in seen:
+                problems.append(FileProblem(file, 0, f"successors of {entry.code} loop"))
+                break
+            seen.add(following.successor)
+            following = by_code.get(following.successor)
+    return problems
+
+
+def _outlives(child: Division | Grid, parent: Division | Grid) -> bool:
+    early = parent.valid_from is not None and (child.valid_from is None
+                                               or child.valid_from < parent.valid_from)
+    late = parent.valid_to is not None and (child.valid_to is None
+                                            or child.valid_to > parent.valid_to)
+    return early or late
+
+
 def _load_grids(path: Path, communities: set[str], problems: list[FileProblem]) -> list[Grid]:
     try:
         collection = json.loads(path.read_text(encoding="utf-8"))
@@ -200,9 +267,10 @@ def _load_grids(path: Path, communities: set[str], problems: list[FileProblem]) 
             problems.append(FileProblem(str(path), 0, f"{where}: geometry must be a Polygon"))
             continue
         ring = tuple((float(x), float(y)) for x, y in geometry["coordinates"][0])
+        successor = str(props["successor"]) if props.get("successor") else None
         grids.append(Grid(valid_from=_date(props.get("valid_from")),
                           valid_to=_date(props.get("valid_to")), code=code, community=code[:12],
-                          name=str(props.get("name", code)), ring=ring))
+                          name=str(props.get("name", code)), ring=ring, successor=successor))
     return grids
 
 

@@ -6,7 +6,7 @@ which only reads them, does not depend on the loader that builds it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from typing import Literal
 
@@ -21,6 +21,9 @@ class Validity:
 
     valid_from: date | None
     valid_to: date | None
+    # The code that replaced this one when it was retired: a report still naming the old
+    # code is placed by it (``Jurisdiction.in_force``).
+    successor: str | None = field(default=None, kw_only=True)
 
     def valid_on(self, day: date) -> bool:
         return valid_on(self.valid_from, self.valid_to, day)

@@ -246,9 +246,29 @@ def _ring(rect: Rect) -> list[list[float]]:
     return [[w, s], [e, s], [e, n], [w, n], [w, s]]
 
 
+# One retirement in the sample data (codes are renumbered in real life): the first grid of
+# each listed community had another serial until RETIRED_ON, and reports still naming the old
+# code are placed by its successor (engine/placement.py).
+RETIRED_SERIAL, RETIRED_ON = 900, "2025-01-01"
+RETIRED_IN = ("330110005001",)
+
+
 def render_grids(townships: Sequence[Township]) -> str:
     features: list[tuple[str, str]] = []
     for township, community, serial, rect in layout(townships):
+        if serial == 1 and community.code in RETIRED_IN:
+            old = f"{community.code}{RETIRED_SERIAL:03d}"
+            features.append((old, json.dumps({
+                "type": "Feature",
+                "geometry": {"type": "Polygon", "coordinates": [_ring(rect)]},
+                "properties": {
+                    "grid_code": old, "community_code": community.code,
+                    "township_code": township.code,
+                    "name": f"{community.short_name}第{serial}网格（旧编码）",
+                    "synthetic": True, "valid_from": VALID_FROM, "valid_to": RETIRED_ON,
+                    "successor": f"{community.code}{serial:03d}",
+                },
+            }, ensure_ascii=False)))
         grid_code = f"{community.code}{serial:03d}"
         feature = {
             "type": "Feature",
@@ -259,7 +279,8 @@ def render_grids(townships: Sequence[Township]) -> str:
                 "township_code": township.code,
                 "name": f"{community.short_name}第{serial}网格",
                 "synthetic": True,
-                "valid_from": VALID_FROM,
+                "valid_from": RETIRED_ON if community.code in RETIRED_IN and serial == 1
+                else VALID_FROM,
             },
         }
         features.append((grid_code, json.dumps(feature, ensure_ascii=False)))

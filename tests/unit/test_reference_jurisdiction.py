@@ -38,10 +38,28 @@ def departments() -> list[dict[str, Any]]:
 
 
 @cache
-def grids() -> list[dict[str, Any]]:
+def all_grids() -> list[dict[str, Any]]:
     data = json.loads((REFERENCE / "grids.geojson").read_text("utf-8"))
     features: list[dict[str, Any]] = data["features"]
     return features
+
+
+@cache
+def grids() -> list[dict[str, Any]]:
+    """The grids in force: the layout's invariants are about these; a retired grid lies
+    where its successor does (tests/unit/test_effective_dates.py)."""
+    return [f for f in all_grids() if "valid_to" not in f["properties"]]
+
+
+def test_the_sample_data_retires_one_grid_into_its_successor() -> None:
+    retired = [f["properties"] for f in all_grids() if "valid_to" in f["properties"]]
+    assert [(p["grid_code"], p["valid_to"], p["successor"]) for p in retired] == [
+        ("330110005001900", "2025-01-01", "330110005001001")]
+    successor = next(f for f in all_grids()
+                     if f["properties"]["grid_code"] == "330110005001001")
+    assert successor["properties"]["valid_from"] == "2025-01-01"
+    assert successor["geometry"] == next(f for f in all_grids() if f["properties"][
+        "grid_code"] == "330110005001900")["geometry"]
 
 
 def _micro(value: float) -> int:
@@ -120,7 +138,7 @@ def test_grid_codes_are_community_code_plus_serials_001_to_n() -> None:
 
 
 def test_grid_features_are_sorted_by_grid_code() -> None:
-    codes = [f["properties"]["grid_code"] for f in grids()]
+    codes = [f["properties"]["grid_code"] for f in all_grids()]
     assert codes == sorted(codes)
 
 
@@ -177,7 +195,8 @@ def test_grid_names_and_properties_follow_the_community() -> None:
         serial = int(props["grid_code"][-3:])
         assert props["name"] == f"{short[props['community_code']]}第{serial}网格"
         assert props["synthetic"] is True
-        assert props["valid_from"] == "2021-04-09"
+        assert props["valid_from"] == ("2025-01-01" if props["grid_code"] == "330110005001001"
+                                       else "2021-04-09")
 
 
 # --------------------------------------------------------------------------- departments
