@@ -174,6 +174,9 @@ def _status(ruleset: RuleSet, store: CaseStore, number: int, raw: bytes,
             out["resolve_by"] = sla.resolve_by.astimezone(SHANGHAI).isoformat()
         if step.case.extension is not None:
             out["extension_requested"] = step.case.extension.extend_by
+        if sla is not None and sla.terms.stages:
+            done = [s.name for s in sla.stages_done]
+            out["stages_done"] = done
     if isinstance(rejected, StatusRejected):
         out.update(case_id=rejected.case_id, reason=rejected.reason, detail=rejected.detail)
     yield out

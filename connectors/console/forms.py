@@ -42,7 +42,7 @@ ACTIONS: dict[str, StatusAction] = {
     "approve-extension": "extension_approved", "refuse-extension": "extension_refused",
     "unreachable": "callback_unreachable", "backlog": "backlog_requested",
     "approve-backlog": "backlog_approved", "refuse-backlog": "backlog_refused",
-    "release-backlog": "backlog_released"}
+    "release-backlog": "backlog_released", "stage": "stage_completed"}
 
 
 def now() -> datetime:
@@ -165,7 +165,8 @@ async def case_action(request: web.Request) -> web.Response:
                                assist=assist or None,
                                respond_by=_when(_text(form, "respond_by"), "respond_by"),
                                extend_by=_text(form, "extend_by") or None,
-                               review_at=_when(_text(form, "review_at"), "review_at"))
+                               review_at=_when(_text(form, "review_at"), "review_at"),
+                               stage=_text(form, "stage") or None)
     except FormError as exc:
         metrics.CONSOLE_ACTIONS.labels(action, "refused").inc()
         if exc.field in ("action", "operator"):

@@ -22,7 +22,7 @@ from engine.cases.records import (
     StatusUpdate,
     Supervision,
 )
-from engine.sla.model import Extension
+from engine.sla.model import Extension, StageDone
 from engine.sla.plan import pause, resume
 from engine.sla.policy import limit_span
 
@@ -168,3 +168,24 @@ def backlog(case: CaseRecord, update: StatusUpdate, now: datetime) -> CaseRecord
     if pending is None or pending.approved_by is None:  # released
         return Refused("illegal_transition", f"case {case.case_id} is not on the backlog")
     return record_event(case, now, update, sla=resume(case.sla, update.at), backlog=None)
+
+
+def complete_stage(case: CaseRecord, update: StatusUpdate, now: datetime) -> CaseRecord | Refused:
+    """The lead reports one stage of a staged limit done (e.g. the works stopped): its
+    timers stop; the others, and the resolution limit, run on."""
+    if update.department != case.lead:
+        return Refused("not_assigned", f"only the lead ({case.lead}) reports stages of case "
+                                       f"{case.case_id}")
+    if case.state not in ("accepted", "reopened") or case.sla is None:
+        return Refused("illegal_transition", f"stages are reported on an accepted case; it is "
+                                             f"{case.state}")
+    names = [s.name for s in case.sla.terms.stages]
+    done = {s.name for s in case.sla.stages_done}
+    if update.stage not in names:
+        return Refused("illegal_transition", f"no stage {update.stage!r} in this case's "
+                                             f"policy (stages: {', '.join(names) or 'none'})")
+    if update.stage in done:
+        return Refused("illegal_transition", f"stage {update.stage} is already done")
+    finished = StageDone(name=update.stage, at=update.at, note=update.note)
+    return record_event(case, now, update, sla=case.sla.model_copy(update={
+        "stages_done": [*case.sla.stages_done, finished]}))

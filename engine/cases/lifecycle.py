@@ -91,6 +91,8 @@ def apply_status(case: CaseRecord, update: StatusUpdate, now: datetime,
         return exception_paths.request_extension(case, update, now)
     if action in ("extension_approved", "extension_refused"):
         return exception_paths.decide_extension(case, update, now, supervisor)
+    if action == "stage_completed":
+        return exception_paths.complete_stage(case, update, now)
     if action.startswith("backlog_"):
         return exception_paths.backlog(case, update, now)
     if action == "callback_unreachable":

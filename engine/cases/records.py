@@ -22,7 +22,7 @@ StatusAction = Literal["accepted", "returned", "progress", "paused", "resumed", 
                        "verified", "redispatched", "supervised", "extension_requested",
                        "extension_approved", "extension_refused", "callback_unreachable",
                        "backlog_requested", "backlog_approved", "backlog_refused",
-                       "backlog_released"]
+                       "backlog_released", "stage_completed"]
 AssignmentKind = Literal["new", "update", "reassigned"]
 
 
@@ -168,6 +168,8 @@ class StatusUpdate(_Wire):
                                                                "assisting departments")
     respond_by: datetime | None = Field(default=None, description="with 'supervised': when the "
                                                                   "lead must answer by")
+    stage: str | None = Field(default=None, max_length=40,
+                              description="with 'stage_completed': the stage's name")
     review_at: datetime | None = Field(default=None, description="with 'backlog_requested': "
                                                                  "when to review the case")
     extend_by: str | None = Field(default=None, max_length=16,

@@ -76,6 +76,8 @@ VERBS: dict[str, tuple[StatusAction, str]] = {
                                           "centre, --note giving why"),
     "release-backlog": ("backlog_released", "take a case off the backlog: its resolution "
                                             "clock runs again"),
+    "stage": ("stage_completed", "report one stage of a staged limit done (e.g. stop_work), "
+                                 "on a case you lead, with --stage"),
     "unreachable": ("callback_unreachable", "record a call-back (回访) that reached nobody; "
                                             "after the policy's tries the case closes as "
                                             "unreachable"),
@@ -112,6 +114,9 @@ def register(commands: Commands) -> None:
                          metavar="TEXT",
                          help="the reason (required to return or extend), the result "
                               "(required to resolve) or progress, at most 2000 characters")
+        if verb == "stage":
+            sub.add_argument("--stage", required=True, metavar="NAME",
+                             help="the stage's name in the case's policy, e.g. stop_work")
         if verb == "backlog":
             sub.add_argument("--review", required=True, type=_review_time, metavar="WHEN",
                              dest="review_at",
@@ -330,12 +335,12 @@ def partition_key_of(case_id: str) -> str:
 def status_update(action: StatusAction, case_id: str, department: str, note: str | None,
                   satisfied: str | None, now: datetime | None = None,
                   extend_by: str | None = None,
-                  review_at: datetime | None = None) -> StatusUpdate:
+                  review_at: datetime | None = None, stage: str | None = None) -> StatusUpdate:
     """Raises ValidationError for a note over the contract's limit."""
     return StatusUpdate(case_id=case_id, department=department, action=action,
                         at=now if now is not None else datetime.now(LOCAL), note=note or "",
                         satisfied=None if satisfied is None else satisfied == "yes",
-                        extend_by=extend_by, review_at=review_at)
+                        extend_by=extend_by, review_at=review_at, stage=stage)
 
 
 @dataclass(frozen=True)
@@ -469,7 +474,8 @@ def dept_send(args: argparse.Namespace, settings: Settings) -> int:
         update = status_update(args.action, args.case_id, args.dept, args.note,
                                getattr(args, "satisfied", None),
                                extend_by=getattr(args, "extend_by", None),
-                               review_at=getattr(args, "review_at", None))
+                               review_at=getattr(args, "review_at", None),
+                               stage=getattr(args, "stage", None))
     except ValidationError as exc:
         error = exc.errors()[0]
         field = "--by" if error["loc"] and error["loc"][0] == "extend_by" else "--note"

@@ -133,7 +133,7 @@ def reject_triage(triage: Triage, reason: str, operator: Operator,
 
 DEPARTMENT_ACTIONS: tuple[StatusAction, ...] = ("accepted", "returned", "progress", "paused",
                                                 "resumed", "resolved", "extension_requested",
-                                                "backlog_requested")
+                                                "backlog_requested", "stage_completed")
 NOTE_REQUIRED: frozenset[str] = frozenset({"returned", "resolved", "supervised",
                                            "extension_requested", "extension_refused",
                                            "backlog_requested", "backlog_refused"})
@@ -142,8 +142,8 @@ NOTE_REQUIRED: frozenset[str] = frozenset({"returned", "resolved", "supervised",
 def status_update(case: CaseRecord, operator: Operator, action: StatusAction, now: datetime, *,
                   note: str = "", satisfied: bool | None = None, lead: str | None = None,
                   assist: list[str] | None = None, respond_by: datetime | None = None,
-                  extend_by: str | None = None,
-                  review_at: datetime | None = None) -> StatusUpdate:
+                  extend_by: str | None = None, review_at: datetime | None = None,
+                  stage: str | None = None) -> StatusUpdate:
     """A department's answer, or a command centre's verify / supervise / redispatch, as the
     department code the operator acts for. The route worker has the last word (it refuses
     an illegal transition on ``assignments.status.rejected``); what is checked here is only
@@ -174,7 +174,8 @@ def status_update(case: CaseRecord, operator: Operator, action: StatusAction, no
     return StatusUpdate(case_id=case.case_id, department=department, action=action, at=now,
                         note=note, satisfied=satisfied, lead=lead or None, assist=assist,
                         respond_by=respond_by, by=operator.username,
-                        extend_by=extend_by or None, review_at=review_at)
+                        extend_by=extend_by or None, review_at=review_at,
+                        stage=stage or None)
 
 
 def default_route(ruleset: RuleSet, triage: Triage, matter_code: str, operator: Operator,

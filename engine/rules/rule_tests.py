@@ -120,7 +120,7 @@ def _got(outcome: Outcome) -> str:
 
 # expect keys checked against the routing decision rather than the record
 ROUTING_KEYS = ("lead", "assist", "sla", "route_priority", "route_rules", "accept_by",
-                "resolve_by")
+                "resolve_by", "stages_by")
 
 
 def compare(expect: dict[str, Any], outcome: Outcome,
@@ -171,9 +171,9 @@ def _describe(decision: RouteDecision) -> str:
 
 
 def _deadlines(ruleset: RuleSet, outcome: Classified,
-               expect: dict[str, Any]) -> dict[str, str | None]:
+               expect: dict[str, Any]) -> dict[str, Any]:
     """accept_by / resolve_by of the case this report would open when it is received."""
-    if "accept_by" not in expect and "resolve_by" not in expect:
+    if not {"accept_by", "resolve_by", "stages_by"} & set(expect):
         return {}
     from engine.cases.dispatch import on_classified
     from engine.cases.duplicates import CaseStore
@@ -185,11 +185,13 @@ def _deadlines(ruleset: RuleSet, outcome: Classified,
         return at.astimezone(SHANGHAI).isoformat() if at else None
 
     return {"accept_by": iso(sla.accept_by if sla else None),
-            "resolve_by": iso(sla.resolve_by if sla else None)}
+            "resolve_by": iso(sla.resolve_by if sla else None),
+            "stages_by": {name: iso(by) for name, by in sla.stage_deadlines.items()}
+            if sla else {}}
 
 
 def _compare_route(expect: dict[str, Any], decision: RouteDecision,
-                   deadlines: dict[str, str | None]) -> list[str]:
+                   deadlines: dict[str, Any]) -> list[str]:
     got: dict[str, Any] = {
         "lead": decision.lead, "assist": list(decision.assist), "sla": decision.sla,
         "route_priority": decision.priority,

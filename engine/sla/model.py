@@ -19,7 +19,7 @@ from engine.calendar import NO_ENTERED_YEARS, HolidayYears, Season, WorkingHours
 from engine.contracts import Platform, Priority
 
 Unit = Literal["working", "natural"]
-LimitName = Literal["accept", "resolve", "verify", "supervision", "backlog"]
+LimitName = Literal["accept", "resolve", "verify", "supervision", "backlog", "stage"]
 
 
 class _Wire(BaseModel):
@@ -110,6 +110,8 @@ class SlaTerms(_Wire):
                                                                 "in the unit")
     callback_attempts: int = Field(default=3, description="call-backs reaching nobody before "
                                                           "the case closes as unreachable")
+    stages: list[Stage] = Field(default_factory=list, description="staged limits, in order; "
+                                                                  "empty: none")
     supervise_on_breach: str | None = Field(
         default=None, description="at a resolution breach the command centre supervises the "
                                   "case (督办), the lead to answer within this; null: by hand "
@@ -128,6 +130,22 @@ class SlaTimer(_Wire):
     due: datetime
     deadline: datetime
     recipient: str
+    stage: str | None = Field(default=None, description="with limit stage: which stage")
+
+
+class Stage(_Wire):
+    """One named stage of a staged limit (e.g. illegal building: stop the works in 4 working
+    hours, a penalty decision in 7 working days, demolition in 20), counted from the start of
+    the resolution clock, each with the policy's warnings and ladder."""
+
+    name: str
+    within: str = Field(description="a duration in the terms' unit")
+
+
+class StageDone(_Wire):
+    name: str
+    at: datetime
+    note: str = ""
 
 
 class Extension(_Wire):
@@ -151,6 +169,10 @@ class CaseSla(_Wire):
     resolve_by: datetime | None = None
     timers: list[SlaTimer] = Field(default_factory=list,
                                    description="what is still to fire for the running clocks")
+    stages_done: list[StageDone] = Field(default_factory=list,
+                                         description="stages the lead reported complete")
+    stage_deadlines: dict[str, datetime] = Field(default_factory=dict,
+                                                 description="each open stage's deadline")
     extensions: list[Extension] = Field(default_factory=list,
                                         description="granted extensions (延期) of the "
                                                     "resolution limit, in the terms' unit")
@@ -179,3 +201,4 @@ class Escalation(_Wire):
     grid_code: str | None
     policy: str
     case_version: int = Field(description="the case record version the timer was planned on")
+    stage: str | None = Field(default=None, description="with limit stage: which stage")

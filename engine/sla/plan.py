@@ -134,7 +134,8 @@ def _ladder(case: CaseRecord, terms: SlaTerms, departments: DepartmentRegistry,
 
 def _clock_timers(case: CaseRecord, limit: LimitName, start: datetime, span: timedelta,
                   ladder: list[tuple[str, timedelta, str]],
-                  hours: WorkingHours) -> tuple[datetime, list[SlaTimer]]:
+                  hours: WorkingHours, stage: str | None = None
+                  ) -> tuple[datetime, list[SlaTimer]]:
     """The clock's deadline and its timers. The deadline and the warnings share their start
     and pauses, so they take one calendar walk; the ladder runs on from the deadline."""
     sla = case.sla
@@ -142,7 +143,7 @@ def _clock_timers(case: CaseRecord, limit: LimitName, start: datetime, span: tim
     terms = sla.terms
     deadline, *warnings = deadlines_after(
         start, [span, *(span * p / 100 for p in terms.warn_at)], terms, sla.pauses, hours)
-    key = _clock_key(case.case_id, limit, start)
+    key = _clock_key(case.case_id, f"stage-{stage}" if stage else limit, start)
 
     def timer(step: str, due: datetime, recipient: str, percent: int | None = None) -> SlaTimer:
         # Not re-validated: every value is computed here (about ten timers a case, on the
@@ -150,7 +151,7 @@ def _clock_timers(case: CaseRecord, limit: LimitName, start: datetime, span: tim
         return trusted(SlaTimer, escalation_id=_step_id(
                            key, f"{step}{percent}" if percent is not None else step),
                        limit=limit, step=step, percent=percent, due=due, deadline=deadline,
-                       recipient=recipient)
+                       recipient=recipient, stage=stage)
 
     timers = [timer("warning", due, case.lead, p)
               for p, due in zip(terms.warn_at, warnings, strict=True)]
@@ -189,14 +190,15 @@ def _supervision_timers(case: CaseRecord, resolve_by: datetime | None,
         out.append(trusted(SlaTimer, escalation_id=_step_id(key, "overdue"),
                            limit="supervision", step="overdue", percent=None,
                            due=supervision.respond_by, deadline=supervision.respond_by,
-                           recipient=recipient))
+                           recipient=recipient, stage=None))
     elif terms.supervise_on_breach and resolve_by is not None and supervision is None:
         answer_by = deadline_after(resolve_by, _span(terms.supervise_on_breach, terms.unit,
                                                      hours), terms, (), hours)
         key = _clock_key(case.case_id, "resolve", sla.resolve_from)
         out.append(trusted(SlaTimer, escalation_id=_step_id(key, "supervise"),
                            limit="resolve", step="supervise", percent=None, due=resolve_by,
-                           deadline=answer_by, recipient=_centre(case, departments)))
+                           deadline=answer_by, recipient=_centre(case, departments),
+                           stage=None))
     return out
 
 
@@ -215,7 +217,7 @@ def clock_state(case: CaseRecord) -> tuple[object, ...]:
     supervision = case.supervision
     return (case.state, case.lead, sla.accept_from, sla.resolve_from, sla.paused_since,
             len(sla.pauses), len(sla.extensions),
-            supervision and (supervision.at, supervision.answered_at),
+            supervision and (supervision.at, supervision.answered_at), len(sla.stages_done),
             case.backlog and (case.backlog.requested_at, case.backlog.approved_by))
 
 
@@ -246,6 +248,8 @@ def replan(case: CaseRecord, departments: DepartmentRegistry,
     terms = sla.terms
     hours = terms.hours.hours()
     accept_by, resolve_by = sla.accept_by, sla.resolve_by
+    stage_deadlines = {name: by for name, by in sla.stage_deadlines.items()
+                       if name not in {s.name for s in sla.stages_done}}
     timers: list[SlaTimer] = []
     if sla.paused_since is None and case.state in RESOLVE_STATES:
         ladder = _ladder(case, terms, departments, hours)
@@ -257,6 +261,15 @@ def replan(case: CaseRecord, departments: DepartmentRegistry,
         resolve_by, planned = _clock_timers(case, "resolve", sla.resolve_from,
                                             resolve_span(sla, hours), ladder, hours)
         timers += planned
+        done = {s.name for s in sla.stages_done}
+        for stage in terms.stages:
+            if stage.name in done:
+                continue
+            stage_by, planned = _clock_timers(case, "stage", sla.resolve_from,
+                                              _span(stage.within, terms.unit, hours), ladder,
+                                              hours, stage.name)
+            stage_deadlines[stage.name] = stage_by
+            timers += planned
         timers += _supervision_timers(case, resolve_by, departments, hours)
     elif case.state == "resolved" and terms.verify_within:
         timers.append(_autoclose(case, terms.verify_within, departments))
@@ -266,8 +279,10 @@ def replan(case: CaseRecord, departments: DepartmentRegistry,
         key = _clock_key(case.case_id, "backlog", backlog.requested_at)
         timers.append(trusted(SlaTimer, escalation_id=_step_id(key, "review"), limit="backlog",
                               step="review", percent=None, due=backlog.review_at,
-                              deadline=backlog.review_at, recipient=backlog.approved_by))
+                              deadline=backlog.review_at, recipient=backlog.approved_by,
+                              stage=None))
     timers.sort(key=lambda t: t.due)
     new = sla.model_copy(update={"accept_by": accept_by, "resolve_by": resolve_by,
+                                 "stage_deadlines": stage_deadlines,
                                  "timers": timers})
     return case.model_copy(update={"sla": new})

@@ -27,7 +27,7 @@ from engine.calendar import (
 )
 from engine.contracts import Priority
 from engine.durations import split_duration
-from engine.sla.model import HoursSpec, LadderStep, SlaTerms, Unit
+from engine.sla.model import HoursSpec, LadderStep, SlaTerms, Stage, Unit
 
 if TYPE_CHECKING:
     from engine.reference.matters import Matter
@@ -96,6 +96,14 @@ class LadderStepFile(BaseModel):
         return value
 
 
+class StageFile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_-]*$", description="e.g. stop_work, penalty")
+    within: Annotated[str, AfterValidator(_limit_text)] = Field(
+        description="from the start of the resolution clock, in the policy's unit")
+
+
 class ExtensionsFile(BaseModel):
     """What the supervisor may grant: a lead asks, and more is refused before anyone sees it."""
 
@@ -121,6 +129,9 @@ class PolicyFile(BaseModel):
     verify_within: Annotated[str | None, AfterValidator(_limit_text)] = Field(
         default=None, description="close a resolved case nobody verified after this long "
                                   "(natural time), e.g. 7d; null: wait for the verification")
+    stages: list[StageFile] = Field(default_factory=list, max_length=6,
+                                    description="staged limits (each with the policy's "
+                                                "warnings and ladder), in order")
     supervise_on_breach: Annotated[str | None, AfterValidator(_limit_text)] = Field(
         default=None, description="supervise (督办) a case automatically when its resolution "
                                   "limit is breached, the lead to answer within this (the "
@@ -241,7 +252,8 @@ class SlaTable:
             hours=HoursSpec.of(self.hours), verify_within=policy.verify_within,
             max_extensions=policy.extensions.max, max_extension_total=policy.extensions.total,
             callback_attempts=policy.callback_attempts,
-            supervise_on_breach=policy.supervise_on_breach)
+            supervise_on_breach=policy.supervise_on_breach,
+            stages=[Stage(name=s.name, within=s.within) for s in policy.stages])
 
 
 def limit_span(text: str, unit: Unit, hours: WorkingHours) -> timedelta:

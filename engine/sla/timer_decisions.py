@@ -146,7 +146,7 @@ def escalation_for(case_id: str, version: int, timer: SlaTimer, summary: dict[st
         assignee=str(summary["lead"]), deadline=timer.deadline, due=timer.due, fired_at=now,
         matter_code=str(summary["matter_code"]), platform=summary["platform"],
         priority=summary["priority"], grid_code=summary.get("grid_code"),
-        policy=str(summary.get("policy", "")), case_version=version)
+        policy=str(summary.get("policy", "")), case_version=version, stage=timer.stage)
 
 
 def supervise_update(case_id: str, timer: SlaTimer, now: datetime) -> StatusUpdate:

@@ -181,11 +181,11 @@ def county_squad_rules(tmp_path_factory: pytest.TempPathFactory) -> Path:
     shutil.copytree(REPO / "rules", copy)
     layer = copy / "layers" / "33-zhejiang.yaml"
     text = layer.read_text(encoding="utf-8")
-    before = "  - id: enforcement-township-squad\n"
-    start = text.index(before)
-    end = text.index("lead: township.zhzf", start)
-    layer.write_text(text[:end] + "lead: county.zhzf" + text[end + len("lead: township.zhzf"):],
-                     encoding="utf-8")
+    for rule in ("  - id: illegal-building-staged\n", "  - id: enforcement-township-squad\n"):
+        start = text.index(rule)
+        end = text.index("lead: township.zhzf", start)
+        text = text[:end] + "lead: county.zhzf" + text[end + len("lead: township.zhzf"):]
+    layer.write_text(text, encoding="utf-8")
     return copy
 
 

@@ -299,16 +299,17 @@ def _reference_ladder(case: CaseRecord, terms: SlaTerms,
 def _reference_clock_timers(case: CaseRecord, limit: LimitName, start: datetime,
                             span: timedelta, deadline: datetime,
                             ladder: list[tuple[str, timedelta, str]],
-                            hours: WorkingHours) -> list[SlaTimer]:
+                            hours: WorkingHours, stage: str | None = None) -> list[SlaTimer]:
     sla = case.sla
     assert sla is not None
     terms = sla.terms
 
     def timer(step: str, due: datetime, recipient: str, percent: int | None = None) -> SlaTimer:
         key = f"{step}{percent}" if percent is not None else step
-        return SlaTimer(escalation_id=_reference_escalation_id(case.case_id, limit, start, key),
+        clock = f"stage-{stage}" if stage else limit
+        return SlaTimer(escalation_id=_reference_escalation_id(case.case_id, clock, start, key),
                         limit=limit, step=step, percent=percent, due=due, deadline=deadline,
-                        recipient=recipient)
+                        recipient=recipient, stage=stage)
 
     warnings = deadlines_after(start, [span * p / 100 for p in terms.warn_at], terms,
                                sla.pauses, hours)
@@ -340,6 +341,13 @@ def _reference_replan(case: CaseRecord, departments: DepartmentRegistry) -> Case
         resolve_by = deadline_after(sla.resolve_from, span, terms, sla.pauses, hours)
         timers += _reference_clock_timers(case, "resolve", sla.resolve_from, span, resolve_by,
                                           ladder, hours)
+        done = {s.name for s in sla.stages_done}
+        for stage in terms.stages:
+            if stage.name not in done:
+                span = limit_span(stage.within, terms.unit, hours)
+                by = deadline_after(sla.resolve_from, span, terms, sla.pauses, hours)
+                timers += _reference_clock_timers(case, "stage", sla.resolve_from, span, by,
+                                                  ladder, hours, stage.name)
     elif case.state == "resolved" and terms.verify_within:
         due = case.updated_at + limit_span(terms.verify_within, "natural", WORKING_HOURS)
         verifier = (departments.resolve("township.zhzx", case.division_chain)
