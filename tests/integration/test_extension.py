@@ -4,7 +4,6 @@ and the breach fires once, at the new deadline, never at the old one."""
 
 from __future__ import annotations
 
-import shutil
 import uuid
 from collections import Counter
 from datetime import UTC, datetime, timedelta
@@ -18,7 +17,8 @@ from engine.runtime import kafka
 from engine.runtime.settings import Settings
 from tests.integration.test_route_worker import Watcher
 from tests.integration.test_timers import escalations, gas_report
-from tests.integration.workers import REPO, apply_topics, running
+from tests.integration.workers import apply_topics, running
+from tests.unit.rules_copy import rules_with_county_sla
 
 pytestmark = pytest.mark.integration
 
@@ -35,12 +35,7 @@ sla:
 
 
 def extendable_rules(tmp_path: Path) -> Path:
-    rules = tmp_path / "rules"
-    shutil.copytree(REPO / "rules", rules, ignore=shutil.ignore_patterns("tests"))
-    county = rules / "layers" / "330110-yuhang.yaml"
-    text = county.read_text(encoding="utf-8")
-    county.write_text(text[:text.index("\nsla:\n")] + EXTENDABLE, encoding="utf-8")
-    return rules
+    return rules_with_county_sla(tmp_path, EXTENDABLE)
 
 
 def test_a_granted_extension_moves_the_breach_and_nothing_fires_twice(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 import threading
 import uuid
 from collections import Counter
@@ -24,7 +23,8 @@ from engine.runtime.settings import Settings
 from engine.runtime.timer_store import TimerStore
 from engine.sla.model import SlaTimer
 from tests.integration.test_route_worker import Watcher
-from tests.integration.workers import REPO, apply_topics, running, wait_for
+from tests.integration.workers import apply_topics, running, wait_for
+from tests.unit.rules_copy import rules_with_county_sla
 
 pytestmark = pytest.mark.integration
 NOW = datetime.now(UTC)
@@ -160,12 +160,7 @@ sla:
 
 
 def fast_rules(tmp_path: Path) -> Path:
-    rules = tmp_path / "rules"
-    shutil.copytree(REPO / "rules", rules, ignore=shutil.ignore_patterns("tests"))
-    county = rules / "layers" / "330110-yuhang.yaml"
-    text = county.read_text(encoding="utf-8")
-    county.write_text(text[:text.index("\nsla:\n")] + FAST_POLICY, encoding="utf-8")
-    return rules
+    return rules_with_county_sla(tmp_path, FAST_POLICY)
 
 
 def gas_report(ruleset: RuleSet, channel_id: str, lat: float) -> Classified:

@@ -4,13 +4,13 @@ unanswered supervision escalates on its own, to the supervising centre's supervi
 from __future__ import annotations
 
 import json
-import shutil
 from datetime import datetime, timedelta
 from pathlib import Path
 
 from engine.calendar import SHANGHAI
 from engine.rules.load import load_rules
 from engine.simulate import simulate
+from tests.unit.rules_copy import rules_with_county_sla
 
 REPO = Path(__file__).resolve().parents[2]
 POLICY = """
@@ -28,12 +28,7 @@ REPORT = {"channel": "hotline", "channel_id": "S-1", "reported_at": "2026-12-07T
 
 
 def supervising_rules(tmp_path: Path) -> Path:
-    rules = tmp_path / "rules"
-    shutil.copytree(REPO / "rules", rules, ignore=shutil.ignore_patterns("tests"))
-    county = rules / "layers" / "330110-yuhang.yaml"
-    text = county.read_text(encoding="utf-8")
-    county.write_text(text[:text.index("\nsla:\n")] + POLICY, encoding="utf-8")
-    return rules
+    return rules_with_county_sla(tmp_path, POLICY)
 
 
 def run(tmp_path: Path, *updates: dict[str, object]) -> list[dict[str, object]]:
