@@ -22,10 +22,13 @@ def check_every_file(ruleset: RuleSet) -> tuple[list[FileProblem], list[FileProb
     from connectors.bridges.mapping import BridgeMapping
     from connectors.channels.sensors import DeviceRegistry
     from engine.classifier.evaluate import load_eval
+    from engine.reference.grid_shapes import grid_shape_problems
     from engine.rules.rule_tests import load_cases
 
     root = ruleset.root
-    problems: list[FileProblem] = []
+    grids_file = str(root / "reference" / "grids.geojson")
+    problems = [FileProblem(grids_file, 0, problem)
+                for problem in grid_shape_problems(list(ruleset.jurisdiction.grids.values()))]
     read: set[Path] = set()
 
     def attempt(paths: list[Path], load: Callable[[], object]) -> None:

@@ -30,11 +30,13 @@ def point_in_ring(lon: float, lat: float, ring: Ring) -> bool:
 
 
 class GridIndex(Generic[P]):
-    """Polygons, each with what a lookup should answer for it (a code, or the grid itself)."""
+    """Polygons (outer ring, holes), each with what a lookup should answer for it (a code,
+    or the grid itself)."""
 
-    def __init__(self, polygons: list[tuple[P, Ring]]):
-        self._payloads = [payload for payload, _ in polygons]
-        self._rings = [ring for _, ring in polygons]
+    def __init__(self, polygons: Sequence[tuple[P, Ring, Sequence[Ring]]]):
+        self._payloads = [payload for payload, _, _ in polygons]
+        self._rings = [ring for _, ring, _ in polygons]
+        self._holes = [tuple(holes) for _, _, holes in polygons]
         self._boxes = [(min(x for x, _ in r), min(y for _, y in r),
                         max(x for x, _ in r), max(y for _, y in r)) for r in self._rings]
         self._buckets: dict[int, list[int]] = defaultdict(list)
@@ -53,7 +55,9 @@ class GridIndex(Generic[P]):
         # What a lookup reads, packed per bucket: one tuple per candidate, and whether its
         # ring is an axis-aligned rectangle (the box test is then the whole answer).
         self._entries = {key: tuple((*self._boxes[i], self._payloads[i], self._rings[i],
-                                     _is_rectangle(self._rings[i])) for i in members)
+                                     self._holes[i],
+                                     _is_rectangle(self._rings[i]) and not self._holes[i])
+                                    for i in members)
                          for key, members in self._buckets.items()}
 
     def _key(self, value: float) -> int:
@@ -64,14 +68,15 @@ class GridIndex(Generic[P]):
         cell = self._cell
         found: list[P] = []
         floor = math.floor
-        for x0, y0, x1, y1, payload, ring, rectangle in self._entries.get(
+        for x0, y0, x1, y1, payload, ring, holes, rectangle in self._entries.get(
                 (floor(lon / cell) << 32) ^ floor(lat / cell), ()):  # _bucket, inlined
             # A rectangle needs no ray casting: its west and south edges are inside, as
             # point_in_ring decides for them.
             if rectangle:
                 if x0 <= lon < x1 and y0 <= lat < y1:
                     found.append(payload)
-            elif x0 <= lon <= x1 and y0 <= lat <= y1 and point_in_ring(lon, lat, ring):
+            elif x0 <= lon <= x1 and y0 <= lat <= y1 and point_in_ring(lon, lat, ring) \
+                    and not (holes and any(point_in_ring(lon, lat, h) for h in holes)):
                 found.append(payload)
         return found
 
@@ -85,7 +90,7 @@ def _bucket(bx: int, by: int) -> int:
     return (bx << 32) ^ by
 
 
-_Entry = tuple[float, float, float, float, P, Ring, bool]
+_Entry = tuple[float, float, float, float, P, Ring, tuple[Ring, ...], bool]
 
 
 def _is_rectangle(ring: Ring) -> bool:

@@ -87,7 +87,7 @@ class Jurisdiction:
         # the Grid record: at 30,000 grids and more it would be cold in the caches.
         self.index = GridIndex([((g.valid_from, g.valid_to,
                                   Placement(self.chain(g.community), "coordinates", g.code)),
-                                 g.ring) for g in grids])
+                                 g.ring, g.holes) for g in grids])
 
     def chain(self, code: str) -> tuple[str, ...]:
         """Codes from the province down to ``code`` (a 12-digit division code).
@@ -266,11 +266,13 @@ def _load_grids(path: Path, communities: set[str], problems: list[FileProblem]) 
         if geometry.get("type") != "Polygon" or not geometry.get("coordinates"):
             problems.append(FileProblem(str(path), 0, f"{where}: geometry must be a Polygon"))
             continue
-        ring = tuple((float(x), float(y)) for x, y in geometry["coordinates"][0])
+        ring, *holes = (tuple((float(x), float(y)) for x, y in r)
+                        for r in geometry["coordinates"])
         successor = str(props["successor"]) if props.get("successor") else None
         grids.append(Grid(valid_from=_date(props.get("valid_from")),
                           valid_to=_date(props.get("valid_to")), code=code, community=code[:12],
-                          name=str(props.get("name", code)), ring=ring, successor=successor))
+                          name=str(props.get("name", code)), ring=ring, holes=tuple(holes),
+                          successor=successor))
     return grids
 
 

@@ -48,3 +48,5 @@ class Grid(Validity):
     community: str
     name: str
     ring: tuple[tuple[float, float], ...]
+    # Rings cut out of it (an enclave belonging to another grid): a point there is not in it.
+    holes: tuple[tuple[tuple[float, float], ...], ...] = ()

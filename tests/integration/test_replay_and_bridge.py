@@ -57,7 +57,7 @@ def test_replay_sends_good_lines_names_the_bad_one_and_exits_1(
 COMPLAINT: dict[str, Any] = {
     "gdbh": "", "slsj": "2026-11-24 09:30:12", "wtxl": "餐饮服务", "tsbt": "饭店后厨卫生差",
     "tsnr": "后厨老鼠乱窜", "bjdz": "余杭区仓前街道太炎社区文一西路1218号",
-    "zb": {"jd": 119.737, "wd": 30.438}}
+    "zb": {"jd": 119.9845, "wd": 30.339}}
 
 
 def complaint(number: str, **changes: object) -> bytes:

@@ -63,7 +63,7 @@ class Watcher:
 def report(channel: str, channel_id: str, description: str, lat: float,
            reported_at: str) -> bytes:
     return json.dumps({"channel": channel, "channel_id": channel_id, "description": description,
-                       "reported_at": reported_at, "location": {"lat": lat, "lon": 119.735},
+                       "reported_at": reported_at, "location": {"lat": lat, "lon": 120.016},
                        "reporter": {"name": "张三", "phone": "13812345678"}},
                       ensure_ascii=False).encode()
 
@@ -90,7 +90,7 @@ def test_assign_merge_return_reassign_close_and_reject_bad_status(
     with running(settings, "classify", tmp_path / "classify.log"), \
             running(settings, "route", tmp_path / "route.log") as (route, port):
         send("incidents.reported", None,
-             report("hotline", "RW-1", "路边垃圾成堆没人清", 30.56, "2026-11-24T09:30:00+08:00"))
+             report("hotline", "RW-1", "路边垃圾成堆没人清", 30.3353, "2026-11-24T09:30:00+08:00"))
         new = watcher.until("the new assignment",
                             watcher.on(f"assignments.{ZHZF}", kind="new", incident_id=first),
                             timeout=90)
@@ -103,7 +103,7 @@ def test_assign_merge_return_reassign_close_and_reject_bad_status(
 
         # ten metres away, ten minutes later, another channel: the same heap of refuse
         send("incidents.reported", None,
-             report("gridapp", "RW-2", "这里垃圾乱堆", 30.56009, "2026-11-24T09:40:00+08:00"))
+             report("gridapp", "RW-2", "这里垃圾乱堆", 30.33539, "2026-11-24T09:40:00+08:00"))
         watcher.until("the merged report",
                       watcher.on(f"assignments.{ZHZF}", kind="update", incident_id=second))
         merged = watcher.until("the case with both reports",

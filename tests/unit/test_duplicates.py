@@ -38,7 +38,7 @@ from engine.rules.load import load_rules
 
 RULES = Path(__file__).resolve().parents[2] / "rules"
 T0 = datetime.fromisoformat("2026-11-24T10:00:00+08:00")
-LAT, LON = 30.56, 119.735              # 五常街道, grid 330110005001001
+LAT, LON = 30.3353, 120.016            # 五常街道, grid 330110005001001
 METRE_LAT = 1 / 111_195                # degrees of latitude per metre (haversine radius)
 REFUSE = "路边垃圾成堆没人清"            # 100101: merge within 100 m and 2 h
 REFUSE_RULE = MergeRule(("09", "10", "12"), 100, timedelta(hours=2))

@@ -15,6 +15,7 @@ import pytest
 
 from engine.classify import classify_data
 from engine.contracts import Classified, Triage
+from engine.reference.grid_shapes import inner_point
 from engine.rules import RuleSet
 from engine.rules.load import load_rules
 from engine.yamlfile import FileProblems
@@ -80,9 +81,7 @@ def test_a_grid_code_not_yet_valid_goes_to_triage_with_the_reason() -> None:
 
 @pytest.mark.parametrize(("day", "grid"), [("2024-06-01", OLD_GRID), ("2026-06-01", NEW_GRID)])
 def test_coordinates_find_the_grid_valid_that_day(day: str, grid: str) -> None:
-    ring = shipped().jurisdiction.grids[NEW_GRID].ring
-    lon = (ring[0][0] + ring[2][0]) / 2
-    lat = (ring[0][1] + ring[2][1]) / 2
+    lat, lon = inner_point(shipped().jurisdiction.grids[NEW_GRID])
     out = classified(shipped(), report(day, location={"lat": lat, "lon": lon}))
     assert isinstance(out, Classified) and out.grid_code == grid
 

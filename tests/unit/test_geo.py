@@ -24,7 +24,7 @@ def test_rectangles_agree_with_ray_casting(x0: float, y0: float, w: float, h: fl
                 "south": (x0 + t * w, y0), "north": (x0 + t * w, y1),
                 "inside": (x0 + t * w, y0 + t * h), "corner": (x1, y1),
                 "outside": (x1 + w * t + 1e-9, y0)}[where]
-    index = GridIndex([("g", ring)])
+    index = GridIndex([("g", ring, ())])
     assert (index.containing(lon, lat) == ["g"]) == point_in_ring(lon, lat, ring)
 
 

@@ -50,7 +50,7 @@ def record(channel_id: str, worker: str | None) -> Classified:
     out = classify_data(ruleset(), {
         "channel": "gridapp", "channel_id": channel_id, "reported_at": T0.isoformat(),
         "description": "太炎社区菜场门口有流动摊贩占道经营，推车卖水果",
-        "location": {"lat": 30.43875, "lon": 119.736875}, "attributes": attributes}, T0)
+        "location": {"lat": 30.339051, "lon": 119.984531}, "attributes": attributes}, T0)
     assert isinstance(out, Classified), out
     return out
 

@@ -42,12 +42,12 @@ def ruleset() -> RuleSet:
     return load_rules(RULES)
 
 
-def classified(ruleset: RuleSet, channel_id: str, lat: float = 30.56,
+def classified(ruleset: RuleSet, channel_id: str, lat: float = 30.3353,
                minutes: int = 0) -> Classified:
     record = classify_data(ruleset, {
         "channel": "hotline", "channel_id": channel_id, "description": "路边垃圾成堆没人清",
         "reported_at": (NOW + timedelta(minutes=minutes)).isoformat(),
-        "location": {"lat": lat, "lon": 119.735}}, NOW)
+        "location": {"lat": lat, "lon": 120.016}}, NOW)
     assert isinstance(record, Classified)
     return record
 
@@ -75,7 +75,7 @@ def test_the_loader_keeps_the_latest_record_of_owned_townships_only(ruleset: Rul
     store = CaseStore()
     opened = on_classified(ruleset, store, classified(ruleset, "L-1"), NOW).case
     assert opened is not None
-    merged = on_classified(ruleset, store, classified(ruleset, "L-2", 30.56009, 5), NOW).case
+    merged = on_classified(ruleset, store, classified(ruleset, "L-2", 30.33539, 5), NOW).case
     assert merged is not None and len(merged.incident_ids) == 2
     mine = partition_for(opened.partition_key, 6)
     other = opened.model_copy(update={"case_id": "330110001-aaaaaaaaaaaa",
@@ -148,7 +148,7 @@ def test_the_tally_counts_outcomes_recipients_and_latency(ruleset: RuleSet) -> N
     first = classified(ruleset, "T-1")
     tally.add(on_classified(ruleset, store, first, NOW + timedelta(seconds=3)),
               first.reported_at)
-    tally.add(on_classified(ruleset, store, classified(ruleset, "T-2", 30.56009, 1), NOW))
+    tally.add(on_classified(ruleset, store, classified(ruleset, "T-2", 30.33539, 1), NOW))
     tally.add(on_status(ruleset, store, b"garbage", NOW))
     assert tally.outcomes == {"assigned": 1, "merged": 1, "rejected": 1}
     assert sum(tally.assignments.values()) == 2

@@ -51,7 +51,7 @@ def test_gas_alarm_becomes_a_placed_sensor_report(registry: DeviceRegistry) -> N
         "description": "可燃气体报警：余杭区仁和街道和宸社区仁和大道2号东风农贸市场熟食区，"
                        "可燃气体浓度 25%LEL（阈值 20%LEL），设备 yh-gas-009001001",
         "grid_code": "330110009001001",
-        "location": {"lat": 30.552755, "lon": 119.844507},
+        "location": {"lat": 30.476382, "lon": 120.097376},
         "address": "余杭区仁和街道和宸社区仁和大道2号东风农贸市场熟食区",
         "channel_category": "gas",
         "reporter": {"name": "东风农贸市场管理处", "phone": "0571-89201395"},
@@ -148,13 +148,13 @@ def test_registry_errors_name_file_line_and_field(tmp_path: Path) -> None:
                     "  ok-1:\n"
                     "    type: gas\n"
                     '    grid_code: "330110009001001"\n'
-                    "    location: {lat: 30.55, lon: 119.84}\n"
+                    "    location: {lat: 30.312808, lon: 120.04169}\n"
                     "    address: 某地\n"
                     "    owner: {name: 某单位}\n"
                     "  bad/2:\n"
                     "    type: volcano\n"
                     '    grid_code: "330110009001001"\n'
-                    "    location: {lat: 30.55, lon: 119.84}\n"
+                    "    location: {lat: 30.312808, lon: 120.04169}\n"
                     "    address: 某地\n"
                     "    owner: {name: 某单位}\n", encoding="utf-8")
     with pytest.raises(FileProblems) as caught:

@@ -25,7 +25,7 @@ from engine.simulate import FALLBACK_TIME, REPORT_OUTCOMES, destination, simulat
 REPO = Path(__file__).resolve().parents[2]
 HISTORY = REPO / "tests" / "data" / "history.jsonl"
 CANGQIAN_GRID = "330110012001001"  # 仓前街道太炎社区第1网格
-CENTRE = {"lat": 30.43875, "lon": 119.736875}  # its centre
+CENTRE = {"lat": 30.339051, "lon": 119.984531}  # its centre
 
 
 @pytest.fixture(scope="module")

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from engine.calendar import SHANGHAI
+from engine.reference.grid_shapes import inner_point
 from engine.reference.places import Grid
 from engine.rules import RuleSet
 
@@ -35,12 +36,6 @@ class DemoReport:
     expect: str  # what the demo means it to become: new, merge, resend, triage, reject
     device: str | None = None  # sensor: the device id (the MQTT topic names it)
     key: str | None = None  # open311: the Idempotency-Key header (the request's channel id)
-
-
-def centre(grid: Grid) -> tuple[float, float]:
-    lons = [p[0] for p in grid.ring]
-    lats = [p[1] for p in grid.ring]
-    return round(sum(lats) / len(lats), 6), round(sum(lons) / len(lons), 6)
 
 
 class DemoFeed:
@@ -97,7 +92,7 @@ class DemoFeed:
 
     def _new(self, channel: str, now: datetime, vague: bool) -> DemoReport:
         grid, township, community = self._place()
-        lat, lon = centre(grid)
+        lat, lon = inner_point(grid)
         description, _ = self._sentence(community, vague)
         expect = "triage" if vague else "new"
         local = now.astimezone(SHANGHAI)
