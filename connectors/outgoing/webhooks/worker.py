@@ -105,13 +105,16 @@ def send(target: Target, topic: str, partition: int, offset: int, value: bytes,
          attempts: int, stop: threading.Event) -> DeliveryOutcome:
     """One record to one receiver, with retries; counts delivered and retried."""
     delivery = delivery_id(topic, partition, offset)
-    request_headers = headers(target.department, topic, delivery, target.secret, value)
 
     def on_retry(answer: Answer) -> None:
         metrics.WEBHOOK_DELIVERIES.labels(target.department, "retried").inc()
         log.info("%s: %s failed (%s); retrying", target.department, delivery, answer.describe())
 
-    outcome = deliver(lambda: post(target.url, value, request_headers, target.timeout),
+    def attempt() -> Answer:
+        signed = headers(target.department, topic, delivery, target.secret, value, time.time())
+        return post(target.url, value, signed, target.timeout)
+
+    outcome = deliver(attempt,
                       attempts, target.backoff, lambda s: not stop.wait(s), random.random,
                       on_retry)
     if outcome.delivered:
