@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from connectors.console import forms, pages
 from connectors.console.accounts import UsersFile, authenticate, users_path
@@ -107,7 +107,8 @@ async def healthz(_request: web.Request) -> web.Response:
 
 
 async def metrics_page(_request: web.Request) -> web.Response:
-    return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+    return web.Response(body=metrics.exposition("console"),
+                        headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
 def create_app(console: Console) -> web.Application:

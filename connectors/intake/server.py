@@ -19,10 +19,11 @@ import asyncio
 
 import redis
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from connectors.intake import api_routes, open311_routes, render
 from connectors.intake.service import INTAKE, MAX_BATCH_BYTES, Intake, intake_of, refusals
+from engine.runtime import metrics
 
 
 async def healthz(_request: web.Request) -> web.Response:
@@ -46,7 +47,8 @@ async def readyz(request: web.Request) -> web.Response:
 
 
 async def metrics_page(_request: web.Request) -> web.Response:
-    return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+    return web.Response(body=metrics.exposition("intake"),
+                        headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
 def create_app(intake: Intake) -> web.Application:

@@ -58,7 +58,7 @@ def _serve(run: Callable[[], int], stop: threading.Event, metrics_port: int) -> 
     start_logging()
     if metrics_port:
         try:
-            metrics.serve_metrics(metrics_port)
+            metrics.serve_metrics(metrics_port, "bridge")
         except OSError as exc:
             return port_taken(metrics_port, exc)
 

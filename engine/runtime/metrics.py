@@ -16,8 +16,18 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from prometheus_client import Counter, Gauge, Histogram, start_http_server
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    start_http_server,
+)
+from prometheus_client.gc_collector import GCCollector
 from prometheus_client.metrics import MetricWrapperBase
+from prometheus_client.platform_collector import PlatformCollector
+from prometheus_client.process_collector import ProcessCollector
 
 # --- classify -------------------------------------------------------------------------------
 
@@ -189,6 +199,20 @@ SLA_CASES = Gauge(
     ["department", "state"],
 )
 
+SLA_BREACHED_CASES = Gauge(
+    "griddispatch_sla_breached_open_cases",
+    "Open cases past their acceptance or resolution limit, by lead department and state, as "
+    "of a timer worker's last audit (a subset of griddispatch_sla_open_cases: aggregate "
+    "with max, not sum).",
+    ["department", "state"],
+)
+DEPARTMENT_INFO = Gauge(
+    "griddispatch_department_info",
+    "1 for each department of the serving rule set, with its name: alerts join on it to name "
+    "a department in words (group_left(name)).",
+    ["department", "name"],
+)
+
 CALENDAR_COVERED_UNTIL = Gauge(
     "griddispatch_calendar_covered_until_timestamp_seconds",
     "End of the last day the holiday data (the chinesecalendar package) covers, as Unix "
@@ -265,9 +289,51 @@ CONSOLE_LOGINS = Counter(
     ["result"],
 )
 
-def serve_metrics(port: int, host: str = "127.0.0.1") -> None:
+# What each kind of process exports. A process serves only the metrics it owns: an intake
+# that exported the rules-reload gauge at its default 0 fired "rules reload failed", and a
+# calendar gauge at 0 made "holiday data ends in -20794 days" (min over processes).
+RULES = (RULES_RELOAD_SUCCESS, RULES_RELOAD, RULES_REVISION, RULES_LAST_RELOAD)
+CALENDAR = (CALENDAR_COVERED_UNTIL, CALENDAR_PROVISIONAL)
+OWNED: dict[str, tuple[MetricWrapperBase, ...]] = {
+    "classify": (CLASSIFY_RECORDS, TRIAGE, URGENT_TRIAGE, CLASSIFIED_BY, REJECTED,
+                 CLASSIFY_SECONDS, *RULES, WORKER_ERRORS, CONSUMER_LAG),
+    "route": (ROUTE_RECORDS, ASSIGNMENTS, ROUTE_SECONDS, OPEN_CASES, ROUTE_TRANSACTIONS,
+              ROUTE_BATCH_SECONDS, ROUTE_BATCH_RECORDS, ROUTE_REBUILDS, *RULES, *CALENDAR,
+              WORKER_ERRORS, CONSUMER_LAG),
+    "timers": (SLA_ESCALATIONS, TIMER_FIRES, TIMER_LATENESS, TIMERS_PENDING, TIMERS_REPAIRED,
+               SLA_CASES, SLA_BREACHED_CASES, DEPARTMENT_INFO, *RULES, *CALENDAR,
+               WORKER_ERRORS, CONSUMER_LAG),
+    "intake": (INTAKE_REQUESTS, INTAKE_SECONDS, DEAD_LETTERS),
+    "bridge": (CONNECTOR_MESSAGES, CONNECTOR_CONNECTED, DEAD_LETTERS, WORKER_ERRORS),
+    "webhooks": (WEBHOOK_DELIVERIES, DEAD_LETTERS, WORKER_ERRORS),
+    "console": (CONSOLE_ACTIONS, CONSOLE_TRIAGE_WAITING, CONSOLE_LOGINS),
+}
+_registries: dict[str, CollectorRegistry] = {}
+
+
+def registry(process: str) -> CollectorRegistry:
+    """The registry a process of this kind serves: its own metrics, and the standard process
+    and Python collectors (memory, CPU, open files, GC). The metrics themselves also live in
+    the default registry, where tests read them in-process."""
+    if process not in _registries:
+        owned = CollectorRegistry()
+        for metric in OWNED[process]:
+            owned.register(metric)
+        ProcessCollector(registry=owned)
+        PlatformCollector(registry=owned)
+        GCCollector(registry=owned)
+        _registries[process] = owned
+    return _registries[process]
+
+
+def serve_metrics(port: int, process: str, host: str = "127.0.0.1") -> None:
     """Serve ``/metrics`` from a daemon thread; raises OSError when the port is taken."""
-    start_http_server(port, addr=host)
+    start_http_server(port, addr=host, registry=registry(process))
+
+
+def exposition(process: str) -> bytes:
+    """The ``/metrics`` body of a process that has its own HTTP server (intake, console)."""
+    return generate_latest(registry(process))
 
 
 def all_metrics() -> tuple[MetricWrapperBase, ...]:

@@ -23,7 +23,8 @@ import time
 from collections import Counter, defaultdict
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from datetime import UTC, datetime
+from typing import Any, NamedTuple
 
 import redis
 
@@ -31,7 +32,7 @@ from engine.runtime import kafka
 from engine.runtime.redis_clients import redis_client_from
 from engine.runtime.settings import Settings
 from engine.runtime.timer_store import TimerStore
-from engine.sla.timer_decisions import CasePlan, case_plan, fired_ids
+from engine.sla.timer_decisions import CasePlan, case_plan, fired_ids, first_breach_ms
 
 log = logging.getLogger("griddispatch.timers")
 BATCH = 2000
@@ -179,15 +180,21 @@ class _Sender:
             raise self._error
 
 
-def audit(settings: Settings, store: TimerStore,
-          timeout: float = 600.0) -> tuple[int, Counter[tuple[str, str]]]:
+class AuditResult(NamedTuple):
+    missing: int  # open cases whose timers were missing or outdated (and were rebuilt)
+    open_by: Counter[tuple[str, str]]  # open cases by (lead, state)
+    breached_by: Counter[tuple[str, str]]  # those past a running limit, by (lead, state)
+
+
+def audit(settings: Settings, store: TimerStore, timeout: float = 600.0,
+          now: datetime | None = None) -> AuditResult:
     """Check every open case on the topic against the index; rebuild when any is missing.
 
-    Returns how many open cases had missing or outdated timers, and the open cases by
-    (lead, state) for the gauge. Reading the topic once and comparing versions in batches
-    keeps memory at one small entry per open case.
+    Also counts open and breached cases by (lead, state) for the gauges that the breach-rate
+    alert divides (a share of cases, never above 100 %). Reading the topic once and comparing
+    versions in batches keeps memory at one small entry per open case.
     """
-    latest: dict[str, tuple[int, str, str]] = {}
+    latest: dict[str, tuple[int, str, str, int | None]] = {}
 
     def add_case(key: bytes | None, value: bytes | None) -> None:
         if value is None:
@@ -198,7 +205,8 @@ def audit(settings: Settings, store: TimerStore,
         if case is None:
             return
         if case.timers:
-            latest[case.case_id] = (case.version, str(case.summary.get("lead")), case.state)
+            latest[case.case_id] = (case.version, str(case.summary.get("lead")), case.state,
+                                    first_breach_ms(case))
         else:
             latest.pop(case.case_id, None)
 
@@ -213,4 +221,8 @@ def audit(settings: Settings, store: TimerStore,
                 missing += 1
     if missing:
         rebuild(settings, store, timeout, force=True)
-    return missing, Counter((lead, state) for _, lead, state in latest.values())
+    now_ms = int((now or datetime.now(UTC)).timestamp() * 1000)
+    return AuditResult(
+        missing, Counter((lead, state) for _, lead, state, _ in latest.values()),
+        Counter((lead, state) for _, lead, state, breach in latest.values()
+                if breach is not None and breach <= now_ms))

@@ -127,6 +127,17 @@ def case_plan(value: bytes) -> CasePlan | None:
                     cast(list[dict[str, Any]], timers), dues, summary)
 
 
+def first_breach_ms(plan: CasePlan) -> int | None:
+    """When the case first goes past a running limit (its earliest breach timer), epoch ms.
+
+    A case's timers are re-planned whenever a limit is met, so a breach timer in the record
+    belongs to a limit still running: past its due time, the case is breached now.
+    """
+    dues = [due for timer, due in zip(plan.timers, plan.dues_ms, strict=True)
+            if timer.get("step") == "breach"]
+    return min(dues) if dues else None
+
+
 def timers_of_case(case: CaseRecord) -> CaseTimers:
     """The same view as ``case_timers``, from a record in hand (no JSON round trip)."""
     summary: dict[str, Any] = {key: getattr(case, key) for key in SUMMARY_FIELDS}

@@ -88,3 +88,10 @@ def test_worker_metrics_lint_clean_and_move_with_known_input(
             exposition = scrape(port)
             assert exposition is not None
             promtool_check(exposition)
+        # Each exports only what it owns: classify holds no calendar (a 0 there fired
+        # "holiday data ends in -20794 days") and neither exports the other's series.
+        classify_text, route_text = scrape(cport) or "", scrape(rport) or ""
+        assert "griddispatch_calendar_covered_until" not in classify_text
+        assert "griddispatch_route_records_total" not in classify_text
+        assert "griddispatch_classify_records_total" not in route_text
+        assert "process_resident_memory_bytes" in classify_text  # the standard collectors

@@ -27,7 +27,7 @@ from engine.sla.plan import (
     deadlines_after,
 )
 from engine.sla.policy import limit_span
-from engine.sla.timer_decisions import case_plan, case_timers
+from engine.sla.timer_decisions import case_plan, case_timers, first_breach_ms
 from engine.yamlfile import FileProblems
 from tests.bench.reports import make_reports
 
@@ -218,6 +218,22 @@ def test_the_rebuild_view_agrees_with_the_timer_view_without_building_models() -
     assert case_plan(b'{"schema": "griddispatch.status/1"}') is None
     first_due = b'"due":"' + raw.split(b'"due":"', 1)[1].split(b'"', 1)[0] + b'"'
     assert case_plan(raw.replace(first_due, b'"due":"soon"')) is None  # unparseable time
+
+
+def test_a_case_is_breached_from_its_first_running_limits_deadline() -> None:
+    """What the breached-cases gauge counts (the breach alert divides it by open cases)."""
+    store, case = open_at("楼道里一股煤气味", "五常街道", "2026-11-24T10:00:00")
+    assert case.sla is not None
+    plan = case_plan(case.model_dump_json(by_alias=True).encode())
+    assert plan is not None
+    first = min(t.deadline for t in case.sla.timers if t.step == "breach")
+    assert first_breach_ms(plan) == int(first.timestamp() * 1000)
+    # accepted: the acceptance limit is met, so its breach no longer counts
+    accepted = answer(store, case, "accepted", "2026-11-24T10:05:00")
+    after = case_plan(accepted.model_dump_json(by_alias=True).encode())
+    assert after is not None and accepted.sla is not None
+    resolve_by = min(t.deadline for t in accepted.sla.timers if t.step == "breach")
+    assert first_breach_ms(after) == int(resolve_by.timestamp() * 1000) > first_breach_ms(plan)
 
 
 def test_rules_check_names_a_route_to_an_unknown_policy(tmp_path: Path) -> None:

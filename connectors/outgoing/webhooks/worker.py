@@ -196,7 +196,7 @@ def run(settings: Settings, config: Path, metrics_port: int | None) -> int:
     registry = DepartmentRegistry.load(settings.rules_dir / "reference" / "departments.yaml")
     targets = load_config(config, registry)
     if metrics_port:
-        metrics.serve_metrics(metrics_port)
+        metrics.serve_metrics(metrics_port, "webhooks")
     for code in targets:
         for result in ("delivered", "retried", "parked"):
             metrics.WEBHOOK_DELIVERIES.labels(code, result)

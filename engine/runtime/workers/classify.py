@@ -176,7 +176,7 @@ def build_app(settings: Settings, rules_dir: Path, metrics_port: int | None, *,
     if metrics_port is not None:
         # Now, not in a Faust task: tasks start only once the group has assigned partitions,
         # and /metrics must answer (and a taken port must fail) before Kafka is reachable.
-        metrics.serve_metrics(metrics_port)
+        metrics.serve_metrics(metrics_port, "classify")
         log.info("metrics on http://127.0.0.1:%d/metrics", metrics_port)
         # Faust's consumer group is the app id (engine.runtime.lag: the group's own lag).
         lag.start_sampler(settings, "griddispatch-classify", [SOURCE_TOPIC], WORKER)

@@ -137,3 +137,11 @@ def export_calendar(holder: RulesHolder) -> None:
     metrics.CALENDAR_COVERED_UNTIL.set_function(
         lambda: holiday_data_until_timestamp(holder.current.holidays))
     metrics.CALENDAR_PROVISIONAL.set_function(lambda: provisional_now(holder.current.holidays))
+
+
+def export_departments(holder: RulesHolder) -> None:
+    """Name each department of the serving rules for alerts (``griddispatch_department_info``):
+    a summary that joins on it says 良渚街道综合行政执法队, not 330110010.zhzf."""
+    metrics.DEPARTMENT_INFO.clear()
+    for department in holder.current.departments.by_code.values():
+        metrics.DEPARTMENT_INFO.labels(department.code, department.name).set(1)

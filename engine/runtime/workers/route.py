@@ -363,7 +363,7 @@ def run(settings: Settings, instance: str, metrics_port: int | None) -> int:
     kafka_log.setLevel(logging.WARNING)
     export_calendar(holder)
     if metrics_port is not None:
-        metrics.serve_metrics(metrics_port)
+        metrics.serve_metrics(metrics_port, "route")
         log.info("metrics on http://127.0.0.1:%d/metrics", metrics_port)
         lag.start_sampler(settings, GROUP, (CLASSIFIED, STATUS), WORKER)
     worker = RouteWorker(settings, holder, instance)

@@ -29,7 +29,7 @@ from engine.runtime.redis_clients import redis_client
 from engine.runtime.settings import Settings
 from engine.runtime.timer_restore import audit, mirror, rebuild
 from engine.runtime.timer_store import DueCase, TimerStore
-from engine.runtime.workers.reload import RulesHolder, export_calendar
+from engine.runtime.workers.reload import RulesHolder, export_calendar, export_departments
 from engine.sla.model import SlaTimer
 from engine.sla.timer_decisions import escalation_for, status_update_for
 
@@ -55,7 +55,9 @@ class TimerWorker:
 
     def run(self) -> int:
         self.consumer.subscribe([self.settings.topic(CASES)])
-        next_audit = time.monotonic() + self.audit_every
+        # The first audit soon after start: it also feeds the open and breached case gauges
+        # that the breach alert divides, which would otherwise have no series for minutes.
+        next_audit = time.monotonic() + min(self.audit_every, 30.0)
         next_count = time.monotonic()
         try:
             while not self.stopping:
@@ -87,10 +89,13 @@ class TimerWorker:
                         report.records, report.fired, report.seconds)
 
     def _audit(self) -> None:
-        missing, open_by = audit(self.settings, self.store)
-        metrics.SLA_CASES.clear()
-        for (department, state), count in open_by.items():
-            metrics.SLA_CASES.labels(department, state).set(count)
+        export_departments(self.holder)  # after any reload since the last audit
+        missing, open_by, breached_by = audit(self.settings, self.store)
+        for gauge, counts in ((metrics.SLA_CASES, open_by),
+                              (metrics.SLA_BREACHED_CASES, breached_by)):
+            gauge.clear()
+            for (department, state), count in counts.items():
+                gauge.labels(department, state).set(count)
         if missing:
             metrics.TIMERS_REPAIRED.labels("audit").inc(missing)
             log.warning("audit: %d open cases had missing or outdated timers; rebuilt", missing)
@@ -178,8 +183,9 @@ def run(settings: Settings, metrics_port: int | None, audit_every: float) -> int
     client = redis_client(settings.redis_url)
     store = TimerStore(client, settings.topic_prefix)
     export_calendar(holder)
+    export_departments(holder)
     if metrics_port is not None:
-        metrics.serve_metrics(metrics_port)
+        metrics.serve_metrics(metrics_port, "timers")
         log.info("metrics on http://127.0.0.1:%d/metrics", metrics_port)
         lag.start_sampler(settings, GROUP, (CASES,), WORKER)
     worker = TimerWorker(settings, holder, store, audit_every)
