@@ -100,7 +100,9 @@ async def case_page(request: web.Request) -> web.Response:
         raise web.HTTPNotFound(text=f"没有案件 {case_id}")
     if seen == "forbidden":
         raise web.HTTPForbidden(text="您无权查看此案件")
-    reporter = operator.reporter(case.origin.report.reporter, case)
+    matter = console.ruleset.matters.by_code.get(case.matter_code)
+    reporter = operator.reporter(case.origin.report.reporter, case,
+                                 contact_reporter=matter is not None and matter.contact_reporter)
     return render(request, "case.html", case=case, escalations=fired, reporter=reporter,
                   now=now(), departments=sorted(console.ruleset.departments, key=lambda d: d.code))
 

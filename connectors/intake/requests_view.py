@@ -29,6 +29,7 @@ from pydantic import ValidationError
 
 from connectors.channels.fields import SHANGHAI
 from connectors.intake.open311 import Catalog
+from engine import privacy
 from engine.contracts import IntakeReport
 
 STATUS_FIELDS = ("state", "case_id", "lead", "matter_code", "note", "updated_at", "expected_at")
@@ -217,7 +218,11 @@ def notes(fields: dict[str, str], catalog: Catalog) -> tuple[str, str]:
 
 
 def request_view(incident_id: str, fields: dict[str, str], catalog: Catalog) -> dict[str, Any]:
-    """A GeoReport v2 service request, in the spec's field order."""
+    """A GeoReport v2 service request, in the spec's field order.
+
+    Public: whoever holds the id may read it, so numbers a resident wrote into the
+    description or address are masked (``engine.privacy``); the name and phone given
+    with the report are never in it."""
     status, status_notes = notes(fields, catalog)
     code, name = catalog.service_of(fields.get("service_code", ""),
                                     fields.get("matter_code", ""))
@@ -225,16 +230,20 @@ def request_view(incident_id: str, fields: dict[str, str], catalog: Catalog) -> 
     return {
         "service_request_id": incident_id, "status": status, "status_notes": status_notes,
         "service_name": name or None, "service_code": code or None,
-        "description": fields.get("description"),
+        "description": _masked(fields.get("description")),
         "agency_responsible": catalog.department_name(lead) if lead else None,
         "service_notice": None,
         "requested_datetime": _shanghai(fields.get("requested_at")),
         "updated_datetime": _shanghai(fields.get("updated_at")),
         "expected_datetime": _shanghai(fields.get("expected_at")),
-        "address": fields.get("address"), "address_id": None, "zipcode": None,
+        "address": _masked(fields.get("address")), "address_id": None, "zipcode": None,
         "lat": _float(fields.get("lat")), "long": _float(fields.get("long")),
         "media_url": fields.get("media_url"),
     }
+
+
+def _masked(text: str | None) -> str | None:
+    return privacy.mask_text(text) if text else text
 
 
 def incident_view(incident_id: str, fields: dict[str, str], catalog: Catalog) -> dict[str, Any]:

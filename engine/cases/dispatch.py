@@ -25,7 +25,14 @@ from engine.cases.lifecycle import (
     partition_key,
     reassign,
 )
-from engine.cases.records import CaseRecord, RejectReason, StatusRejected, StatusUpdate
+from engine.cases.records import (
+    Assignment,
+    AssignmentKind,
+    CaseRecord,
+    RejectReason,
+    StatusRejected,
+    StatusUpdate,
+)
 from engine.contracts import Classified
 from engine.routing.decide import RouteDecision, route
 from engine.rules import RuleSet
@@ -68,7 +75,7 @@ def on_classified(ruleset: RuleSet, store: CaseStore, record: Classified,
         store.put(case)
         decision = route(ruleset, record)  # for the update's trace; recipients stay the case's
         outs = [Output(f"assignments.{a.department}", case.case_id, a)
-                for a in assignments(case, record, decision, "update", ruleset.departments, now)]
+                for a in _assignments(ruleset, case, record, decision, "update", now)]
         return StepResult("merged", [*outs, _case_out(case)], case)
     decision = _chosen(ruleset, record, route(ruleset, record))
     terms = ruleset.sla_for(county).terms(decision.sla, ruleset.matters.by_code[record.matter_code],
@@ -76,8 +83,15 @@ def on_classified(ruleset: RuleSet, store: CaseStore, record: Classified,
     case = replan(open_case(record, decision, now, terms), ruleset.departments)
     store.put(case)
     outs = [Output(f"assignments.{a.department}", case.case_id, a)
-            for a in assignments(case, record, decision, "new", ruleset.departments, now)]
+            for a in _assignments(ruleset, case, record, decision, "new", now)]
     return StepResult("assigned", [*outs, _case_out(case)], case)
+
+
+def _assignments(ruleset: RuleSet, case: CaseRecord, record: Classified,
+                 decision: RouteDecision, kind: AssignmentKind, now: datetime) -> list[Assignment]:
+    matter = ruleset.matters.by_code.get(record.matter_code)
+    return assignments(case, record, decision, kind, ruleset.departments, now,
+                       contact_reporter=matter is not None and matter.contact_reporter)
 
 
 def _chosen(ruleset: RuleSet, record: Classified, decision: RouteDecision) -> RouteDecision:
@@ -122,8 +136,7 @@ def on_status(ruleset: RuleSet, store: CaseStore, raw: bytes, now: datetime) -> 
         moved = replan(reassign(result.case, decision, now), ruleset.departments)
         store.put(moved)
         outs = [Output(f"assignments.{a.department}", moved.case_id, a)
-                for a in assignments(moved, record, decision, "reassigned",
-                                     ruleset.departments, now)]
+                for a in _assignments(ruleset, moved, record, decision, "reassigned", now)]
         return StepResult("rerouted", [*outs, _case_out(moved)], moved)
     if isinstance(result, Redispatch):
         unknown = [d for d in [result.lead, *(result.assist or [])]
@@ -138,8 +151,8 @@ def on_status(ruleset: RuleSet, store: CaseStore, raw: bytes, now: datetime) -> 
         moved = replan(reassign(result.case, decision, now), ruleset.departments)
         store.put(moved)
         outs = [Output(f"assignments.{a.department}", moved.case_id, a)
-                for a in assignments(moved, case.origin, decision, "reassigned",
-                                     ruleset.departments, now)]
+                for a in _assignments(ruleset, moved, case.origin, decision, "reassigned",
+                                      now)]
         return StepResult("rerouted", [*outs, _case_out(moved)], moved)
     case = replan(result, ruleset.departments, before=case)
     store.put(case)

@@ -13,6 +13,7 @@ import hashlib
 from dataclasses import dataclass
 from datetime import datetime
 
+from engine import privacy
 from engine.cases import exception_paths
 from engine.cases.events import (
     VERIFIER_ROLE,
@@ -27,7 +28,7 @@ from engine.cases.records import (
     CaseRecord,
     StatusUpdate,
 )
-from engine.contracts import Classified, Reporter
+from engine.contracts import Classified
 from engine.reference.departments import DepartmentRegistry
 from engine.routing.decide import RouteDecision
 from engine.sla.model import SlaTerms
@@ -171,22 +172,16 @@ def reassign(case: CaseRecord, decision: RouteDecision, now: datetime) -> CaseRe
                                              detail=", ".join(m.rule for m in decision.matched))]})
 
 
-def mask_phone(reporter: Reporter | None) -> Reporter | None:
-    """Assisting departments get the reporter's name and a masked phone (138****5678)."""
-    if reporter is None or not reporter.phone:
-        return reporter
-    phone = reporter.phone
-    masked = phone[:3] + "*" * max(len(phone) - 7, 0) + phone[-4:] if len(phone) > 7 else "****"
-    return Reporter(name=reporter.name, phone=masked)
-
-
 def assignments(case: CaseRecord, record: Classified, decision: RouteDecision,
                 kind: AssignmentKind, departments: DepartmentRegistry,
-                now: datetime) -> list[Assignment]:
-    """One assignment per recipient, lead first."""
+                now: datetime, contact_reporter: bool = False) -> list[Assignment]:
+    """One assignment per recipient, lead first. The reporter's name and phone, and numbers
+    written into the description, go as given only to recipients ``engine.privacy`` grants
+    them."""
     out = []
     for role, dept in [("lead", case.lead), *(("assist", a) for a in case.assist)]:
         report = record.report
+        granted = privacy.sees_reporter(departments.by_code[dept].role, role, contact_reporter)
         out.append(Assignment(
             case_id=case.case_id, partition_key=case.partition_key, kind=kind,
             role=role,
@@ -195,8 +190,10 @@ def assignments(case: CaseRecord, record: Classified, decision: RouteDecision,
             matter_name=record.matter_name, platform=record.platform, priority=case.priority,
             sla_policy=case.sla_policy, grid_code=record.grid_code,
             division_chain=record.division_chain, location=report.location,
-            address=report.address, description=report.description,
-            reporter=report.reporter if role == "lead" else mask_phone(report.reporter),
+            address=report.address,
+            description=report.description if granted else privacy.mask_text(
+                report.description),
+            reporter=report.reporter if granted else privacy.masked(report.reporter),
             attachments=report.attachments, reported_at=record.reported_at, assigned_at=now,
             merged_reports=len(case.incident_ids) - 1,
             rules_revision=decision.revision or record.rules_revision,

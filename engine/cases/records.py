@@ -52,7 +52,9 @@ class Assignment(_Wire):
     location: Location | None
     address: str | None
     description: str
-    reporter: Reporter | None = Field(description="phone masked for assisting departments")
+    reporter: Reporter | None = Field(description="name and phone as given for command centres "
+                                                  "and a lead that must contact the reporter; "
+                                                  "masked for everyone else (engine/privacy.py)")
     attachments: list[str]
     reported_at: datetime
     assigned_at: datetime

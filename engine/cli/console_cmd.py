@@ -27,6 +27,7 @@ from connectors.console.accounts import (
     users_path,
 )
 from connectors.console.accounts import User as ConsoleUser
+from engine.cli.long_running import start_logging
 from engine.cli.options import Commands, add_rules_dir, command, group
 from engine.console.access import ROLES
 from engine.reference.departments import DepartmentRegistry
@@ -96,6 +97,7 @@ def run_console(args: argparse.Namespace, settings: Settings) -> int:
     with ``--rules-dir`` applied."""
     from connectors.console.server import serve
 
+    start_logging()
     args.users = users_path(args.users)
     return serve(args, settings.with_(rules_dir=args.rules_dir))
 

@@ -13,6 +13,7 @@ import signal
 import sys
 from pathlib import Path
 
+from engine.cli.long_running import start_logging
 from engine.cli.options import Commands, add_rules_dir, command
 from engine.runtime.settings import Settings
 
@@ -55,7 +56,7 @@ def run_intake(args: argparse.Namespace, settings: Settings) -> int:
     from connectors.intake.service import Intake
     from engine.reference.channels import ChannelMaps
 
-    logging.basicConfig(level=logging.INFO, format="[%(asctime)s] [%(levelname)s] %(message)s")
+    start_logging()
     settings = settings.with_(rules_dir=args.rules_dir)
     try:
         keys = Keys.for_server(args.keys, args.host)

@@ -11,12 +11,40 @@ import argparse
 import logging
 import sys
 from collections.abc import Callable
+from typing import Any
+
+from engine import privacy
 
 LOG_FORMAT = "[%(asctime)s] [%(levelname)s] %(message)s"
 
 
 def start_logging(level: int = logging.INFO) -> None:
     logging.basicConfig(level=level, format=LOG_FORMAT)
+    redact_logs()
+
+
+def redact_logs() -> None:
+    """Mask phone and ID numbers in every log record, whatever handler writes it (Faust
+    installs its own): a record's message and traceback are formatted and masked when the
+    record is made, so no reporter's number reaches a log file (``engine.privacy``)."""
+    make = logging.getLogRecordFactory()
+    if getattr(make, "redacts", False):
+        return
+
+    def redacted(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = make(*args, **kwargs)
+        try:
+            message = record.getMessage()
+        except (TypeError, ValueError):  # a bad format string: leave it to the handler
+            return record
+        record.msg, record.args = privacy.mask_text(message), None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = privacy.mask_text(
+                logging.Formatter().formatException(record.exc_info))
+        return record
+
+    redacted.redacts = True  # type: ignore[attr-defined]
+    logging.setLogRecordFactory(redacted)
 
 
 def add_metrics_port(parser: argparse.ArgumentParser, default: int) -> None:

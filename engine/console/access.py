@@ -13,8 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from engine import privacy
 from engine.cases.events import VERIFIER_ROLE
-from engine.cases.lifecycle import mask_phone
 from engine.cases.records import CaseRecord
 from engine.contracts import Reporter, Triage
 
@@ -76,10 +76,12 @@ class Operator:
             return self.scope
         return None
 
-    def reporter(self, reporter: Reporter | None, case: CaseRecord | None) -> Reporter | None:
-        """Phones are for those who call back: centres and a case's lead. Everyone else
-        (assisting departments, viewers) sees the masked form."""
-        if self.is_centre or (case is not None and self.role == "department"
-                              and case.lead == self.scope):
+    def reporter(self, reporter: Reporter | None, case: CaseRecord | None,
+                 contact_reporter: bool = False) -> Reporter | None:
+        """The rule of ``engine.privacy``: centres see the reporter; a case's lead when its
+        matter needs the reporter contacted; everyone else (assisting departments,
+        viewers) the masked form."""
+        if self.is_centre:
             return reporter
-        return mask_phone(reporter)
+        lead = case is not None and self.role == "department" and case.lead == self.scope
+        return privacy.reporter_for(reporter, "", "lead" if lead else None, contact_reporter)

@@ -44,6 +44,7 @@ class ItemFile(BaseModel):
     role: str = Field(pattern=r"^[a-z][a-z0-9-]*$")
     limits: Limits
     platform: Platform | None = None
+    contact_reporter: bool | None = None
 
 
 class SubclassFile(BaseModel):
@@ -52,6 +53,7 @@ class SubclassFile(BaseModel):
     code: str = Field(pattern=r"^\d{4}$")
     name: str
     items: list[ItemFile]
+    contact_reporter: bool | None = None
 
 
 class ClassFile(BaseModel):
@@ -61,6 +63,9 @@ class ClassFile(BaseModel):
     name: str
     platform: Platform
     subclasses: list[SubclassFile]
+    contact_reporter: bool = Field(
+        default=False, description="the lead department needs the reporter's name and phone "
+                                   "(engine/privacy.py); a subclass or item may say otherwise")
 
 
 class CatalogueFile(BaseModel):
@@ -84,6 +89,7 @@ class Matter:
     exclude: tuple[str, ...]
     limits: Limits
     line: int
+    contact_reporter: bool = False
 
 
 class MatterCatalogue:
@@ -132,7 +138,14 @@ class MatterCatalogue:
                         subclass_name=sub.name, platform=item.platform or klass.platform,
                         priority=item.priority, role=item.role, keywords=tuple(item.keywords),
                         exclude=tuple(item.exclude), limits=item.limits,
-                        line=doc.line_of(where)))
+                        line=doc.line_of(where),
+                        contact_reporter=_first_set(item.contact_reporter,
+                                                    sub.contact_reporter,
+                                                    klass.contact_reporter)))
         if problems:
             raise FileProblems(problems)
         return cls(matters, str(path))
+
+
+def _first_set(*values: bool | None) -> bool:
+    return next((v for v in values if v is not None), False)

@@ -14,7 +14,6 @@ from engine.cases.lifecycle import (
     apply_status,
     assignments,
     case_id_for,
-    mask_phone,
     open_case,
     partition_key,
     reassign,
@@ -260,30 +259,33 @@ def test_refusals_leave_the_case_unchanged() -> None:
     assert case.model_dump() == before
 
 
-# --- phones ----------------------------------------------------------------------------------
+# --- the reporter's personal data ----------------------------------------------------------
 
-@pytest.mark.parametrize(("phone", "masked"), [
-    ("13812345678", "138****5678"), ("057188888888", "057*****8888"),
-    ("12345678", "123*5678"), ("1234567", "****"), ("110", "****")])
-def test_mask_phone(phone: str, masked: str) -> None:
-    assert mask_phone(Reporter(name="王女士", phone=phone)) == Reporter(name="王女士",
-                                                                        phone=masked)
-
-
-def test_mask_phone_without_a_phone() -> None:
-    assert mask_phone(None) is None
-    assert mask_phone(Reporter(name="匿名")) == Reporter(name="匿名")
-    assert mask_phone(Reporter(name="匿名", phone="")) == Reporter(name="匿名", phone="")
-
-
-def test_assisting_departments_receive_the_masked_phone() -> None:
+def test_only_a_lead_that_must_contact_the_reporter_gets_the_name_and_phone() -> None:
     record, case = gas_record(), new_case()
-    sent = assignments(case, record, route(ruleset(), record), "new", ruleset().departments, NOW)
-    assert [(a.department, a.role) for a in sent] == [
-        (LEAD, "lead"), (ASSIST[0], "assist"), (ASSIST[1], "assist")]
-    assert sent[0].reporter == Reporter(name="王女士", phone="13812345678")
-    assert all(a.reporter == Reporter(name="王女士", phone="138****5678") for a in sent[1:])
-    assert all(a.partition_key == "330110005" and a.case_id == case.case_id for a in sent)
+    masked = Reporter(name="王**", phone="138****5678")
+    for contact, lead_sees in ((True, Reporter(name="王女士", phone="13812345678")),
+                               (False, masked)):
+        sent = assignments(case, record, route(ruleset(), record), "new",
+                           ruleset().departments, NOW, contact_reporter=contact)
+        assert [(a.department, a.role) for a in sent] == [
+            (LEAD, "lead"), (ASSIST[0], "assist"), (ASSIST[1], "assist")]
+        assert sent[0].reporter == lead_sees
+        # the township's command room assists here: centres always see the reporter
+        assert sent[1].reporter == Reporter(name="王女士", phone="13812345678")
+        assert sent[2].reporter == masked
+        assert all(a.partition_key == "330110005" and a.case_id == case.case_id for a in sent)
+
+
+def test_numbers_in_the_description_are_masked_for_those_without_the_grant() -> None:
+    record = gas_record()
+    text = record.report.description + "，请回电13812345678"
+    record = record.model_copy(update={"report": record.report.model_copy(
+        update={"description": text})})
+    sent = assignments(new_case(), record, route(ruleset(), record), "new",
+                       ruleset().departments, NOW, contact_reporter=True)
+    assert sent[0].description == sent[1].description == text  # the lead, the command room
+    assert sent[2].description.endswith("请回电138****5678")
 
 
 def test_the_lead_cannot_verify_its_own_work() -> None:

@@ -159,14 +159,17 @@ def test_centres_act_as_their_command_room() -> None:
         status_update(case, TOWNSHIP, "redispatched", NOW)
 
 
-def test_phones_are_for_centres_and_the_lead() -> None:
+def test_the_reporter_is_for_centres_and_a_lead_that_must_contact_them() -> None:
     _, case = dispatched(triage())
     reporter = case.origin.report.reporter
+    assert reporter is not None and reporter.name
     assert TOWNSHIP.reporter(reporter, case) == reporter
-    assert department(case).reporter(reporter, case) == reporter
-    for masked in (VIEWER, department(case, "330110005.yjgl")):
-        shown = masked.reporter(reporter, case)
+    assert department(case).reporter(reporter, case, contact_reporter=True) == reporter
+    for masked, contact in ((VIEWER, True), (department(case, "330110005.yjgl"), True),
+                            (department(case), False)):
+        shown = masked.reporter(reporter, case, contact_reporter=contact)
         assert shown is not None and shown.phone == "139****1111"
+        assert shown.name == reporter.name[0] + "*" * (len(reporter.name) - 1)
 
 
 def test_sla_state_and_the_overdue_order() -> None:
