@@ -37,7 +37,8 @@ def redact_logs() -> None:
             message = record.getMessage()
         except (TypeError, ValueError):  # a bad format string: leave it to the handler
             return record
-        record.msg, record.args = privacy.mask_text(message), None
+        # An empty tuple, not None: Faust's formatter wraps a non-tuple into (None,).
+        record.msg, record.args = privacy.mask_text(message), ()
         if record.exc_info and not record.exc_text:
             record.exc_text = privacy.mask_text(
                 logging.Formatter().formatException(record.exc_info))
