@@ -7,7 +7,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test unit bench lint clean
+.PHONY: run test unit bench fuzz lint clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,12 @@ unit: $(STAMP)
 ## bench: benchmarks under tests/bench (figures go to bench-results/)
 bench: $(STAMP)
 	$(BIN)/python -m tests.bench
+
+## fuzz: every input surface fuzzed with FUZZ_EXAMPLES examples per test (CI runs 300)
+FUZZ_EXAMPLES ?= 5000
+fuzz: $(STAMP)
+	GRIDDISPATCH_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/python -m pytest -p no:cacheprovider \
+		--hypothesis-show-statistics tests/unit/test_fuzz_surfaces.py
 
 ## lint: ruff over everything, mypy --strict over engine/ and connectors/
 lint: $(STAMP)

@@ -13,6 +13,7 @@ class AdapterError(ValueError):
     """A channel payload that cannot become an intake report; ``field`` names where."""
 
     def __init__(self, field: str, reason: str) -> None:
+        field = field or '""'  # a key that is the empty string, named so it can be seen
         super().__init__(f"{field}: {reason}")
         self.field = field
         self.reason = reason

@@ -86,4 +86,4 @@ def field_name(loc: tuple[int | str, ...], names: Mapping[str, str] | None = Non
     out = names.get(head, head)
     for part in rest:
         out += f"[{part}]" if isinstance(part, int) else f".{part}"
-    return out
+    return out or '""'
