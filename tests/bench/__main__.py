@@ -12,6 +12,9 @@ passthrough measured in the same run) is not pinned: it runs a broker and severa
 processes that need every core, so the classify run's pinning is undone before it starts.
 It writes ``bench-results/dispatch.json``.
 
+``--only intake`` drives the HTTP intake for a minute at the rate it holds
+(``intake_load``) and writes ``bench-results/intake.json``; it runs last by default.
+
 ``--only timers`` runs the SLA timer benchmark (``timers_bench``: memory of 1,000,000
 pending timers, fire lateness at 1,000 fires/s through a real timer worker, and a rebuild of
 1,000,000 open cases from ``cases``; its own broker and Redis). It writes
@@ -33,6 +36,7 @@ from typing import Any
 from tests.bench import (
     dispatch_bench,
     dispatch_report,
+    intake_load,
     model_bench,
     timers_bench,
     timers_rebuild,
@@ -107,7 +111,7 @@ def _table(results: list[ScaleResult], ratio: float | None) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--only", choices=["classify", "model", "dispatch", "timers"],
+    parser.add_argument("--only", choices=["classify", "model", "dispatch", "timers", "intake"],
                         help="run only this benchmark (default: all)")
     parser.add_argument("--scales", type=int, nargs="+", default=[1, 10])
     parser.add_argument("--events", type=int, default=20_000, help="reports per round")
@@ -149,6 +153,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model-out", type=Path, default=REPO / "bench-results" / "model.json")
     parser.add_argument("--timers-out", type=Path,
                         default=REPO / "bench-results" / "timers.json")
+    parser.add_argument("--intake-seconds", type=float, default=intake_load.SECONDS,
+                        help="how long the intake load runs")
+    parser.add_argument("--intake-concurrency", type=int, default=intake_load.CONCURRENCY,
+                        help="clients of the intake load, each sending when answered")
     args = parser.parse_args(argv)
 
     if args.only in (None, "classify"):
@@ -167,7 +175,20 @@ def main(argv: list[str] | None = None) -> int:
         run_dispatch(args)
     if args.only in (None, "timers"):
         run_timers(args)
+    if args.only in (None, "intake"):
+        run_intake(args)
     return 0
+
+
+def run_intake(args: argparse.Namespace) -> None:
+    nproc = len(os.sched_getaffinity(0))
+    started = time.monotonic()
+    result = intake_load.run(args.intake_seconds, args.intake_concurrency,
+                             log=lambda m: print(m, flush=True))
+    out = {"benchmark": "intake", "machine": _machine(nproc, None), **result,
+           "seconds_total": round(time.monotonic() - started, 1),
+           "loadavg_at_end": [round(x, 2) for x in os.getloadavg()]}
+    _write(REPO / "bench-results" / "intake.json", out, intake_load.table(result))
 
 
 def _write(path: Path, result: dict[str, Any], table: str) -> None:

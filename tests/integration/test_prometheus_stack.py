@@ -5,8 +5,12 @@ scraping /metrics and evaluating the rules against what it scraped.
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+import time
 import urllib.parse
 import urllib.request
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +20,9 @@ from prometheus_client import start_http_server
 
 from engine.cli.stack import LocalStack, StackPorts, process, prometheus
 from engine.runtime import metrics
-from tests.integration.workers import wait_for
+from engine.runtime.settings import Settings
+from tests.integration.intake_helpers import form
+from tests.integration.workers import REPO, apply_topics, running, scrape, stop, wait_for
 from tests.unit.test_ops import dashboard_expressions
 
 pytestmark = pytest.mark.integration
@@ -101,3 +107,66 @@ def test_prometheus_scrapes_worker_metrics_and_evaluates_the_alerts(tmp_path: Pa
         metrics.CONSUMER_LAG.remove(group, "it-lag.incidents.classified")
         server.shutdown()
         thread.join(5)
+
+
+def test_a_healthy_engine_under_load_fires_no_alert(
+        kafka_settings: Settings, redis_url: str, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The real workers and intake, scraped by Prometheus with the real rules every second:
+    nothing may be pending or firing for 15 evaluation cycles. On a healthy stack the intake
+    used to export the rules-reload gauge at 0 (RulesReloadFailed) and the calendar gauge at
+    0 (HolidayDataEnding, "ends in -20794d"). The one alert a healthy engine may raise is
+    HolidayDataEnding itself while the holiday data really ends within 60 days (December)."""
+    settings = kafka_settings
+    apply_topics(settings)
+    monkeypatch.setenv("REDIS_URL", redis_url)
+    intake_port = process.free_port()
+    intake_log = tmp_path / "intake.log"
+    with intake_log.open("ab") as out:
+        intake = subprocess.Popen(
+            [sys.executable, "-m", "engine", "--bootstrap", settings.kafka_bootstrap,
+             "--topic-prefix", settings.topic_prefix, "intake", "--port", str(intake_port)],
+            cwd=REPO, stdout=out, stderr=subprocess.STDOUT)
+    layout = prometheus.layout(tmp_path / "home")
+    port = process.free_port()
+    try:
+        with running(settings, "classify", tmp_path / "classify.log") as (_, cport), \
+                running(settings, "route", tmp_path / "route.log") as (_, rport), \
+                running(settings, "timers", tmp_path / "timers.log") as (_, tport):
+            wait_for(lambda: scrape(intake_port) is not None, 60, "the intake's /metrics")
+            jobs = {"griddispatch-classify": cport, "griddispatch-route": rport,
+                    "griddispatch-timers": tport, "griddispatch-intake": intake_port}
+            config = yaml.safe_load((prometheus.OPS_DIR / "prometheus.yml")
+                                    .read_text(encoding="utf-8"))
+            config["global"].update(scrape_interval="1s", evaluation_interval="1s",
+                                    scrape_timeout="1s")
+            config["rule_files"] = [str(ALERTS)]
+            config["scrape_configs"] = [
+                {"job_name": job, "static_configs": [{"targets": [f"127.0.0.1:{target}"]}]}
+                for job, target in jobs.items()]
+            source = tmp_path / "prometheus.yml"
+            source.write_text(yaml.safe_dump(config), encoding="utf-8")
+            prometheus.start(layout, port, source=source)
+
+            def value(query: str) -> list[dict[str, Any]]:
+                return list(api(port, "query", query=query)["result"])
+
+            wait_for(lambda: len(value("up == 1")) == len(jobs), 60, "every job up")
+            for n in range(40):  # load: open311 reports through the real intake
+                form(f"http://127.0.0.1:{intake_port}/open311/v2/requests.json",
+                     {"api_key": "dev-open311", "service_code": "streetlight",
+                      "lat": "30.2912", "long": "119.9921",
+                      "description": f"路灯不亮 {n} {uuid.uuid4().hex[:6]}"})
+            seen: set[str] = set()
+            deadline = time.monotonic() + 15
+            while time.monotonic() < deadline:
+                seen |= {f"{a['metric']['alertname']} ({a['metric']['alertstate']})"
+                         for a in value("ALERTS")
+                         if a["metric"]["alertname"] != "GriddispatchHolidayDataEnding"}
+                time.sleep(1)
+            assert seen == set()
+            ending = value("min(griddispatch_calendar_covered_until_timestamp_seconds > 0)")
+            assert ending and float(ending[0]["value"][1]) > time.time()  # a real date
+    finally:
+        process.stop(layout.pid_file)
+        stop(intake, intake_log)
