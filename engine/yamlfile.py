@@ -121,7 +121,13 @@ def parse_yaml(text: str, file: str) -> LoadedYaml:
         raise FileProblems([FileProblem(file, 0, f"YAML syntax error: {exc}")]) from None
     lines: dict[Path_, int] = {}
     loader = yaml.SafeLoader("")  # only its scalar constructors are used
-    data = None if node is None else _to_python(node, (), lines, file, loader)
+    try:
+        data = None if node is None else _to_python(node, (), lines, file, loader)
+    except yaml.MarkedYAMLError as exc:  # a tag the safe loader refuses (!!python/...)
+        mark = exc.problem_mark or exc.context_mark
+        raise FileProblems([FileProblem(
+            file, mark.line + 1 if mark else 0,
+            f"{exc.problem or exc}: rule files are plain YAML, without tags")]) from None
     return LoadedYaml(file=file, data=data, lines=lines)
 
 

@@ -344,3 +344,16 @@ def test_edited_rule_files_load_or_name_their_problems(tmp_path_factory: Any,
         event("problems named")
         return
     event("loaded")
+
+
+def test_a_yaml_tag_is_a_named_problem_not_a_crash() -> None:
+    """Found by the fuzzer: the safe loader refuses ``!!python/...`` tags (good), but the
+    refusal escaped as a YAML exception instead of a problem with the line."""
+    from engine.yamlfile import parse_yaml
+
+    try:
+        parse_yaml("version: 1\nroute: !!python/object:os.system ls\n", "layer.yaml")
+    except FileProblems as exc:
+        assert [(p.line, "without tags" in p.message) for p in exc.problems] == [(2, True)]
+    else:
+        raise AssertionError("a tagged value was accepted")
