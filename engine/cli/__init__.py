@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 from engine import __version__
 from engine.cli import (
+    acl_cmd,
     connect_cmd,
     console_cmd,
     dept_cmd,
@@ -53,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for module in (run_cmd, stack_cmd, topics_cmd, rules_cmd, worker_cmd, simulate_cmd,
                    dept_cmd, timers_cmd, intake_cmd, connect_cmd, replay_cmd, webhooks_cmd,
-                   report_cmd, console_cmd):
+                   report_cmd, console_cmd, acl_cmd):
         module.register(commands)
     return parser
 

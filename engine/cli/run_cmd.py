@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import os
 import secrets
 import signal
 import subprocess
@@ -120,15 +121,37 @@ def add_demo_users(path: Path) -> list[tuple[str, str, str]]:
     return made
 
 
+def child_env(settings: Settings) -> dict[str, str]:
+    """The workers' environment: ours, with the Kafka client settings we run with (the
+    secure profile's admin credentials), whichever stack folder they were read from."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GRIDDISPATCH_KAFKA_")}
+    env.update({f"GRIDDISPATCH_KAFKA_{key.upper().replace('.', '_')}": value
+                for key, value in settings.kafka_extra})
+    return env
+
+
+def apply_acls(settings: Settings) -> None:
+    """The secure profile: the ACLs of the department registry (as ``acl apply``)."""
+    from engine.runtime import acl_admin
+
+    created, deleted = acl_admin.apply_plan(settings)
+    print(f"secure broker: {len(created)} ACL(s) created, {len(deleted)} deleted; the workers "
+          "run as admin (give departments credentials with 'griddispatch acl password')",
+          flush=True)
+
+
 def run_up(args: argparse.Namespace, settings: Settings) -> int:
     started = time.monotonic()
     stack = start_stack(args)
-    settings = settings.with_(kafka_bootstrap=stack.bootstrap, redis_url=stack.redis_url)
+    settings = settings.with_(kafka_bootstrap=stack.bootstrap, redis_url=stack.redis_url,
+                              kafka_extra=stack.kafka_security or None)
     children: list[tuple[WorkerSpec, subprocess.Popen[bytes]]] = []
     stop = threading.Event()
     try:
         if apply_topics(settings, verbose=False) != 0:
             return 1
+        if stack.kafka_security:
+            apply_acls(settings)
         rules_dir = keys = None
         api_key = ""
         if args.demo:
@@ -155,7 +178,8 @@ def run_up(args: argparse.Namespace, settings: Settings) -> int:
         for spec in specs:
             with (logs / f"{spec.name}.log").open("ab") as log:
                 children.append((spec, subprocess.Popen([*base, *spec.argv], stdout=log,
-                                                        stderr=subprocess.STDOUT)))
+                                                        stderr=subprocess.STDOUT,
+                                                        env=child_env(settings))))
         if args.prometheus:
             from engine.cli.stack import prometheus
 

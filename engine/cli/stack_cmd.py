@@ -42,6 +42,11 @@ def add_stack_options(parser: argparse.ArgumentParser) -> None:
                         help=f"Redis port (default {REDIS_PORT})")
     parser.add_argument("--mqtt-port", type=int, default=MQTT_PORT,
                         help=f"Mosquitto (MQTT) port (default {MQTT_PORT})")
+    parser.add_argument("--secure", action="store_true",
+                        help="run Kafka in the secure profile: SASL/SCRAM for every client, ACLs "
+                             "from the department registry; the admin's password is kept in "
+                             "<dir>/kafka/secrets.json (mode 0600) and used by every command "
+                             "run against this stack. Sticks to the broker's storage")
     parser.add_argument("--prometheus", action="store_true",
                         help="also run Prometheus (Debian's package) scraping the workers and "
                              "evaluating ops/prometheus/alerts.yml")
@@ -54,7 +59,7 @@ def start_stack(args: argparse.Namespace) -> LocalStack:
     ports = StackPorts(kafka=args.kafka_port, kafka_controller=args.kafka_port + 1,
                        redis=args.redis_port, mqtt=args.mqtt_port,
                        prometheus=args.prometheus_port)
-    statuses = stack.up(ports, with_prometheus=args.prometheus)
+    statuses = stack.up(ports, with_prometheus=args.prometheus, secure=args.secure)
     for status in statuses:
         print(describe(status))
     prometheus_log = f"  {stack.prometheus.log}" if args.prometheus else ""

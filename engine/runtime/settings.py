@@ -29,6 +29,23 @@ STACK_DIR = ".stack"
 PORTS_FILE = "ports.json"
 
 
+def stack_security(stack_dir: Path) -> tuple[tuple[str, str], ...]:
+    """The admin's SCRAM settings when the local stack's broker runs the secure profile
+    (``stack up --secure``), so that commands run against it need no extra setup."""
+    try:
+        data = json.loads((stack_dir / "kafka" / "secrets.json").read_text(encoding="utf-8"))
+        password = str(data["admin"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return ()
+    return scram_security("admin", password)
+
+
+def scram_security(user: str, password: str) -> tuple[tuple[str, str], ...]:
+    """librdkafka settings of a SCRAM-SHA-512 principal (``Settings.kafka_extra``)."""
+    return (("sasl.mechanism", "SCRAM-SHA-512"), ("sasl.password", password),
+            ("sasl.username", user), ("security.protocol", "SASL_PLAINTEXT"))
+
+
 def stack_ports(stack_dir: Path) -> dict[str, int]:
     """The ports the local stack in ``stack_dir`` was started on; empty without a readable
     ``ports.json`` (no stack was ever started there: the plain defaults apply)."""
@@ -72,8 +89,11 @@ class Settings:
             )
         )
         kafka, redis = env.get("KAFKA_BOOTSTRAP_SERVERS"), env.get("REDIS_URL")
+        stack_dir = Path(env.get("GRIDDISPATCH_STACK_DIR") or STACK_DIR)
+        if not kafka and not any(key == "security.protocol" for key, _ in extra):
+            extra = stack_security(stack_dir) or extra
         if not kafka or not redis:
-            ports = stack_ports(Path(env.get("GRIDDISPATCH_STACK_DIR") or STACK_DIR))
+            ports = stack_ports(stack_dir)
             if not kafka:
                 kafka = f"127.0.0.1:{ports['kafka']}" if "kafka" in ports else DEFAULT_KAFKA
             if not redis:

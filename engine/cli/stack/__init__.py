@@ -13,6 +13,7 @@ from pathlib import Path
 
 from engine.cli.stack import kafka_broker, mosquitto, process, prometheus, redis_server
 from engine.cli.stack.process import StackError
+from engine.runtime.settings import scram_security
 
 __all__ = ["LocalStack", "ServerStatus", "StackError"]
 
@@ -68,8 +69,14 @@ class LocalStack:
     def mqtt_url(self) -> str:
         return f"mqtt://127.0.0.1:{self.ports.mqtt}"
 
+    @property
+    def kafka_security(self) -> tuple[tuple[str, str], ...]:
+        """The admin's client settings when the broker runs the secure profile, else ()."""
+        saved = kafka_broker.saved_secrets(self.kafka)
+        return scram_security("admin", saved.admin) if saved else ()
+
     def up(self, ports: StackPorts, persistent_redis: bool = True,
-           with_prometheus: bool = False) -> list[ServerStatus]:
+           with_prometheus: bool = False, secure: bool = False) -> list[ServerStatus]:
         """Start whatever is not running yet; a server that already runs is kept as it is.
 
         Prometheus is optional (``with_prometheus``): it scrapes the workers' /metrics and
@@ -82,8 +89,9 @@ class LocalStack:
             running = ports
             self._ports_file.write_text(json.dumps(asdict(ports)) + "\n")
         servers: list[tuple[process.ServerFiles, Callable[[], object]]] = [
-            (self.kafka, lambda: kafka_broker.start(self.kafka, running.kafka,
-                                                    running.kafka_controller)),
+            (self.kafka, lambda: kafka_broker.start(
+                self.kafka, running.kafka, running.kafka_controller,
+                secure=kafka_broker.profile_secrets(self.kafka, secure))),
             (self.redis, lambda: redis_server.start(self.redis, running.redis,
                                                     persistent=persistent_redis)),
             (self.mqtt, lambda: mosquitto.start(self.mqtt, running.mqtt,
@@ -110,7 +118,8 @@ class LocalStack:
         mqtt_pid = process.read_pid(self.mqtt.pid_file)
         return [
             ServerStatus("kafka", ports.kafka, kafka_pid,
-                         kafka_pid is not None and kafka_broker.answers(ports.kafka)),
+                         kafka_pid is not None and kafka_broker.answers(
+                             ports.kafka, kafka_broker.saved_secrets(self.kafka))),
             ServerStatus("redis", ports.redis, redis_pid,
                          redis_pid is not None and redis_server.answers(ports.redis)),
             ServerStatus("mqtt", ports.mqtt, mqtt_pid,

@@ -8,15 +8,18 @@ cache folder and runs ``kafka.Kafka`` with plain ``java``.
 from __future__ import annotations
 
 import base64
+import json
 import os
+import secrets
 import shutil
 import subprocess
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 from engine.cli.stack import process
-from engine.runtime.settings import Settings
+from engine.runtime.settings import Settings, scram_security
 
 # Kafka 3.9.x is the last line that serves every old protocol version. Kafka 4.x removed
 # the pre-2.1 request versions (KIP-896); aiokafka (under faust-streaming) is tested in its
@@ -110,15 +113,94 @@ def log4j_file(files: process.ServerFiles) -> Path:
     return files.home / "log4j.properties"
 
 
-def server_properties(data_dir: Path, port: int, controller_port: int) -> str:
-    return f"""# Written by griddispatch stack: a single-node KRaft broker + controller.
-process.roles=broker,controller
-node.id=1
-listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}
+@dataclass(frozen=True)
+class Secrets:
+    """The secure profile's two passwords: the operator's ``admin`` (SCRAM, the super user
+    that applies topics and ACLs) and the controller's (PLAIN, on the controller listener
+    only: KRaft keeps SCRAM credentials in its metadata, which the controller listener must
+    reach first)."""
+
+    admin: str
+    controller: str
+
+    @classmethod
+    def generate(cls) -> Secrets:
+        return cls(secrets.token_urlsafe(18), secrets.token_urlsafe(18))
+
+    def admin_settings(self, bootstrap: str) -> Settings:
+        """Client settings of the admin principal."""
+        return Settings(kafka_bootstrap=bootstrap, kafka_extra=scram_security("admin",
+                                                                              self.admin))
+
+
+def secrets_file(layout: process.ServerFiles) -> Path:
+    return layout.home / "secrets.json"
+
+
+def saved_secrets(layout: process.ServerFiles) -> Secrets | None:
+    """The secure profile's passwords, if this broker was formatted in it."""
+    try:
+        data = json.loads(secrets_file(layout).read_text(encoding="utf-8"))
+        return Secrets(admin=str(data["admin"]), controller=str(data["controller"]))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def profile_secrets(layout: process.ServerFiles, secure: bool) -> Secrets | None:
+    """The passwords to start with: the saved ones (the profile sticks to the storage it was
+    formatted with), new ones for a new secure broker, or None for the plain profile."""
+    saved = saved_secrets(layout)
+    if saved is not None:
+        return saved
+    if not secure:
+        return None
+    if (layout.data / "meta.properties").exists():
+        raise process.StackError(
+            f"the broker in {layout.home} was formatted without the secure profile; stop the "
+            f"stack and remove {layout.home} to start it secure (its topics are lost)")
+    created = Secrets.generate()
+    layout.home.mkdir(parents=True, exist_ok=True)
+    path = secrets_file(layout)
+    path.touch(mode=0o600)
+    path.write_text(json.dumps({"admin": created.admin, "controller": created.controller}),
+                    encoding="utf-8")
+    return created
+
+
+def _listeners(port: int, controller_port: int, secure: Secrets | None) -> str:
+    if secure is None:
+        return f"""listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}
 advertised.listeners=PLAINTEXT://127.0.0.1:{port}
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT"""
+    scram = "org.apache.kafka.common.security.scram.ScramLoginModule"
+    plain = "org.apache.kafka.common.security.plain.PlainLoginModule"
+    return f"""# The secure profile: SCRAM-SHA-512 for every client, ACLs enforced.
+listeners=CLIENT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}
+advertised.listeners=CLIENT://127.0.0.1:{port}
+controller.listener.names=CONTROLLER
+inter.broker.listener.name=CLIENT
+listener.security.protocol.map=CLIENT:SASL_PLAINTEXT,CONTROLLER:SASL_PLAINTEXT
+listener.name.client.sasl.enabled.mechanisms=SCRAM-SHA-512
+listener.name.controller.sasl.enabled.mechanisms=PLAIN
+sasl.mechanism.inter.broker.protocol=SCRAM-SHA-512
+sasl.mechanism.controller.protocol=PLAIN
+listener.name.client.scram-sha-512.sasl.jaas.config={scram} required username="admin" \
+  password="{secure.admin}";
+listener.name.controller.plain.sasl.jaas.config={plain} required username="controller" \
+  password="{secure.controller}" user_controller="{secure.controller}";
+authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer
+super.users=User:admin;User:controller
+allow.everyone.if.no.acl.found=false"""
+
+
+def server_properties(data_dir: Path, port: int, controller_port: int,
+                      secure: Secrets | None = None) -> str:
+    return f"""# Written by griddispatch stack: a single-node KRaft broker + controller.
+process.roles=broker,controller
+node.id=1
+{_listeners(port, controller_port, secure)}
 controller.quorum.voters=1@127.0.0.1:{controller_port}
 log.dirs={data_dir}
 # One broker: internal topics cannot be replicated.
@@ -167,18 +249,24 @@ def cluster_id() -> str:
 
 
 def start(layout: process.ServerFiles, port: int, controller_port: int,
-          timeout: float = 90.0) -> int:
-    """Format storage (first time only), start the broker and wait until it answers."""
+          timeout: float = 90.0, secure: Secrets | None = None) -> int:
+    """Format storage (first time only), start the broker and wait until it answers.
+
+    ``secure``: the secure profile (SASL/SCRAM, ACLs); the admin's credentials are written
+    into the metadata when the storage is formatted, so it must be formatted with them."""
     process.require_free(port, "the Kafka broker", "--kafka-port")
     process.require_free(controller_port, "the Kafka controller", "--kafka-port")
     libs = ensure_jars()
     layout.home.mkdir(parents=True, exist_ok=True)
-    layout.config.write_text(server_properties(layout.data, port, controller_port))
+    layout.config.write_text(server_properties(layout.data, port, controller_port, secure))
+    layout.config.chmod(0o600)  # it holds the secure profile's passwords
     log4j_file(layout).write_text(LOG4J)
     if not (layout.data / "meta.properties").exists():
         result = subprocess.run(
             _java(libs, layout, "kafka.tools.StorageTool", "format", "-t", cluster_id(),
-                  "-c", str(layout.config)),
+                  "-c", str(layout.config),
+                  *(("--add-scram", f"SCRAM-SHA-512=[name=admin,password={secure.admin}]")
+                    if secure else ())),
             capture_output=True, text=True, check=False,
         )
         if result.returncode != 0:
@@ -186,7 +274,8 @@ def start(layout: process.ServerFiles, port: int, controller_port: int,
                                      + (result.stdout + result.stderr)[-3000:])
     proc = process.spawn(_java(libs, layout, "kafka.Kafka", str(layout.config)),
                          layout.log, layout.pid_file)
-    settings = Settings(kafka_bootstrap=f"127.0.0.1:{port}")
+    settings = secure.admin_settings(f"127.0.0.1:{port}") if secure \
+        else Settings(kafka_bootstrap=f"127.0.0.1:{port}")
 
     from engine.runtime.kafka import wait_for_broker
 
@@ -195,7 +284,9 @@ def start(layout: process.ServerFiles, port: int, controller_port: int,
     return proc.pid
 
 
-def answers(port: int) -> bool:
+def answers(port: int, secure: Secrets | None = None) -> bool:
     from engine.runtime.kafka import wait_for_broker
 
-    return wait_for_broker(Settings(kafka_bootstrap=f"127.0.0.1:{port}"), 2.0)
+    bootstrap = f"127.0.0.1:{port}"
+    settings = secure.admin_settings(bootstrap) if secure else Settings(kafka_bootstrap=bootstrap)
+    return wait_for_broker(settings, 2.0)

@@ -1,0 +1,123 @@
+"""The broker's side of ``engine.topics.acls``: read, create and delete ACLs, and store
+principals' SCRAM credentials (the broker keeps only salted hashes of the password)."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterable
+from typing import Any
+
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import (
+    AclBinding,
+    AclBindingFilter,
+    AclOperation,
+    AclPermissionType,
+    AdminClient,
+    ResourcePatternType,
+    ResourceType,
+    ScramCredentialInfo,
+    ScramMechanism,
+    UserScramCredentialUpsertion,
+)
+
+from engine.reference.departments import DepartmentRegistry
+from engine.runtime import kafka
+from engine.runtime.settings import Settings
+from engine.topics.acls import (
+    Acl,
+    Operation,
+    Pattern,
+    Resource,
+    changes,
+    desired_acls,
+    managed_principals,
+)
+
+_RESOURCES: dict[Resource, ResourceType] = {
+    "topic": ResourceType.TOPIC, "group": ResourceType.GROUP,
+    "transactional_id": ResourceType.TRANSACTIONAL_ID, "cluster": ResourceType.BROKER}
+_PATTERNS: dict[Pattern, ResourcePatternType] = {
+    "literal": ResourcePatternType.LITERAL, "prefixed": ResourcePatternType.PREFIXED}
+_OPERATIONS: dict[Operation, AclOperation] = {
+    "read": AclOperation.READ, "write": AclOperation.WRITE,
+    "describe": AclOperation.DESCRIBE, "idempotent_write": AclOperation.IDEMPOTENT_WRITE}
+TIMEOUT = 30.0
+SCRAM_ITERATIONS = 8192
+
+
+def binding(acl: Acl) -> AclBinding:
+    return AclBinding(_RESOURCES[acl.resource], acl.name, _PATTERNS[acl.pattern],
+                      f"User:{acl.principal}", "*", _OPERATIONS[acl.operation],
+                      AclPermissionType.ALLOW)
+
+
+def present_acls(admin: AdminClient) -> set[Acl]:
+    """Every ALLOW ACL on the broker that this module can express (others are ignored)."""
+    # None matches any name, principal and host (the stubs say str; the API takes None).
+    anything: Any = None
+    wanted = AclBindingFilter(ResourceType.ANY, anything, ResourcePatternType.ANY, anything,
+                              anything, AclOperation.ANY, AclPermissionType.ANY)
+    found = admin.describe_acls(wanted, request_timeout=TIMEOUT).result(timeout=TIMEOUT)
+    resources = {v: k for k, v in _RESOURCES.items()}
+    patterns = {v: k for k, v in _PATTERNS.items()}
+    operations = {v: k for k, v in _OPERATIONS.items()}
+    out = set()
+    for b in found:
+        if (b.permission_type != AclPermissionType.ALLOW or b.host != "*"
+                or not b.principal.startswith("User:") or b.restype not in resources
+                or b.resource_pattern_type not in patterns or b.operation not in operations):
+            continue
+        out.add(Acl(b.principal[len("User:"):], resources[b.restype], b.name,
+                    patterns[b.resource_pattern_type], operations[b.operation]))
+    return out
+
+
+def create(admin: AdminClient, acls: Iterable[Acl]) -> None:
+    bindings = [binding(a) for a in acls]
+    if bindings:
+        for future in admin.create_acls(bindings, request_timeout=TIMEOUT).values():
+            future.result(timeout=TIMEOUT)
+
+
+def delete(admin: AdminClient, acls: Iterable[Acl]) -> None:
+    filters = [AclBindingFilter(b.restype, b.name, b.resource_pattern_type, b.principal,
+                                b.host, b.operation, b.permission_type)
+               for b in map(binding, acls)]
+    if filters:
+        for future in admin.delete_acls(filters, request_timeout=TIMEOUT).values():
+            future.result(timeout=TIMEOUT)
+
+
+def set_password(admin: AdminClient, principal: str, password: str | None = None) -> str:
+    """Store SCRAM-SHA-512 credentials for ``principal``; returns the password (a new random
+    one unless given). The broker stores a salted hash, never the password."""
+    password = password or secrets.token_urlsafe(24)
+    upsert = UserScramCredentialUpsertion(
+        principal, ScramCredentialInfo(ScramMechanism.SCRAM_SHA_512, SCRAM_ITERATIONS),
+        password.encode())
+    try:
+        for future in admin.alter_user_scram_credentials([upsert],
+                                                         request_timeout=TIMEOUT).values():
+            future.result(timeout=TIMEOUT)
+    except KafkaException as exc:
+        raise KafkaException(f"storing credentials for {principal}: {exc}") from None
+    return password
+
+
+def plan(settings: Settings) -> tuple[list[Acl], list[Acl]]:
+    """(to create, to delete) for the broker to match the department registry of
+    ``settings.rules_dir`` (``engine.topics.acls``)."""
+    codes = [d.code for d in DepartmentRegistry.load(
+        settings.rules_dir / "reference" / "departments.yaml")]
+    return changes(desired_acls(codes, settings.topic_prefix),
+                   present_acls(kafka.admin_client(settings)), managed_principals(codes))
+
+
+def apply_plan(settings: Settings) -> tuple[list[Acl], list[Acl]]:
+    """Make the broker match the registry; returns what was created and deleted."""
+    to_create, to_delete = plan(settings)
+    admin = kafka.admin_client(settings)
+    create(admin, to_create)
+    delete(admin, to_delete)
+    return to_create, to_delete

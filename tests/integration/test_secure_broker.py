@@ -1,0 +1,245 @@
+"""The secure broker profile: SASL/SCRAM and ACLs generated from the department registry.
+
+A private broker in the secure profile (its own ports and folder). The admin applies the
+topics and ``acl apply``; each department then reads its own assignments through its own
+group and answers on ``assignments.status``, and is refused another department's topic,
+``cases`` (the reporter's personal data) and every write but its answers. The route worker
+runs as its own engine principal with the generated ACLs: a classified report reaches the
+lead department's topic.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from confluent_kafka import KafkaError, KafkaException, TopicPartition
+
+from engine.classify import classify_data
+from engine.cli.stack import kafka_broker, process
+from engine.contracts import Classified, to_json
+from engine.rules.load import load_rules
+from engine.runtime import acl_admin, kafka
+from engine.runtime.settings import Settings, scram_security
+from engine.topics.acls import Acl, changes, desired_acls, managed_principals
+from tests.integration.workers import REPO, apply_topics, running, wait_for
+
+pytestmark = pytest.mark.integration
+
+ZHZF, SCJG = "330110005.zhzf", "330110009.scjg"
+
+
+@pytest.fixture(scope="module")
+def secure(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Settings,
+                                                                      kafka_broker.Secrets]]:
+    home = tmp_path_factory.mktemp("secure-kafka")
+    layout = kafka_broker.layout(home)
+    secrets = kafka_broker.Secrets.generate()
+    port = process.free_port()
+    kafka_broker.start(layout, port, process.free_port(), secure=secrets)
+    try:
+        admin = secrets.admin_settings(f"127.0.0.1:{port}").with_(
+            topic_prefix=f"s{uuid.uuid4().hex[:6]}.")
+        apply_topics(admin)
+        yield admin, secrets
+    finally:
+        process.stop(layout.pid_file)
+
+
+def as_user(admin: Settings, user: str, password: str) -> Settings:
+    return Settings(kafka_bootstrap=admin.kafka_bootstrap, topic_prefix=admin.topic_prefix,
+                    kafka_extra=scram_security(user, password))
+
+
+def departments() -> list[str]:
+    return [d.code for d in load_rules(REPO / "rules", with_model=False).departments]
+
+
+def cli(admin: Settings, *argv: str) -> subprocess.CompletedProcess[str]:
+    env = {f"GRIDDISPATCH_KAFKA_{k.upper().replace('.', '_')}": v for k, v in admin.kafka_extra}
+    return subprocess.run(
+        [sys.executable, "-m", "engine", "--bootstrap", admin.kafka_bootstrap,
+         "--topic-prefix", admin.topic_prefix, *argv], cwd=REPO, capture_output=True,
+        text=True, timeout=120, env={**_environ(), **env}, check=False)
+
+
+def _environ() -> dict[str, str]:
+    import os
+
+    return {k: v for k, v in os.environ.items() if not k.startswith("GRIDDISPATCH_KAFKA_")}
+
+
+def read_one(settings: Settings, topic: str, group: str, subscribe: bool = True,
+             timeout: float = 20) -> bytes | KafkaError:
+    """The first record of ``topic`` through ``group`` (subscribed, or partition 0 assigned),
+    or the error met."""
+    consumer = kafka.consumer(settings, group)
+    try:
+        if subscribe:
+            consumer.subscribe([settings.topic(topic)])
+        else:
+            consumer.assign([TopicPartition(settings.topic(topic), 0)])
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            message = consumer.poll(0.5)
+            if message is None:
+                continue
+            if message.error() is not None:
+                if message.error().code() != KafkaError._PARTITION_EOF:
+                    return message.error()
+                continue
+            return message.value() or b""
+        raise AssertionError(f"nothing on {topic} in {timeout:.0f}s")
+    finally:
+        consumer.close()
+
+
+def write(settings: Settings, topic: str, value: bytes) -> KafkaError | None:
+    errors: list[KafkaError] = []
+    producer = kafka.producer(settings)
+    producer.produce(settings.topic(topic), value=value, key=b"k",
+                     on_delivery=lambda err, _msg: errors.append(err) if err else None)
+    producer.flush(30)
+    return errors[0] if errors else None
+
+
+def test_acl_diff_then_apply_makes_the_broker_match_the_registry(
+        secure: tuple[Settings, kafka_broker.Secrets]) -> None:
+    admin, _ = secure
+    before = cli(admin, "acl", "diff")
+    assert before.returncode == 1 and f"+ User:{ZHZF} read topic " \
+        f"{admin.topic_prefix}assignments.{ZHZF}" in before.stdout
+    applied = cli(admin, "acl", "apply")
+    assert applied.returncode == 0, applied.stderr
+    after = cli(admin, "acl", "diff")
+    assert after.returncode == 0 and "no changes" in after.stdout
+    # an ACL of a principal we manage that the registry does not grant is removed
+    acl_admin.create(kafka.admin_client(admin), [
+        Acl(ZHZF, "topic", f"{admin.topic_prefix}cases", "literal", "read")])
+    assert "- User:" in cli(admin, "acl", "diff").stdout
+    assert cli(admin, "acl", "apply").returncode == 0
+    codes = departments()
+    assert changes(desired_acls(codes, admin.topic_prefix),
+                   acl_admin.present_acls(kafka.admin_client(admin)),
+                   managed_principals(codes)) == ([], [])
+
+
+def test_a_department_reads_only_its_own_work_and_answers_on_status(
+        secure: tuple[Settings, kafka_broker.Secrets]) -> None:
+    admin, _ = secure
+    assert cli(admin, "acl", "apply").returncode == 0
+    made = cli(admin, "acl", "password", ZHZF)
+    assert made.returncode == 0, made.stderr
+    zhzf = as_user(admin, ZHZF, made.stdout.strip())
+    for topic in (f"assignments.{ZHZF}", f"assignments.{SCJG}", "cases"):
+        assert write(admin, topic, json.dumps({"topic": topic}).encode()) is None
+
+    own = read_one(zhzf, f"assignments.{ZHZF}", group=f"dept-{ZHZF}")
+    assert own == json.dumps({"topic": f"assignments.{ZHZF}"}).encode()
+    for refused in (f"assignments.{SCJG}", "cases"):  # even through its own group
+        error = read_one(zhzf, refused, f"dept-{ZHZF}", subscribe=False)
+        assert isinstance(error, KafkaError), refused
+        assert error.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED, (refused, error)
+    # its own topic through another group: refused too (the group is part of the grant)
+    other_group = read_one(zhzf, f"assignments.{ZHZF}", group="someone-elses-group")
+    assert isinstance(other_group, KafkaError)
+    assert other_group.code() == KafkaError.GROUP_AUTHORIZATION_FAILED
+
+    assert write(zhzf, "assignments.status", b'{"answer": 1}') is None
+    for refused in ("cases", f"assignments.{SCJG}", "incidents.reported"):
+        error = write(zhzf, refused, b"{}")
+        assert error is not None and error.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
+
+    wrong = as_user(admin, ZHZF, "not-the-password")
+    with pytest.raises(KafkaException):
+        kafka.admin_client(wrong).list_topics(timeout=10)
+
+
+def test_the_route_worker_runs_as_its_own_principal(
+        secure: tuple[Settings, kafka_broker.Secrets], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    admin, _ = secure
+    assert cli(admin, "acl", "apply").returncode == 0
+    made = cli(admin, "acl", "password", "griddispatch-route")
+    assert made.returncode == 0, made.stderr
+    route = as_user(admin, "griddispatch-route", made.stdout.strip())
+    for key, value in route.kafka_extra:
+        monkeypatch.setenv(f"GRIDDISPATCH_KAFKA_{key.upper().replace('.', '_')}", value)
+    ruleset = load_rules(REPO / "rules")
+    record = classify_data(ruleset, {
+        "channel": "hotline", "channel_id": f"SEC-{uuid.uuid4().hex[:6]}",
+        "reported_at": datetime.now(UTC).isoformat(), "description": "楼道里一股煤气味",
+        "address": "五常街道"}, datetime.now(UTC))
+    assert isinstance(record, Classified)
+    with running(route, "route", tmp_path / "route.log"):
+        producer = kafka.producer(admin)
+        producer.produce(admin.topic("incidents.classified"), to_json(record),
+                         record.division_chain[3][:9].encode())
+        assert producer.flush(30) == 0
+        wait_for(lambda: any(record.incident_id in case.get("incident_ids", [])
+                             for case in cases(admin)), 90,
+                 "the case the route worker wrote under its own principal")
+
+
+def cases(admin: Settings) -> list[dict[str, object]]:
+    """Every record on ``cases`` so far, read as the admin."""
+    consumer = kafka.consumer(admin, f"x-{uuid.uuid4().hex[:6]}", **{
+        "enable.partition.eof": True})
+    try:
+        topic = admin.topic("cases")
+        partitions = list(consumer.list_topics(topic, timeout=10).topics[topic].partitions)
+        consumer.assign([TopicPartition(topic, p) for p in partitions])
+        out, ended, deadline = [], 0, time.monotonic() + 10
+        while ended < len(partitions) and time.monotonic() < deadline:
+            message = consumer.poll(0.5)
+            if message is None:
+                continue
+            if message.error() is not None:
+                ended += message.error().code() == KafkaError._PARTITION_EOF
+                continue
+            out.append(json.loads(message.value() or b"null"))
+        return [c for c in out if isinstance(c, dict)]
+    finally:
+        consumer.close()
+
+
+def test_a_secure_stack_is_used_by_every_command_without_setup(tmp_path: Path) -> None:
+    """``stack up --secure``: the admin's password kept with the stack (0600) and read by
+    every command run against it; a client without credentials is refused; the profile
+    sticks to the storage (a restart without --secure is still secure)."""
+    from engine.cli.stack import LocalStack, StackPorts
+
+    home = tmp_path / "stack"
+    stack = LocalStack(home)
+    ports = StackPorts(kafka=process.free_port(), kafka_controller=process.free_port(),
+                       redis=process.free_port(), mqtt=process.free_port())
+    try:
+        assert all(s.answering for s in stack.up(ports, secure=True))
+        secrets = home / "kafka" / "secrets.json"
+        assert secrets.stat().st_mode & 0o777 == 0o600
+        env = {**_environ(), "GRIDDISPATCH_STACK_DIR": str(home)}
+        env.pop("KAFKA_BOOTSTRAP_SERVERS", None)
+
+        def griddispatch(*argv: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run([sys.executable, "-m", "engine", *argv], cwd=REPO, env=env,
+                                  capture_output=True, text=True, timeout=120, check=False)
+
+        assert griddispatch("topics", "apply").returncode == 0
+        assert griddispatch("acl", "diff").returncode == 1
+        assert griddispatch("acl", "apply").returncode == 0
+        assert griddispatch("acl", "diff").returncode == 0
+        plain = Settings(kafka_bootstrap=stack.bootstrap)
+        with pytest.raises(KafkaException):
+            kafka.admin_client(plain).list_topics(timeout=10)
+        stack.down()
+        assert all(s.answering for s in stack.up(ports))  # no --secure: still secure
+        assert griddispatch("acl", "diff").returncode == 0
+    finally:
+        stack.down()
