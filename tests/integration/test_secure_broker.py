@@ -157,6 +157,16 @@ def test_a_department_reads_only_its_own_work_and_answers_on_status(
         error = write(zhzf, refused, b"{}")
         assert error is not None and error.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
 
+    # the department's own CLI, with its own credentials
+    env = {**_environ(), **{f"GRIDDISPATCH_KAFKA_{k.upper().replace('.', '_')}": v
+                            for k, v in zhzf.kafka_extra}}
+    answered = subprocess.run(
+        [sys.executable, "-m", "engine", "--bootstrap", admin.kafka_bootstrap, "--topic-prefix",
+         admin.topic_prefix, "dept", "accept", "330110005-0123456789ab", "--dept", ZHZF,
+         "--no-wait"], cwd=REPO, env=env, capture_output=True, text=True, timeout=120,
+        check=False)
+    assert answered.returncode == 0, answered.stdout + answered.stderr
+
     wrong = as_user(admin, ZHZF, "not-the-password")
     with pytest.raises(KafkaException):
         kafka.admin_client(wrong).list_topics(timeout=10)
