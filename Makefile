@@ -15,9 +15,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test,dev]'
 	touch $(STAMP)
 
-## run: the whole engine (stack, topics, workers, intake) with a demo feed and live summary, until Ctrl-C
+## run: the whole engine (secure broker, topics, ACLs, workers, intake, console) with a demo feed and live summary, until Ctrl-C
 run: $(STAMP)
-	$(BIN)/griddispatch up --demo --prometheus
+	$(BIN)/griddispatch up --demo --prometheus --secure
 
 ## test: lint, the rule files' own checks, then unit + integration tests on real Kafka/Redis
 test: $(STAMP) lint

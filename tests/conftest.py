@@ -4,6 +4,11 @@ Order of preference for each service: the environment (KAFKA_BOOTSTRAP_SERVERS, 
 else testcontainers when a Docker engine answers, else the project's own local stack on free
 ports in a temporary folder, stopped at the end. Each test gets its own topic prefix, so
 tests never see each other's records.
+
+The project's own broker runs the secure profile (SASL/SCRAM, ACLs enforced), as ``make
+run`` does, and the tests act as its admin: the session's environment carries the admin's
+``GRIDDISPATCH_KAFKA_*`` settings, so every worker a test starts finds them.
+``GRIDDISPATCH_TEST_BROKER=plain`` runs the plain profile instead.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from engine.cli.stack import kafka_broker, process, redis_server
-from engine.runtime.settings import Settings
+from engine.runtime.settings import KAFKA_ENV, Settings, kafka_extra_env, kafka_extra_from_env
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -60,10 +65,18 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     layout = kafka_broker.layout(tmp_path_factory.mktemp("kafka"))
     port = process.free_port()
     controller = process.free_port()
-    kafka_broker.start(layout, port, controller)
+    secure = os.environ.get("GRIDDISPATCH_TEST_BROKER", "secure") != "plain"
+    secrets = kafka_broker.Secrets.generate() if secure else None
+    kafka_broker.start(layout, port, controller, secure=secrets)
+    admin = secrets.admin_settings("") if secrets else Settings()
+    saved = {k: v for k, v in os.environ.items() if k.startswith(KAFKA_ENV)}
+    os.environ.update(kafka_extra_env(admin.kafka_extra))
     try:
         yield f"127.0.0.1:{port}"
     finally:
+        for key in [k for k in os.environ if k.startswith(KAFKA_ENV)]:
+            del os.environ[key]
+        os.environ.update(saved)
         process.stop(layout.pid_file)
 
 
@@ -112,5 +125,7 @@ def topic_prefix() -> str:
 
 @pytest.fixture
 def kafka_settings(kafka_bootstrap: str, topic_prefix: str) -> Settings:
+    """The test broker as its admin (the session's ``GRIDDISPATCH_KAFKA_*``)."""
     return Settings(kafka_bootstrap=kafka_bootstrap, topic_prefix=topic_prefix,
-                    rules_dir=REPO / "rules", topics_dir=REPO / "topics")
+                    rules_dir=REPO / "rules", topics_dir=REPO / "topics",
+                    kafka_extra=kafka_extra_from_env(os.environ))

@@ -27,7 +27,7 @@ from engine.cli.options import Commands, command
 from engine.cli.stack import LocalStack
 from engine.cli.stack_cmd import add_stack_options, start_stack
 from engine.cli.topics_cmd import apply_topics
-from engine.runtime.settings import Settings
+from engine.runtime.settings import KAFKA_ENV, Settings, kafka_extra_env, scram_security
 
 SUMMARY_EVERY = 5.0
 
@@ -40,6 +40,7 @@ class WorkerSpec:
     argv: tuple[str, ...]
     metrics_port: int | None = None
     metrics_path: str = "/metrics"
+    principal: str = ""  # its broker principal in the secure profile (engine.topics.acls)
 
 
 def workers(base: int, intake_port: int, mqtt_url: str,
@@ -49,17 +50,21 @@ def workers(base: int, intake_port: int, mqtt_url: str,
     the console."""
     rules = ("--rules-dir", str(rules_dir)) if rules_dir else ()
     return (
-        WorkerSpec("classify", ("worker", "classify", *rules, "--metrics-port", str(base)), base),
+        WorkerSpec("classify", ("worker", "classify", *rules, "--metrics-port", str(base)), base,
+                   principal="griddispatch-classify"),
         WorkerSpec("route", ("worker", "route", *rules, "--metrics-port", str(base + 1)),
-                   base + 1),
+                   base + 1, principal="griddispatch-route"),
         WorkerSpec("timers", ("worker", "timers", *rules, "--metrics-port", str(base + 2)),
-                   base + 2),
+                   base + 2, principal="griddispatch-timers"),
         WorkerSpec("intake", ("intake", "--port", str(intake_port), *rules,
-                              *(("--keys", str(keys)) if keys else ())), intake_port),
+                              *(("--keys", str(keys)) if keys else ())), intake_port,
+                   principal="griddispatch-intake"),
         WorkerSpec("mqtt", ("connect", "mqtt", "--url", mqtt_url, *rules,
-                            "--metrics-port", str(base + 4)), base + 4),
+                            "--metrics-port", str(base + 4)), base + 4,
+                   principal="griddispatch-bridge"),
         WorkerSpec("console", ("console", "--port", str(console_port), *rules,
-                               *(("--users", str(users)) if users else ())), console_port),
+                               *(("--users", str(users)) if users else ())), console_port,
+                   principal="griddispatch-console"),
     )
 
 
@@ -124,10 +129,20 @@ def add_demo_users(path: Path) -> list[tuple[str, str, str]]:
 def child_env(settings: Settings) -> dict[str, str]:
     """The workers' environment: ours, with the Kafka client settings we run with (the
     secure profile's admin credentials), whichever stack folder they were read from."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GRIDDISPATCH_KAFKA_")}
-    env.update({f"GRIDDISPATCH_KAFKA_{key.upper().replace('.', '_')}": value
-                for key, value in settings.kafka_extra})
+    env = {k: v for k, v in os.environ.items() if not k.startswith(KAFKA_ENV)}
+    env.update(kafka_extra_env(settings.kafka_extra))
     return env
+
+
+def as_principal(admin: Settings, spec: WorkerSpec, secure: bool) -> Settings:
+    """The settings a child runs with: in the secure profile, its own principal with a
+    fresh password (stored hashed on the broker; the child gets it in its environment)."""
+    if not secure or not spec.principal:
+        return admin
+    from engine.runtime import acl_admin, kafka
+
+    password = acl_admin.set_password(kafka.admin_client(admin), spec.principal)
+    return admin.with_(kafka_extra=scram_security(spec.principal, password))
 
 
 def apply_acls(settings: Settings) -> None:
@@ -135,22 +150,24 @@ def apply_acls(settings: Settings) -> None:
     from engine.runtime import acl_admin
 
     created, deleted = acl_admin.apply_plan(settings)
-    print(f"secure broker: {len(created)} ACL(s) created, {len(deleted)} deleted; the workers "
-          "run as admin (give departments credentials with 'griddispatch acl password')",
-          flush=True)
+    print(f"secure broker: {len(created)} ACL(s) created, {len(deleted)} deleted; each process "
+          "runs as its own principal (give departments credentials with 'griddispatch acl "
+          "password')", flush=True)
 
 
 def run_up(args: argparse.Namespace, settings: Settings) -> int:
     started = time.monotonic()
     stack = start_stack(args)
+    # Our own stack: its security, whatever GRIDDISPATCH_KAFKA_* says about another cluster.
     settings = settings.with_(kafka_bootstrap=stack.bootstrap, redis_url=stack.redis_url,
-                              kafka_extra=stack.kafka_security or None)
+                              kafka_extra=stack.kafka_security)
     children: list[tuple[WorkerSpec, subprocess.Popen[bytes]]] = []
     stop = threading.Event()
     try:
         if apply_topics(settings, verbose=False) != 0:
             return 1
-        if stack.kafka_security:
+        secure = bool(stack.kafka_security)
+        if secure:
             apply_acls(settings)
         rules_dir = keys = None
         api_key = ""
@@ -177,9 +194,9 @@ def run_up(args: argparse.Namespace, settings: Settings) -> int:
         logs.mkdir(exist_ok=True)
         for spec in specs:
             with (logs / f"{spec.name}.log").open("ab") as log:
-                children.append((spec, subprocess.Popen([*base, *spec.argv], stdout=log,
-                                                        stderr=subprocess.STDOUT,
-                                                        env=child_env(settings))))
+                children.append((spec, subprocess.Popen(
+                    [*base, *spec.argv], stdout=log, stderr=subprocess.STDOUT,
+                    env=child_env(as_principal(settings, spec, secure)))))
         if args.prometheus:
             from engine.cli.stack import prometheus
 

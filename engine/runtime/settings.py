@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -27,6 +28,20 @@ STACK_DIR = ".stack"
 # "mqtt": port, …}. Read here by name rather than through LocalStack: the runtime layer may not
 # import the CLI's.
 PORTS_FILE = "ports.json"
+
+
+KAFKA_ENV = "GRIDDISPATCH_KAFKA_"
+
+
+def kafka_extra_from_env(env: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
+    """``GRIDDISPATCH_KAFKA_SASL_USERNAME=x`` → ``("sasl.username", "x")``, sorted."""
+    return tuple(sorted((key[len(KAFKA_ENV):].lower().replace("_", "."), value)
+                        for key, value in env.items() if key.startswith(KAFKA_ENV)))
+
+
+def kafka_extra_env(extra: Iterable[tuple[str, str]]) -> dict[str, str]:
+    """The inverse: the variables that give a child process these client settings."""
+    return {KAFKA_ENV + key.upper().replace(".", "_"): value for key, value in extra}
 
 
 def stack_security(stack_dir: Path) -> tuple[tuple[str, str], ...]:
@@ -81,13 +96,7 @@ class Settings:
         Redis likewise with ``$REDIS_URL``. An empty variable counts as unset.
         """
         env = dict(os.environ if env is None else env)
-        extra = tuple(
-            sorted(
-                (key[len("GRIDDISPATCH_KAFKA_"):].lower().replace("_", "."), value)
-                for key, value in env.items()
-                if key.startswith("GRIDDISPATCH_KAFKA_")
-            )
-        )
+        extra = kafka_extra_from_env(env)
         kafka, redis = env.get("KAFKA_BOOTSTRAP_SERVERS"), env.get("REDIS_URL")
         stack_dir = Path(env.get("GRIDDISPATCH_STACK_DIR") or STACK_DIR)
         if not kafka and not any(key == "security.protocol" for key, _ in extra):

@@ -1,6 +1,7 @@
-"""``make run`` (``griddispatch up --demo --prometheus``) from start to a clean stop.
+"""``make run`` (``griddispatch up --demo --prometheus --secure``) from start to a clean stop.
 
-The whole engine on its own free ports and stack folder: within three minutes the demo must
+The whole engine on its own free ports and stack folder, under the secure broker profile
+(each process as its own principal, only what the ACLs allow): within three minutes the demo must
 have produced assignments and escalations that the workers' own metrics show, every
 ``/metrics`` must answer, and SIGTERM must stop every process it started.
 """
@@ -37,7 +38,8 @@ def test_up_demo_shows_assignments_and_escalations_then_stops_cleanly(tmp_path: 
     home = tmp_path / "stack"
     metrics_base, intake, kafka = free_block(5), free_port(), free_block(2)
     prometheus, console = free_port(), free_port()
-    argv = [sys.executable, "-m", "engine", "up", "--demo", "--prometheus", "--dir", str(home),
+    argv = [sys.executable, "-m", "engine", "up", "--demo", "--prometheus", "--secure",
+            "--dir", str(home),
             "--kafka-port", str(kafka), "--redis-port", str(free_port()),
             "--mqtt-port", str(free_port()), "--prometheus-port", str(prometheus),
             "--metrics-base", str(metrics_base), "--intake-port", str(intake),
@@ -65,6 +67,9 @@ def test_up_demo_shows_assignments_and_escalations_then_stops_cleanly(tmp_path: 
         wait_for(lambda: _up_targets(prometheus) == {1.0: 6}, 60, "Prometheus scraping")
         screen = out.read_text()
         assert "escalations" in screen and "assigned" in screen
+        assert "each process runs as its own principal" in screen
+        logs = "".join(p.read_text(errors="replace") for p in (home / "logs").glob("*.log"))
+        assert "AUTHORIZATION" not in logs.upper(), "a process was refused by the ACLs"
         # the console and its demo users, one per role, with the passwords to sign in
         assert f"http://127.0.0.1:{console}/" in screen
         for user in ("county", "wuchang", "zhzf", "viewer"):

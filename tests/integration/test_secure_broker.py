@@ -27,7 +27,7 @@ from engine.cli.stack import kafka_broker, process
 from engine.contracts import Classified, to_json
 from engine.rules.load import load_rules
 from engine.runtime import acl_admin, kafka
-from engine.runtime.settings import Settings, scram_security
+from engine.runtime.settings import KAFKA_ENV, Settings, kafka_extra_env, scram_security
 from engine.topics.acls import Acl, changes, desired_acls, managed_principals
 from tests.integration.workers import REPO, apply_topics, running, wait_for
 
@@ -63,7 +63,7 @@ def departments() -> list[str]:
 
 
 def cli(admin: Settings, *argv: str) -> subprocess.CompletedProcess[str]:
-    env = {f"GRIDDISPATCH_KAFKA_{k.upper().replace('.', '_')}": v for k, v in admin.kafka_extra}
+    env = kafka_extra_env(admin.kafka_extra)
     return subprocess.run(
         [sys.executable, "-m", "engine", "--bootstrap", admin.kafka_bootstrap,
          "--topic-prefix", admin.topic_prefix, *argv], cwd=REPO, capture_output=True,
@@ -73,7 +73,7 @@ def cli(admin: Settings, *argv: str) -> subprocess.CompletedProcess[str]:
 def _environ() -> dict[str, str]:
     import os
 
-    return {k: v for k, v in os.environ.items() if not k.startswith("GRIDDISPATCH_KAFKA_")}
+    return {k: v for k, v in os.environ.items() if not k.startswith(KAFKA_ENV)}
 
 
 def read_one(settings: Settings, topic: str, group: str, subscribe: bool = True,
@@ -158,8 +158,7 @@ def test_a_department_reads_only_its_own_work_and_answers_on_status(
         assert error is not None and error.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
 
     # the department's own CLI, with its own credentials
-    env = {**_environ(), **{f"GRIDDISPATCH_KAFKA_{k.upper().replace('.', '_')}": v
-                            for k, v in zhzf.kafka_extra}}
+    env = {**_environ(), **kafka_extra_env(zhzf.kafka_extra)}
     answered = subprocess.run(
         [sys.executable, "-m", "engine", "--bootstrap", admin.kafka_bootstrap, "--topic-prefix",
          admin.topic_prefix, "dept", "accept", "330110005-0123456789ab", "--dept", ZHZF,
@@ -180,8 +179,8 @@ def test_the_route_worker_runs_as_its_own_principal(
     made = cli(admin, "acl", "password", "griddispatch-route")
     assert made.returncode == 0, made.stderr
     route = as_user(admin, "griddispatch-route", made.stdout.strip())
-    for key, value in route.kafka_extra:
-        monkeypatch.setenv(f"GRIDDISPATCH_KAFKA_{key.upper().replace('.', '_')}", value)
+    for key, value in kafka_extra_env(route.kafka_extra).items():
+        monkeypatch.setenv(key, value)
     ruleset = load_rules(REPO / "rules")
     record = classify_data(ruleset, {
         "channel": "hotline", "channel_id": f"SEC-{uuid.uuid4().hex[:6]}",

@@ -103,3 +103,19 @@ def test_the_global_help_says_where_the_default_comes_from(
     assert "default: $REDIS_URL, else the port 'up' chose" in text
 
 
+
+
+def test_a_secure_stack_lends_its_admin_credentials_unless_told_otherwise(
+        tmp_path: Path) -> None:
+    stack = write_ports(tmp_path / "stack")
+    (stack / "kafka").mkdir()
+    (stack / "kafka" / "secrets.json").write_text('{"admin": "pw", "controller": "c"}')
+    env = {"GRIDDISPATCH_STACK_DIR": str(stack)}
+    assert dict(Settings.from_env(env).kafka_extra) == {
+        "security.protocol": "SASL_PLAINTEXT", "sasl.mechanism": "SCRAM-SHA-512",
+        "sasl.username": "admin", "sasl.password": "pw"}
+    # credentials of one's own win; another cluster's bootstrap takes none of the stack's
+    mine = {**env, "GRIDDISPATCH_KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT",
+            "GRIDDISPATCH_KAFKA_SASL_USERNAME": "330110005.zhzf"}
+    assert dict(Settings.from_env(mine).kafka_extra)["sasl.username"] == "330110005.zhzf"
+    assert Settings.from_env({**env, "KAFKA_BOOTSTRAP_SERVERS": "k:9092"}).kafka_extra == ()
