@@ -7,7 +7,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test unit bench fuzz lint clean
+.PHONY: run test unit bench fuzz test-faults lint clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,12 @@ unit: $(STAMP)
 ## bench: benchmarks under tests/bench (figures go to bench-results/)
 bench: $(STAMP)
 	$(BIN)/python -m tests.bench
+
+## test-faults: the chaos suite for FAULTS_SECONDS of load (make test runs it for 60 s)
+FAULTS_SECONDS ?= 300
+test-faults: $(STAMP)
+	GRIDDISPATCH_FAULTS_SECONDS=$(FAULTS_SECONDS) $(BIN)/python -m pytest -p no:cacheprovider \
+		-s tests/integration/test_faults.py
 
 ## fuzz: every input surface fuzzed with FUZZ_EXAMPLES examples per test (CI runs 300)
 FUZZ_EXAMPLES ?= 5000
