@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from functools import cache
 from pathlib import Path
@@ -109,19 +110,27 @@ def convert_api(item: Any) -> IntakeReport:
     return IntakeReport.model_validate(item)
 
 
-def accepted_or_refused(convert: Any, item: Any) -> None:
+def converted(convert: Callable[[], IntakeReport],
+              refused_as: str = "refused") -> IntakeReport | None:
+    """The report, or None when refused with the field and the reason (nothing else)."""
     try:
-        report = convert(item)
+        report = convert()
     except AdapterError as exc:
         assert exc.field and exc.reason
-        event("refused")
-        return
     except ValidationError as exc:
         assert exc.errors()[0]["msg"]
-        event("refused")
+    else:
+        assert isinstance(report, IntakeReport)
+        event("accepted")
+        return report
+    event(refused_as)
+    return None
+
+
+def accepted_or_refused(convert: Any, item: Any) -> None:
+    report = converted(lambda: convert(item))
+    if report is None:
         return
-    assert isinstance(report, IntakeReport)
-    event("accepted")
     # Accepted at the door: the classify stage then classifies, triages or rejects it.
     outcome = classify_data(ruleset(), report.model_dump(mode="json", by_alias=True), NOW)
     assert outcome is not None
@@ -219,18 +228,9 @@ def devices() -> DeviceRegistry:
                  mutated(ALARM).map(lambda d: json.dumps(d, ensure_ascii=False).encode())))
 def test_mqtt_alarms_become_reports_or_dead_letters_with_the_field(device: str,
                                                                    raw: bytes) -> None:
-    try:
-        report = alarm_to_report(device, raw, devices())
-    except AdapterError as exc:  # dead-lettered with the field and the reason
-        assert exc.field and exc.reason
-        event("dead-lettered")
-        return
-    except ValidationError as exc:
-        assert exc.errors()[0]["msg"]
-        event("dead-lettered")
-        return
-    assert report.channel == "sensor"
-    event("accepted")
+    # refused: dead-lettered with the field and the reason
+    report = converted(lambda: alarm_to_report(device, raw, devices()), "dead-lettered")
+    assert report is None or report.channel == "sensor"
 
 
 # --- department status updates ---------------------------------------------------------------
