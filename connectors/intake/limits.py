@@ -20,6 +20,8 @@ from typing import Any
 import redis
 import redis.asyncio as aioredis
 
+from engine.runtime import metrics
+
 WINDOW_SECONDS = 60
 
 log = logging.getLogger("griddispatch.intake")
@@ -50,6 +52,7 @@ class RateLimiter:
             pipe.expire(key, self.window * 2)
             used, _ = await pipe.execute()
         except redis.RedisError as exc:
+            metrics.REDIS_ERRORS.labels("rate_limit").inc()
             log.warning("rate limit not checked, Redis unavailable: %s", exc)
             return
         if int(used) > limit:

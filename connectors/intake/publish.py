@@ -35,6 +35,7 @@ from typing import Any
 import redis
 
 from engine.contracts import SCHEMA_INCIDENT, IntakeReport, to_json
+from engine.runtime import metrics
 from engine.runtime.producer import AckedProducer
 from engine.runtime.settings import Settings
 
@@ -71,6 +72,7 @@ class IntakePublisher:
         try:
             value = self.redis.get(seen_key(incident_id, self.settings.topic_prefix))
         except redis.RedisError as exc:
+            metrics.REDIS_ERRORS.labels("dedup_check").inc()
             log.warning("Redis unreachable, cannot check %s for a duplicate: %s", incident_id,
                         exc)
             return None
@@ -87,6 +89,7 @@ class IntakePublisher:
                 return accepted_at
             return self._seen(incident_id) or accepted_at
         except redis.RedisError as exc:
+            metrics.REDIS_ERRORS.labels("dedup_mark").inc()
             log.warning("Redis unreachable, %s is on the broker but not marked seen: %s",
                         incident_id, exc)
             return accepted_at

@@ -31,7 +31,7 @@ import redis.asyncio as aioredis
 from confluent_kafka import KafkaError
 
 from connectors.intake.requests_view import Projection, project
-from engine.runtime import kafka
+from engine.runtime import kafka, metrics
 from engine.runtime.settings import Settings
 
 REQUEST_TTL_SECONDS = 400 * 24 * 3600
@@ -187,6 +187,7 @@ class ReadModelFeed:
                             self.write(projections)
                         break
                     except redis.RedisError as exc:  # keep the batch; offsets stay put
+                        metrics.REDIS_ERRORS.labels("read_model").inc()
                         log.warning("read model: Redis unavailable, retrying: %s", exc)
                         self.stop.wait(1.0)
                 else:

@@ -130,6 +130,7 @@ class Intake:
                                     for r, s in zip(reports, done, strict=True)
                                     if not s.duplicate])
         except redis.RedisError as exc:  # the feed from incidents.reported fills it in later
+            metrics.REDIS_ERRORS.labels("request_view").inc()
             log.warning("request view not written yet (Redis): %s", exc)
         return done
 

@@ -241,6 +241,13 @@ INTAKE_SECONDS = Histogram(
 
 # --- connectors (MQTT sensors, department Kafka bridges, replay) and webhooks -------------------
 
+REDIS_ERRORS = Counter(
+    "griddispatch_redis_errors",
+    "Redis calls that failed (unreachable, refused), by what they were for (rate_limit, "
+    "dedup_check, dedup_mark, request_view, read_model); the intake went on without them: "
+    "duplicates are not caught and rate limits not applied meanwhile.",
+    ["what"],
+)
 CONNECTOR_MESSAGES = Counter(
     "griddispatch_connector_messages",
     "Messages a bridge took from its source, by connector (mqtt, kafka, replay) and result "
@@ -303,7 +310,7 @@ OWNED: dict[str, tuple[MetricWrapperBase, ...]] = {
     "timers": (SLA_ESCALATIONS, TIMER_FIRES, TIMER_LATENESS, TIMERS_PENDING, TIMERS_REPAIRED,
                SLA_CASES, SLA_BREACHED_CASES, DEPARTMENT_INFO, *RULES, *CALENDAR,
                WORKER_ERRORS, CONSUMER_LAG),
-    "intake": (INTAKE_REQUESTS, INTAKE_SECONDS, DEAD_LETTERS),
+    "intake": (INTAKE_REQUESTS, INTAKE_SECONDS, DEAD_LETTERS, REDIS_ERRORS),
     "bridge": (CONNECTOR_MESSAGES, CONNECTOR_CONNECTED, DEAD_LETTERS, WORKER_ERRORS),
     "webhooks": (WEBHOOK_DELIVERIES, DEAD_LETTERS, WORKER_ERRORS),
     "console": (CONSOLE_ACTIONS, CONSOLE_TRIAGE_WAITING, CONSOLE_LOGINS),

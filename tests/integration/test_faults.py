@@ -50,7 +50,8 @@ from engine.runtime.settings import KAFKA_ENV, Settings
 from tests.integration.workers import REPO, apply_topics, stop, wait_for
 from tests.unit.rules_copy import rules_with_county_sla
 
-pytestmark = pytest.mark.integration
+# Minutes of load and recovery: beyond the suite's 5-minute default per test.
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 
 SECONDS = float(os.environ.get("GRIDDISPATCH_FAULTS_SECONDS", "60"))
 RATE = 8.0  # requests per second offered

@@ -35,6 +35,7 @@ from engine.sla.timer_decisions import escalation_for, status_update_for
 
 log = logging.getLogger("griddispatch.timers")
 GROUP = "griddispatch-timers"
+RELOAD_POLL_SECONDS = 2.0
 WORKER = "timers"
 CASES, ESCALATIONS, STATUS = "cases", "escalations", "assignments.status"
 BATCH, POLL_SECONDS = 500, 0.2
@@ -58,13 +59,19 @@ class TimerWorker:
         # The first audit soon after start: it also feeds the open and breached case gauges
         # that the breach alert divides, which would otherwise have no series for minutes.
         next_audit = time.monotonic() + min(self.audit_every, 30.0)
-        next_count = time.monotonic()
+        next_count = next_reload = time.monotonic()
         try:
             while not self.stopping:
                 if not self.store.is_built():
                     self._rebuild()
                 self._mirror(self.consumer.consume(BATCH, POLL_SECONDS))
                 self._fire()
+                if time.monotonic() >= next_reload:
+                    # The calendar gauge, the department names and the escalations' recipient
+                    # names come from the rules: an entered holiday notice must show without a
+                    # restart (it did not: the alert stayed until the worker was restarted).
+                    self.holder.maybe_reload()
+                    next_reload = time.monotonic() + RELOAD_POLL_SECONDS
                 if time.monotonic() >= next_count:
                     metrics.TIMERS_PENDING.set(self.store.pending())
                     next_count = time.monotonic() + COUNT_EVERY_SECONDS
