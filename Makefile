@@ -33,7 +33,7 @@ unit: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m tests.bench
 
-## test-faults: the chaos suite for FAULTS_SECONDS of load (make test runs it for 60 s)
+## test-faults: the chaos suite for FAULTS_SECONDS of load (make test runs it for 30 s)
 FAULTS_SECONDS ?= 300
 test-faults: $(STAMP)
 	GRIDDISPATCH_FAULTS_SECONDS=$(FAULTS_SECONDS) $(BIN)/python -m pytest -p no:cacheprovider \

@@ -13,7 +13,7 @@ invalid rules edit (reverted after a while). At the end, once the engine has dra
   reported; after deduplication by id, doubled is 0 by construction;
 * every request the client retried ended accepted.
 
-``GRIDDISPATCH_FAULTS_SECONDS`` sets the load's length (``make test`` 60; ``make
+``GRIDDISPATCH_FAULTS_SECONDS`` sets the load's length (``make test`` 30; ``make
 test-faults`` 300); the figures are printed and kept in the README. Not covered here: a
 3-broker cluster losing one broker (the stack runs one), the bridges and webhooks workers.
 """
@@ -53,7 +53,7 @@ from tests.unit.rules_copy import rules_with_county_sla
 # Minutes of load and recovery: beyond the suite's 5-minute default per test.
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 
-SECONDS = float(os.environ.get("GRIDDISPATCH_FAULTS_SECONDS", "60"))
+SECONDS = float(os.environ.get("GRIDDISPATCH_FAULTS_SECONDS", "30"))
 RATE = 8.0  # requests per second offered
 FAULT_EVERY = 6.0
 KEY = uuid.uuid4().hex
