@@ -252,3 +252,32 @@ def test_a_secure_stack_is_used_by_every_command_without_setup(tmp_path: Path) -
         assert griddispatch("acl", "diff").returncode == 0
     finally:
         stack.down()
+
+
+def test_the_webhooks_worker_delivers_as_its_own_principal(
+        secure: tuple[Settings, kafka_broker.Secrets], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The webhooks worker's grant: it reads the departments' topics through its groups and
+    delivers, and no ACL refuses it."""
+    from tests.integration.connector_helpers import Receiver
+
+    admin, _ = secure
+    assert cli(admin, "acl", "apply").returncode == 0
+    made = cli(admin, "acl", "password", "griddispatch-webhooks")
+    assert made.returncode == 0, made.stderr
+    webhooks = as_user(admin, "griddispatch-webhooks", made.stdout.strip())
+    for key, value in kafka_extra_env(webhooks.kafka_extra).items():
+        monkeypatch.setenv(key, value)
+    body = json.dumps({"schema": "griddispatch.assignment/1", "department": ZHZF,
+                       "case_id": f"330110005-{uuid.uuid4().hex[:12]}"}).encode()
+    assert write(admin, f"escalations.{ZHZF}", body) is None
+    secret = "webhook-secure-secret-0123456789"
+    with Receiver(secret.encode()) as receiver:
+        config = tmp_path / "webhooks.yaml"
+        config.write_text(f'departments:\n  {ZHZF}: {{url: "{receiver.url}/zhzf", '
+                          f'secret: "{secret}"}}\n', encoding="utf-8")
+        log = tmp_path / "webhooks.log"
+        with running(webhooks, "webhooks", log, "--config", str(config)):
+            wait_for(lambda: body in receiver.effects.values(), 60,
+                     "the escalation delivered under the webhooks principal")
+        assert "AUTHORIZATION" not in log.read_text(errors="replace").upper()
