@@ -34,15 +34,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from engine.cases.records import StatusUpdate
-from engine.cli.stack import kafka_broker, process, prometheus, redis_server
+from engine.cli.stack import process, prometheus
 from engine.contracts import to_json
 from engine.reference.grid_shapes import inner_point
 from engine.rules.load import load_rules
 from engine.runtime import kafka
 from engine.runtime.settings import KAFKA_ENV, Settings
+from tests.integration.test_faults import Servers, read_all
+from tests.integration.test_prometheus_stack import every_second
 from tests.integration.workers import REPO, apply_topics, stop, wait_for
 from tests.unit.rules_copy import rules_with_county_sla
 
@@ -113,18 +114,9 @@ class Running:
 
 
 def test_each_alert_fires_on_its_fault_and_clears_after_recovery(tmp_path: Path) -> None:
-    home = tmp_path / "servers"
-    broker = kafka_broker.layout(home / "kafka")
-    kafka_port, controller = process.free_port(), process.free_port()
-    kafka_broker.start(broker, kafka_port, controller)
-    redis_layout = redis_server.layout(home)
-    redis_port = process.free_port()
-    redis_server.start(redis_layout, redis_port, persistent=False)
+    servers = Servers(tmp_path / "servers")
     rules = rules_with_county_sla(tmp_path, POLICY)
-    settings = Settings(kafka_bootstrap=f"127.0.0.1:{kafka_port}",
-                        redis_url=f"redis://127.0.0.1:{redis_port}/0",
-                        topic_prefix=f"a{uuid.uuid4().hex[:6]}.", rules_dir=rules,
-                        topics_dir=REPO / "topics")
+    settings = servers.settings(rules)
     apply_topics(settings)
     ruleset = load_rules(rules)  # the classifier trained (or cached) before workers start
     # places far apart, so that reports open cases of their own instead of merging
@@ -141,18 +133,9 @@ def test_each_alert_fires_on_its_fault_and_clears_after_recovery(tmp_path: Path)
             engine.start(kind)
         source = tmp_path / "alerts.yml"
         source.write_text(compressed(ALERTS.read_text(encoding="utf-8")), encoding="utf-8")
-        config = yaml.safe_load((prometheus.OPS_DIR / "prometheus.yml")
-                                .read_text(encoding="utf-8"))
-        config["global"].update(scrape_interval="1s", evaluation_interval="1s",
-                                scrape_timeout="1s")
-        config["rule_files"] = [str(source)]
-        config["scrape_configs"] = [
-            {"job_name": f"griddispatch-{kind}",
-             "static_configs": [{"targets": [f"127.0.0.1:{port}"]}]}
-            for kind, port in engine.ports.items()]
-        prom_config = tmp_path / "prometheus.yml"
-        prom_config.write_text(yaml.safe_dump(config), encoding="utf-8")
-        prometheus.start(layout, prom_port, source=prom_config)
+        prometheus.start(layout, prom_port, source=every_second(
+            tmp_path, source, {f"griddispatch-{kind}": port
+                               for kind, port in engine.ports.items()}))
 
         def alerts(state: str = "firing") -> set[str]:
             url = f"http://127.0.0.1:{prom_port}/api/v1/alerts"
@@ -197,9 +180,7 @@ def test_each_alert_fires_on_its_fault_and_clears_after_recovery(tmp_path: Path)
 
         # Redis stopped: the intake's calls fail; started again: cleared
         fires_then_clears("GriddispatchRedisUnavailable",
-                          lambda: process.stop(redis_layout.pid_file),
-                          lambda: redis_server.start(redis_layout, redis_port,
-                                                     persistent=False))
+                          servers.stop_redis, servers.start_redis)
 
         # nobody accepts (5 s limits): SlaBreachRateHigh; the load stopped and every open case
         # accepted: cleared
@@ -220,17 +201,14 @@ def test_each_alert_fires_on_its_fault_and_clears_after_recovery(tmp_path: Path)
         threading.Thread(target=_offer, args=(engine.ports["intake"], stop_load, places),
                          daemon=True).start()
         fires_then_clears("GriddispatchIntakeUnavailable",
-                          lambda: process.stop(broker.pid_file, timeout=30),
-                          lambda: kafka_broker.start(broker, kafka_port, controller),
-                          within=120)
+                          servers.stop_broker, servers.start_broker, within=120)
 
     finally:
         stop_load.set()
         for kind, proc in engine.procs.items():
             stop(proc, logs / f"{kind}.log")
         process.stop(layout.pid_file)
-        process.stop(redis_layout.pid_file)
-        process.stop(broker.pid_file)
+        servers.stop()
 
 
 def _query(port: int, query: str) -> list[Any]:
@@ -283,8 +261,6 @@ def _burst(settings: Settings, count: int) -> None:
 def _accept_all(settings: Settings) -> None:
     """Every open case accepted by its lead (the route worker re-plans, the timers audit
     sees no breach)."""
-    from tests.integration.test_faults import read_all
-
     latest: dict[str, dict[str, Any]] = {}
     for _, case in read_all(settings, [settings.topic("cases")]):
         latest[str(case["case_id"])] = case

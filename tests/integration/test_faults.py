@@ -68,6 +68,41 @@ POLICY = "sla:\n" + "".join(f"""  {name}:
 """ for name in ("default", "urgent", "market", "enforcement", "services", "mediation"))
 
 
+class Servers:
+    """A private broker and Redis, which a test may stop and start again."""
+
+    def __init__(self, home: Path) -> None:
+        self.broker = kafka_broker.layout(home / "kafka")
+        self.kafka_port, self.controller = process.free_port(), process.free_port()
+        self.redis = redis_server.layout(home)
+        self.redis_port = process.free_port()
+        self.start_broker()
+        self.start_redis()
+
+    def start_broker(self) -> None:
+        kafka_broker.start(self.broker, self.kafka_port, self.controller)
+
+    def stop_broker(self) -> None:
+        process.stop(self.broker.pid_file, timeout=30)
+
+    def start_redis(self) -> None:
+        redis_server.start(self.redis, self.redis_port, persistent=False)
+
+    def stop_redis(self) -> None:
+        process.stop(self.redis.pid_file)
+
+    def settings(self, rules: Path) -> Settings:
+        """Settings for them, with a topic prefix of their own and ``rules``."""
+        return Settings(kafka_bootstrap=f"127.0.0.1:{self.kafka_port}",
+                        redis_url=f"redis://127.0.0.1:{self.redis_port}/0",
+                        topic_prefix=f"f{uuid.uuid4().hex[:6]}.", rules_dir=rules,
+                        topics_dir=REPO / "topics")
+
+    def stop(self) -> None:
+        self.stop_redis()
+        process.stop(self.broker.pid_file)
+
+
 class Engine:
     """The engine's processes, each restartable; what the faults did, counted."""
 
@@ -228,18 +263,9 @@ def faults(engine: Engine, stack: dict[str, Callable[[], None]], until: float) -
 
 
 def test_nothing_is_lost_or_doubled_under_faults(tmp_path: Path) -> None:
-    home = tmp_path / "servers"
-    broker = kafka_broker.layout(home / "kafka")
-    kafka_port, controller = process.free_port(), process.free_port()
-    kafka_broker.start(broker, kafka_port, controller)
-    redis_layout = redis_server.layout(home)
-    redis_port = process.free_port()
-    redis_server.start(redis_layout, redis_port, persistent=False)
+    servers = Servers(tmp_path / "servers")
     rules = rules_with_county_sla(tmp_path, POLICY)
-    settings = Settings(kafka_bootstrap=f"127.0.0.1:{kafka_port}",
-                        redis_url=f"redis://127.0.0.1:{redis_port}/0",
-                        topic_prefix=f"c{uuid.uuid4().hex[:6]}.", rules_dir=rules,
-                        topics_dir=REPO / "topics")
+    settings = servers.settings(rules)
     apply_topics(settings)
     ruleset = load_rules(rules)
     places = [inner_point(g) for g in list(ruleset.jurisdiction.grids.values())[::7]
@@ -251,13 +277,13 @@ def test_nothing_is_lost_or_doubled_under_faults(tmp_path: Path) -> None:
     layer = rules / "layers" / "330110-yuhang.yaml"
 
     def restart_broker() -> None:
-        process.stop(broker.pid_file, timeout=30)
-        kafka_broker.start(broker, kafka_port, controller)
+        servers.stop_broker()
+        servers.start_broker()
         engine.faults["broker restart"] += 1
 
     def restart_redis() -> None:
-        process.stop(redis_layout.pid_file)
-        redis_server.start(redis_layout, redis_port, persistent=False)
+        servers.stop_redis()
+        servers.start_redis()
         engine.faults["redis stopped, started empty"] += 1
 
     def invalid_rules_edit() -> None:
@@ -319,8 +345,7 @@ def test_nothing_is_lost_or_doubled_under_faults(tmp_path: Path) -> None:
         assert client.retried == 0 or client.retried_then_accepted > 0
     finally:
         engine.stop_all()
-        process.stop(redis_layout.pid_file)
-        process.stop(broker.pid_file)
+        servers.stop()
 
 
 def _ready(port: int) -> bool:

@@ -39,6 +39,20 @@ def api(port: int, path: str, **params: str) -> Any:
     return body["data"]
 
 
+def every_second(folder: Path, rules: Path, jobs: dict[str, int]) -> Path:
+    """A Prometheus config: ``rules``, and each job's port on loopback scraped and the rules
+    evaluated every second."""
+    config = yaml.safe_load((prometheus.OPS_DIR / "prometheus.yml").read_text(encoding="utf-8"))
+    config["global"].update(scrape_interval="1s", evaluation_interval="1s", scrape_timeout="1s")
+    config["rule_files"] = [str(rules)]
+    config["scrape_configs"] = [
+        {"job_name": job, "static_configs": [{"targets": [f"127.0.0.1:{target}"]}]}
+        for job, target in jobs.items()]
+    source = folder / "prometheus.yml"
+    source.write_text(yaml.safe_dump(config), encoding="utf-8")
+    return source
+
+
 def alert_names() -> set[str]:
     groups = yaml.safe_load(ALERTS.read_text(encoding="utf-8"))["groups"]
     return {rule["alert"] for group in groups for rule in group["rules"]}
@@ -136,17 +150,7 @@ def test_a_healthy_engine_under_load_fires_no_alert(
             wait_for(lambda: scrape(intake_port) is not None, 60, "the intake's /metrics")
             jobs = {"griddispatch-classify": cport, "griddispatch-route": rport,
                     "griddispatch-timers": tport, "griddispatch-intake": intake_port}
-            config = yaml.safe_load((prometheus.OPS_DIR / "prometheus.yml")
-                                    .read_text(encoding="utf-8"))
-            config["global"].update(scrape_interval="1s", evaluation_interval="1s",
-                                    scrape_timeout="1s")
-            config["rule_files"] = [str(ALERTS)]
-            config["scrape_configs"] = [
-                {"job_name": job, "static_configs": [{"targets": [f"127.0.0.1:{target}"]}]}
-                for job, target in jobs.items()]
-            source = tmp_path / "prometheus.yml"
-            source.write_text(yaml.safe_dump(config), encoding="utf-8")
-            prometheus.start(layout, port, source=source)
+            prometheus.start(layout, port, source=every_second(tmp_path, ALERTS, jobs))
 
             def value(query: str) -> list[dict[str, Any]]:
                 return list(api(port, "query", query=query)["result"])

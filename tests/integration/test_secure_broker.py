@@ -58,6 +58,18 @@ def as_user(admin: Settings, user: str, password: str) -> Settings:
                     kafka_extra=scram_security(user, password))
 
 
+def principal(admin: Settings, name: str, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    """The ACLs applied, ``name`` given a fresh password, and the processes this test starts
+    set to run as it."""
+    assert cli(admin, "acl", "apply").returncode == 0
+    made = cli(admin, "acl", "password", name)
+    assert made.returncode == 0, made.stderr
+    settings = as_user(admin, name, made.stdout.strip())
+    for key, value in kafka_extra_env(settings.kafka_extra).items():
+        monkeypatch.setenv(key, value)
+    return settings
+
+
 def departments() -> list[str]:
     return [d.code for d in load_rules(REPO / "rules", with_model=False).departments]
 
@@ -175,12 +187,7 @@ def test_the_route_worker_runs_as_its_own_principal(
         secure: tuple[Settings, kafka_broker.Secrets], tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:
     admin, _ = secure
-    assert cli(admin, "acl", "apply").returncode == 0
-    made = cli(admin, "acl", "password", "griddispatch-route")
-    assert made.returncode == 0, made.stderr
-    route = as_user(admin, "griddispatch-route", made.stdout.strip())
-    for key, value in kafka_extra_env(route.kafka_extra).items():
-        monkeypatch.setenv(key, value)
+    route = principal(admin, "griddispatch-route", monkeypatch)
     ruleset = load_rules(REPO / "rules")
     record = classify_data(ruleset, {
         "channel": "hotline", "channel_id": f"SEC-{uuid.uuid4().hex[:6]}",
@@ -262,12 +269,7 @@ def test_the_webhooks_worker_delivers_as_its_own_principal(
     from tests.integration.connector_helpers import Receiver
 
     admin, _ = secure
-    assert cli(admin, "acl", "apply").returncode == 0
-    made = cli(admin, "acl", "password", "griddispatch-webhooks")
-    assert made.returncode == 0, made.stderr
-    webhooks = as_user(admin, "griddispatch-webhooks", made.stdout.strip())
-    for key, value in kafka_extra_env(webhooks.kafka_extra).items():
-        monkeypatch.setenv(key, value)
+    webhooks = principal(admin, "griddispatch-webhooks", monkeypatch)
     body = json.dumps({"schema": "griddispatch.assignment/1", "department": ZHZF,
                        "case_id": f"330110005-{uuid.uuid4().hex[:12]}"}).encode()
     assert write(admin, f"escalations.{ZHZF}", body) is None
