@@ -22,12 +22,16 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from engine.cli.options import Commands, command
 from engine.cli.stack import LocalStack
 from engine.cli.stack_cmd import add_stack_options, start_stack
 from engine.cli.topics_cmd import apply_topics
 from engine.runtime.settings import KAFKA_ENV, Settings, kafka_extra_env, scram_security
+
+if TYPE_CHECKING:
+    from confluent_kafka.admin import AdminClient
 
 SUMMARY_EVERY = 5.0
 
@@ -134,14 +138,15 @@ def child_env(settings: Settings) -> dict[str, str]:
     return env
 
 
-def as_principal(admin: Settings, spec: WorkerSpec, secure: bool) -> Settings:
-    """The settings a child runs with: in the secure profile, its own principal with a
-    fresh password (stored hashed on the broker; the child gets it in its environment)."""
-    if not secure or not spec.principal:
+def as_principal(admin: Settings, spec: WorkerSpec, client: AdminClient | None) -> Settings:
+    """The settings a child runs with: in the secure profile (``client``, the admin's), its
+    own principal with a fresh password (stored hashed on the broker; the child gets it in
+    its environment)."""
+    if client is None or not spec.principal:
         return admin
-    from engine.runtime import acl_admin, kafka
+    from engine.runtime import acl_admin
 
-    password = acl_admin.set_password(kafka.admin_client(admin), spec.principal)
+    password = acl_admin.set_password(client, spec.principal)
     return admin.with_(kafka_extra=scram_security(spec.principal, password))
 
 
@@ -166,9 +171,12 @@ def run_up(args: argparse.Namespace, settings: Settings) -> int:
     try:
         if apply_topics(settings, verbose=False) != 0:
             return 1
-        secure = bool(stack.kafka_security)
-        if secure:
+        admin_client = None
+        if stack.kafka_security:
             apply_acls(settings)
+            from engine.runtime import kafka
+
+            admin_client = kafka.admin_client(settings)  # one, for every child's password
         rules_dir = keys = None
         api_key = ""
         if args.demo:
@@ -196,7 +204,7 @@ def run_up(args: argparse.Namespace, settings: Settings) -> int:
             with (logs / f"{spec.name}.log").open("ab") as log:
                 children.append((spec, subprocess.Popen(
                     [*base, *spec.argv], stdout=log, stderr=subprocess.STDOUT,
-                    env=child_env(as_principal(settings, spec, secure)))))
+                    env=child_env(as_principal(settings, spec, admin_client)))))
         if args.prometheus:
             from engine.cli.stack import prometheus
 

@@ -105,19 +105,20 @@ def set_password(admin: AdminClient, principal: str, password: str | None = None
     return password
 
 
-def plan(settings: Settings) -> tuple[list[Acl], list[Acl]]:
+def plan(settings: Settings, admin: AdminClient | None = None) -> tuple[list[Acl], list[Acl]]:
     """(to create, to delete) for the broker to match the department registry of
     ``settings.rules_dir`` (``engine.topics.acls``)."""
     codes = [d.code for d in DepartmentRegistry.load(
         settings.rules_dir / "reference" / "departments.yaml")]
     return changes(desired_acls(codes, settings.topic_prefix),
-                   present_acls(kafka.admin_client(settings)), managed_principals(codes))
+                   present_acls(admin or kafka.admin_client(settings)),
+                   managed_principals(codes))
 
 
 def apply_plan(settings: Settings) -> tuple[list[Acl], list[Acl]]:
     """Make the broker match the registry; returns what was created and deleted."""
-    to_create, to_delete = plan(settings)
     admin = kafka.admin_client(settings)
+    to_create, to_delete = plan(settings, admin)
     create(admin, to_create)
     delete(admin, to_delete)
     return to_create, to_delete
