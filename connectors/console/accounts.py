@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import re
-import tempfile
 import unicodedata
 from dataclasses import dataclass, replace
 from functools import cache
@@ -26,6 +25,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 
 from engine.console.access import ROLES, Role
 from engine.reference.departments import DEPARTMENT_CODE
+from engine.runtime.private_file import write_private
 from engine.yamlfile import FileProblem, FileProblems, LoadedYaml, load_yaml
 
 USERNAME = re.compile(r"^[a-z0-9][a-z0-9._-]{1,31}$")
@@ -173,22 +173,6 @@ def users_path(option: Path | None = None, env: dict[str, str] | None = None) ->
         return option
     value = (os.environ if env is None else env).get(USERS_ENV)
     return Path(value) if value else DEFAULT_USERS_FILE
-
-
-def write_private(path: Path, data: bytes) -> None:
-    """Replace ``path`` with ``data`` atomically, mode 0600 from the first byte (mkstemp
-    creates it so), creating its folder; the rename keeps readers off a half-written file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
 
 
 class UsersFile:

@@ -12,10 +12,10 @@ from aiohttp import web
 
 from connectors.console.accounts import User
 from connectors.console.feed import ConsoleFeed
+from connectors.console.senders import Senders
 from connectors.console.sessions import Session, Sessions
 from engine.console.access import Operator
 from engine.rules import RuleSet
-from engine.runtime.producer import AckedProducer
 from engine.runtime.settings import Settings
 
 HERE = Path(__file__).parent
@@ -29,7 +29,7 @@ class Console:
     settings: Settings
     ruleset: RuleSet
     feed: ConsoleFeed
-    producer: AckedProducer | None
+    senders: Senders | None  # None: started read-only
     users: Path
     sessions: Sessions
     templates: jinja2.Environment

@@ -50,10 +50,12 @@ def now() -> datetime:
 
 
 async def _send(console: Console, topic: str, key: str, record: BaseModel,
-                schema: str) -> None:
-    if console.producer is None:
+                schema: str, as_department: str | None = None) -> None:
+    """Send as the console, or as ``as_department`` (its own principal on a secure broker)."""
+    if console.senders is None:
         raise KafkaUnavailable("this console was started read-only")
-    producer = console.producer
+    producer = console.senders.own if as_department is None else \
+        console.senders.for_department(as_department)
     await asyncio.get_running_loop().run_in_executor(
         None, lambda: producer.send(console.settings.topic(topic), key, to_json(record),
                                     headers=[("schema", schema.encode())]))
@@ -173,7 +175,8 @@ async def case_action(request: web.Request) -> web.Response:
             raise web.HTTPForbidden(text=exc.message) from None
         raise _back(f"/cases/{case_id}", error=f"{exc.field}: {exc.message}") from None
     try:
-        await _send(console, "assignments.status", case.partition_key, update, SCHEMA_STATUS)
+        await _send(console, "assignments.status", case.partition_key, update, SCHEMA_STATUS,
+                    update.department if operator.role == "department" else None)
     except KafkaUnavailable as exc:
         metrics.CONSOLE_ACTIONS.labels(action, "failed").inc()
         raise web.HTTPServiceUnavailable(text=f"Kafka 未确认，请稍后重试：{exc}") from None

@@ -14,7 +14,7 @@ import argparse
 import asyncio
 import logging
 import signal
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 
 from aiohttp import web
@@ -34,9 +34,10 @@ from connectors.console.context import (
     templates,
 )
 from connectors.console.feed import ConsoleFeed
+from connectors.console.senders import Senders
 from connectors.console.sessions import Sessions, load_or_create_secret, secret_path
 from engine.rules.load import load_rules
-from engine.runtime import metrics
+from engine.runtime import department_credentials, metrics
 from engine.runtime.producer import AckedProducer
 from engine.runtime.settings import Settings
 
@@ -125,12 +126,14 @@ def create_app(console: Console) -> web.Application:
     return app
 
 
-def build(settings: Settings, users: Path, *, publish: bool = True) -> Console:
+def build(settings: Settings, users: Path, *, publish: bool = True,
+          department_passwords: Mapping[str, str] | None = None) -> Console:
     """The console for these settings, its feed not yet started."""
     ruleset = load_rules(settings.rules_dir, with_model=False)
     sessions = Sessions(load_or_create_secret(secret_path(users)))
-    producer = AckedProducer(settings) if publish else None
-    return Console(settings, ruleset, ConsoleFeed(settings), producer, users, sessions,
+    senders = Senders(settings, AckedProducer(settings), department_passwords or {}) \
+        if publish else None
+    return Console(settings, ruleset, ConsoleFeed(settings), senders, users, sessions,
                    templates())
 
 
@@ -147,7 +150,10 @@ def serve(args: argparse.Namespace, settings: Settings) -> int:
     if getattr(args, "rules_dir", None):
         settings = settings.with_(rules_dir=args.rules_dir)
     users = users_path(getattr(args, "users", None))
-    console = build(settings, users)
+    credentials = department_credentials.credentials_path(
+        getattr(args, "department_credentials", None))
+    passwords = department_credentials.load(credentials) if credentials else {}
+    console = build(settings, users, department_passwords=passwords)
     host, port = args.host, args.port
 
     async def main() -> None:
@@ -160,8 +166,8 @@ def serve(args: argparse.Namespace, settings: Settings) -> int:
         await stop.wait()
         await runner.cleanup()
         console.feed.stop()
-        if console.producer is not None:
-            console.producer.close()
+        if console.senders is not None:
+            console.senders.close()
 
     asyncio.run(main())
     return 0

@@ -24,7 +24,7 @@ from typing import Any
 
 from itsdangerous import BadData, Signer, URLSafeTimedSerializer
 
-from connectors.console.accounts import write_private
+from engine.runtime.private_file import write_private
 from engine.yamlfile import FileProblem, FileProblems
 
 SECRET_BYTES = 32

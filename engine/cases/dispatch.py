@@ -32,6 +32,7 @@ from engine.cases.records import (
     RejectReason,
     StatusRejected,
     StatusUpdate,
+    StatusVerdict,
 )
 from engine.contracts import Classified
 from engine.routing.decide import RouteDecision, route
@@ -39,6 +40,7 @@ from engine.rules import RuleSet
 from engine.sla.plan import replan
 
 STATUS_REJECTED_TOPIC = "assignments.status.rejected"
+VERDICTS_TOPIC = "verdicts.{department}"
 
 
 @dataclass(frozen=True)
@@ -114,13 +116,40 @@ def _reject(raw: str, reason: RejectReason, detail: str, case_id: str | None,
                                           rejected)])
 
 
+def _answered(ruleset: RuleSet, update: StatusUpdate, step: StepResult,
+              now: datetime) -> StepResult:
+    """``step`` with its verdict for the sender's own topic (none for an unknown sender: it
+    has no topic, and ``assignments.status.rejected`` keeps the update)."""
+    if update.department not in ruleset.departments:
+        return step
+    if step.outcome == "rejected":
+        refused = step.outputs[0].value
+        assert isinstance(refused, StatusRejected)
+        verdict = StatusVerdict(case_id=update.case_id, department=update.department,
+                                action=update.action, at=update.at, outcome="refused",
+                                reason=refused.reason, detail=refused.detail, decided_at=now)
+    else:
+        assert step.case is not None
+        verdict = StatusVerdict(case_id=update.case_id, department=update.department,
+                                action=update.action, at=update.at, outcome="applied",
+                                state=step.case.state, lead=step.case.lead, decided_at=now)
+    topic = VERDICTS_TOPIC.format(department=update.department)
+    return replace(step, outputs=[*step.outputs, Output(topic, update.case_id, verdict)])
+
+
 def on_status(ruleset: RuleSet, store: CaseStore, raw: bytes, now: datetime) -> StepResult:
-    """Apply a department's status update; bad ones become StatusRejected records."""
+    """Apply a department's status update; bad ones become StatusRejected records. Either
+    way the sender gets a verdict on its own topic."""
     text = raw.decode("utf-8", errors="replace")
     try:
         update = StatusUpdate.model_validate(json.loads(text))
     except (ValueError, ValidationError) as exc:
         return _reject(text, "malformed", f"not a status update: {str(exc)[:300]}", None, now)
+    return _answered(ruleset, update, _apply(ruleset, store, update, text, now), now)
+
+
+def _apply(ruleset: RuleSet, store: CaseStore, update: StatusUpdate, text: str,
+           now: datetime) -> StepResult:
     case = store.get(update.case_id.split("-", 1)[0], update.case_id)
     if case is None:
         return _reject(text, "unknown_case", f"no live case {update.case_id}", update.case_id,

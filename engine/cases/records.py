@@ -194,3 +194,27 @@ class StatusRejected(_Wire):
     case_id: str | None = None
     raw: str
     received_at: datetime
+
+
+class StatusVerdict(_Wire):
+    """The route worker's answer to one status update, on the sender's own ``verdicts.<dept>``.
+
+    A department may read only its own topics (``engine/topics/acls.py``): not ``cases``, which
+    carries every reporter's name and phone, nor ``assignments.status.rejected``, which holds
+    every department's refusals. This record is how it learns what became of its update.
+    ``action`` and ``at`` are the update's own, so a client finds the answer to the very update
+    it sent.
+    """
+
+    schema_: Literal["griddispatch.status-verdict/1"] = Field(
+        default="griddispatch.status-verdict/1", alias="schema")
+    case_id: str
+    department: str
+    action: StatusAction
+    at: datetime = Field(description="the update's own time: which update this answers")
+    outcome: Literal["applied", "refused"]
+    state: CaseState | None = Field(default=None, description="the case's state, once applied")
+    lead: str | None = Field(default=None, description="the case's lead, once applied")
+    reason: RejectReason | None = Field(default=None, description="why it was refused")
+    detail: str = ""
+    decided_at: datetime

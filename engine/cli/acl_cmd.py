@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from engine.cli.options import Commands, add_rules_dir, command, group
 from engine.runtime import acl_admin, kafka
@@ -17,8 +18,13 @@ def register(commands: Commands) -> None:
     for name, handler in (("acl diff", acl_diff), ("acl apply", acl_apply)):
         add_rules_dir(command(verbs, name, handler))
     password = command(verbs, "acl password", acl_password)
-    password.add_argument("principal", help="a department code (330110005.zhzf) or an engine "
-                                            f"principal ({', '.join(sorted(ENGINE))})")
+    who = password.add_mutually_exclusive_group(required=True)
+    who.add_argument("principal", nargs="?",
+                     help="a department code (330110005.zhzf) or an engine principal "
+                          f"({', '.join(sorted(ENGINE))})")
+    who.add_argument("--departments", type=Path, metavar="FILE",
+                     help="new passwords for every department of the registry, written to "
+                          "FILE (mode 0600) for 'console --department-credentials'")
     password.add_argument("--stdin", action="store_true",
                           help="read the password from standard input instead of generating "
                                "one")
@@ -48,6 +54,15 @@ def acl_password(args: argparse.Namespace, settings: Settings) -> int:
 
     settings = settings.with_(rules_dir=args.rules_dir)
     registry = DepartmentRegistry.load(settings.rules_dir / "reference" / "departments.yaml")
+    if args.departments is not None:
+        from engine.runtime import department_credentials
+
+        passwords = acl_admin.set_passwords(kafka.admin_client(settings),
+                                            [d.code for d in registry])
+        department_credentials.save(args.departments, passwords)
+        print(f"credentials of {len(passwords)} departments stored (SCRAM-SHA-512); their "
+              f"passwords are in {args.departments}", file=sys.stderr)
+        return 0
     if args.principal not in ENGINE and args.principal not in registry:
         print(f"error: {args.principal} is neither a department in departments.yaml nor an "
               f"engine principal ({', '.join(sorted(ENGINE))})", file=sys.stderr)

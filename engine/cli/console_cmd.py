@@ -46,6 +46,11 @@ def register(commands: Commands) -> None:
     console.add_argument("--port", type=_port, default=DEFAULT_PORT,
                          help=f"port to listen on (default {DEFAULT_PORT})")
     console.add_argument("--users", type=Path, metavar="FILE", help=USERS_HELP)
+    console.add_argument("--department-credentials", type=Path, metavar="FILE",
+                         help="the departments' broker passwords ('acl password --departments "
+                              "FILE'; default $GRIDDISPATCH_DEPARTMENT_CREDENTIALS): on a secure "
+                              "broker a department's answer goes out as the department's own "
+                              "principal, and is refused without its password")
     add_rules_dir(console)
     verbs = console.add_subparsers(dest="console_verb", metavar="VERB", required=False)
     user = group(verbs, "console user", dest="user_verb")

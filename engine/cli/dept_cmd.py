@@ -10,12 +10,12 @@ shown: a restarted watch continues where the last one stopped, and the first wat
 department starts at the beginning of the topic, so nothing dispatched before it is missed.
 
 An answer (``accept``, ``return``…) waits for the route worker's verdict: the worker may
-refuse it (an illegal transition, a department not on the case), and says so only on
-``assignments.status.rejected``; a client that printed "sent" and exited 0 would leave the
-officer believing a case was accepted that was not. Success is the case's new record on
-``cases`` carrying the event the update made; refusal is a ``StatusRejected`` whose ``raw`` is
-the update. ``--no-wait`` keeps fire-and-forget for scripts that follow those topics
-themselves.
+refuse it (an illegal transition, a department not on the case); a client that printed
+"sent" and exited 0 would leave the officer believing a case was accepted that was not. The
+worker answers every update of a known department on that department's own
+``verdicts.<code>`` (applied, with the case's new state and lead, or refused, with the
+reason), the only answer the broker's ACLs let a department read. ``--no-wait`` keeps
+fire-and-forget for scripts that follow that topic themselves.
 """
 
 from __future__ import annotations
@@ -28,7 +28,6 @@ import re
 import sys
 import time
 import unicodedata
-import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -37,8 +36,8 @@ from typing import Any
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, TopicPartition
 from pydantic import ValidationError
 
-from engine.cases.dispatch import STATUS_REJECTED_TOPIC
-from engine.cases.records import Assignment, CaseEvent, StatusAction, StatusUpdate
+from engine.cases.dispatch import VERDICTS_TOPIC
+from engine.cases.records import Assignment, StatusAction, StatusUpdate
 from engine.cli.options import Commands, add_rules_dir, command, group
 from engine.contracts import to_json
 from engine.reference.departments import DepartmentRegistry
@@ -49,7 +48,6 @@ from engine.runtime.settings import Settings
 LOCAL = timezone(timedelta(hours=8), "CST")
 CASE_ID = re.compile(r"^\d{6}(\d{3})?-[0-9a-f]{12}$")
 STATUS_TOPIC = "assignments.status"
-CASES_TOPIC = "cases"
 # Exit codes of the answering verbs, beside 1 (a failure) and 2 (bad usage) as everywhere.
 EXIT_REFUSED = 2  # the route worker refused the update: like bad usage, sending it again fails
 EXIT_NO_ANSWER = 3  # sent, but no verdict in time: it may still apply, or the worker is down
@@ -362,53 +360,30 @@ class Refused:
 Verdict = Applied | Refused
 
 
-def _same_event(update: StatusUpdate, event: CaseEvent) -> bool:
-    return (event.at, event.action, event.department) == (update.at, update.action,
-                                                          update.department)
+def verdict_in(update: StatusUpdate, value: bytes | None) -> Verdict | None:
+    """``value`` (a record of ``verdicts.<dept>``) when it answers ``update``: same case,
+    department, action and time (the time makes it this very update, not an earlier one of
+    the same officer).
 
-
-def applied_in(update: StatusUpdate, value: bytes | None) -> Applied | None:
-    """``value`` (a record of ``cases``) when its history holds the event ``update`` made.
-
-    Read as plain JSON, each history entry as a ``CaseEvent``: a route worker newer than
-    this client may add fields to the case record, and must not turn a success into a
-    timeout. A ``returned`` update is applied when the rerouted case (``returned`` then
-    ``reassigned``) is written: that record holds the event too.
+    Read as plain JSON: a route worker newer than this client may add fields to the verdict,
+    and must not turn an answer into a timeout.
     """
     try:
-        case = json.loads(value) if value is not None else None
+        verdict = json.loads(value) if value is not None else None
     except ValueError:
         return None
-    if not isinstance(case, dict) or case.get("case_id") != update.case_id:
+    if not isinstance(verdict, dict):
         return None
-    for item in case.get("history") or []:
-        try:
-            event = CaseEvent.model_validate(item)
-        except ValidationError:
-            continue
-        if _same_event(update, event):
-            return Applied(str(case.get("state")), str(case.get("lead")))
-    return None
-
-
-def refused_in(update: StatusUpdate, value: bytes | None) -> Refused | None:
-    """``value`` (a record of ``assignments.status.rejected``) when its ``raw`` is ``update``:
-    same case, department, action and time (the time makes it this very update, not an
-    earlier one of the same officer)."""
     try:
-        rejected = json.loads(value) if value is not None else None
+        at = datetime.fromisoformat(str(verdict.get("at")))
     except ValueError:
         return None
-    if not isinstance(rejected, dict) or not isinstance(rejected.get("raw"), str):
-        return None
-    try:
-        sent = StatusUpdate.model_validate_json(rejected["raw"])
-    except ValidationError:  # garbage someone else sent: "malformed", not ours
-        return None
-    if (sent.case_id, sent.department, sent.action, sent.at) != (
+    if (verdict.get("case_id"), verdict.get("department"), verdict.get("action"), at) != (
             update.case_id, update.department, update.action, update.at):
         return None
-    return Refused(str(rejected.get("reason")), str(rejected.get("detail", "")))
+    if verdict.get("outcome") == "applied":
+        return Applied(str(verdict.get("state")), str(verdict.get("lead")))
+    return Refused(str(verdict.get("reason")), str(verdict.get("detail", "")))
 
 
 def describe_verdict(update: StatusUpdate, verdict: Verdict | None, waited: float) -> str:
@@ -424,23 +399,22 @@ def describe_verdict(update: StatusUpdate, verdict: Verdict | None, waited: floa
 
 
 class VerdictReader:
-    """Reads ``cases`` and ``assignments.status.rejected`` from their ends of *before* the
-    update is sent, so the verdict cannot slip past unseen, however fast the worker is.
+    """Reads the department's own ``verdicts.<dept>`` from its end of *before* the update is
+    sent, so the verdict cannot slip past unseen, however fast the worker is.
 
-    The ends are the high watermarks fetched now (``kafka.end_offsets``), not OFFSET_END: a
+    The end is the high watermark fetched now (``kafka.end_offsets``), not OFFSET_END: a
     consumer resolves OFFSET_END only when it starts fetching, which may be after the worker
-    answered. A fresh group id, partitions assigned, nothing committed: no group's offsets
-    move and any number of clients can wait at once. read_committed, as the worker's records
-    are transactional.
+    answered. The department's own group id (the only one its ACLs allow), but partitions
+    assigned and nothing committed: the group's offsets do not move and any number of
+    clients can wait at once. read_committed, as the worker's records are transactional.
     """
 
-    def __init__(self, settings: Settings, timeout: float = 20.0) -> None:
+    def __init__(self, settings: Settings, department: str, timeout: float = 20.0) -> None:
         deadline = time.monotonic() + timeout
-        self.kinds = {settings.topic(CASES_TOPIC): applied_in,
-                      settings.topic(STATUS_REJECTED_TOPIC): refused_in}
-        positions = [TopicPartition(topic, partition, end) for topic in self.kinds
+        topic = settings.topic(VERDICTS_TOPIC.format(department=department))
+        positions = [TopicPartition(topic, partition, end)
                      for partition, end in kafka.end_offsets(settings, topic, deadline).items()]
-        self.consumer = kafka.consumer(settings, f"griddispatch-dept-{uuid.uuid4().hex[:12]}")
+        self.consumer = kafka.consumer(settings, f"dept-{department}")
         self.consumer.assign(positions)
 
     def wait(self, update: StatusUpdate, seconds: float) -> Verdict | None:
@@ -453,7 +427,7 @@ class VerdictReader:
                     if error.fatal():
                         raise kafka.KafkaUnavailable(f"Kafka: {error.str()}")
                     continue
-                verdict = self.kinds[str(message.topic())](update, message.value())
+                verdict = verdict_in(update, message.value())
                 if verdict is not None:
                     return verdict
         return None
@@ -481,12 +455,12 @@ def dept_send(args: argparse.Namespace, settings: Settings) -> int:
         field = "--by" if error["loc"] and error["loc"][0] == "extend_by" else "--note"
         return _fail(f"{field}: {error['msg']}", 2)
     topic = settings.topic(STATUS_TOPIC)
-    answers = () if args.no_wait else (settings.topic(CASES_TOPIC),
-                                       settings.topic(STATUS_REJECTED_TOPIC))
+    answers = () if args.no_wait else (
+        settings.topic(VERDICTS_TOPIC.format(department=args.dept)),)
     problem = _require_topic(settings, topic, *answers)
     if problem:
         return _fail(problem, 1)
-    reader = None if args.no_wait else VerdictReader(settings)
+    reader = None if args.no_wait else VerdictReader(settings, args.dept)
     try:
         problem = _send(settings, topic, update)
         if problem:

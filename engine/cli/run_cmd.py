@@ -49,7 +49,8 @@ class WorkerSpec:
 
 def workers(base: int, intake_port: int, mqtt_url: str,
             rules_dir: Path | None, keys: Path | None, console_port: int = 8090,
-            users: Path | None = None) -> tuple[WorkerSpec, ...]:
+            users: Path | None = None,
+            department_credentials: Path | None = None) -> tuple[WorkerSpec, ...]:
     """Every process of the engine: classify, route, timers, the intake, the MQTT bridge and
     the console."""
     rules = ("--rules-dir", str(rules_dir)) if rules_dir else ()
@@ -67,7 +68,9 @@ def workers(base: int, intake_port: int, mqtt_url: str,
                             "--metrics-port", str(base + 4)), base + 4,
                    principal="griddispatch-bridge"),
         WorkerSpec("console", ("console", "--port", str(console_port), *rules,
-                               *(("--users", str(users)) if users else ())), console_port,
+                               *(("--users", str(users)) if users else ()),
+                               *(("--department-credentials", str(department_credentials))
+                                 if department_credentials else ())), console_port,
                    principal="griddispatch-console"),
     )
 
@@ -150,6 +153,19 @@ def as_principal(admin: Settings, spec: WorkerSpec, client: AdminClient | None) 
     return admin.with_(kafka_extra=scram_security(spec.principal, password))
 
 
+def department_passwords(client: AdminClient, rules_dir: Path, home: Path) -> Path:
+    """Fresh passwords for every department (as ``acl password --departments``), in the
+    stack's folder for the console."""
+    from engine.reference.departments import DepartmentRegistry
+    from engine.runtime import acl_admin, department_credentials
+
+    registry = DepartmentRegistry.load(rules_dir / "reference" / "departments.yaml")
+    path = home / "department-credentials.yaml"
+    department_credentials.save(path, acl_admin.set_passwords(client,
+                                                              [d.code for d in registry]))
+    return path
+
+
 def apply_acls(settings: Settings) -> None:
     """The secure profile: the ACLs of the department registry (as ``acl apply``)."""
     from engine.runtime import acl_admin
@@ -194,8 +210,12 @@ def run_up(args: argparse.Namespace, settings: Settings) -> int:
         load_rules(rules_dir or settings.rules_dir)
         users = stack.home / "console-users.yaml"
         demo_users = add_demo_users(users) if args.demo else []
+        credentials = None
+        if admin_client is not None:  # the console answers as each department's principal
+            credentials = department_passwords(admin_client, rules_dir or settings.rules_dir,
+                                               stack.home)
         specs = workers(args.metrics_base, args.intake_port, stack.mqtt_url, rules_dir, keys,
-                        args.console_port, users)
+                        args.console_port, users, credentials)
         base = [sys.executable, "-m", "engine", "--bootstrap", settings.kafka_bootstrap,
                 "--redis", settings.redis_url, "--topic-prefix", settings.topic_prefix]
         logs = stack.home / "logs"

@@ -4,7 +4,8 @@ principals' SCRAM credentials (the broker keeps only salted hashes of the passwo
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterable
+import time
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from confluent_kafka import KafkaException
@@ -18,6 +19,7 @@ from confluent_kafka.admin import (
     ResourceType,
     ScramCredentialInfo,
     ScramMechanism,
+    UserScramCredentialAlteration,
     UserScramCredentialUpsertion,
 )
 
@@ -92,17 +94,27 @@ def delete(admin: AdminClient, acls: Iterable[Acl]) -> None:
 def set_password(admin: AdminClient, principal: str, password: str | None = None) -> str:
     """Store SCRAM-SHA-512 credentials for ``principal``; returns the password (a new random
     one unless given). The broker stores a salted hash, never the password."""
-    password = password or secrets.token_urlsafe(24)
-    upsert = UserScramCredentialUpsertion(
+    return set_passwords(admin, [principal], {principal: password} if password else {})[
+        principal]
+
+
+def set_passwords(admin: AdminClient, principals: Iterable[str],
+                  given: Mapping[str, str] | None = None) -> dict[str, str]:
+    """``set_password`` for many principals in one request (a county has a hundred
+    departments): the passwords by principal, new random ones where none is given."""
+    passwords = {p: (given or {}).get(p) or secrets.token_urlsafe(24) for p in principals}
+    upserts: list[UserScramCredentialAlteration] = [UserScramCredentialUpsertion(
         principal, ScramCredentialInfo(ScramMechanism.SCRAM_SHA_512, SCRAM_ITERATIONS),
-        password.encode())
-    try:
-        for future in admin.alter_user_scram_credentials([upsert],
-                                                         request_timeout=TIMEOUT).values():
+        password.encode()) for principal, password in passwords.items()]
+    if not upserts:
+        return passwords
+    for principal, future in admin.alter_user_scram_credentials(
+            upserts, request_timeout=TIMEOUT).items():
+        try:
             future.result(timeout=TIMEOUT)
-    except KafkaException as exc:
-        raise KafkaException(f"storing credentials for {principal}: {exc}") from None
-    return password
+        except KafkaException as exc:
+            raise KafkaException(f"storing credentials for {principal}: {exc}") from None
+    return passwords
 
 
 def plan(settings: Settings, admin: AdminClient | None = None) -> tuple[list[Acl], list[Acl]]:
@@ -115,10 +127,21 @@ def plan(settings: Settings, admin: AdminClient | None = None) -> tuple[list[Acl
                    managed_principals(codes))
 
 
-def apply_plan(settings: Settings) -> tuple[list[Acl], list[Acl]]:
-    """Make the broker match the registry; returns what was created and deleted."""
+def apply_plan(settings: Settings, settle: float = 120.0) -> tuple[list[Acl], list[Acl]]:
+    """Make the broker match the registry; returns what was created and deleted.
+
+    Returns only once the broker enforces them: the controller acknowledges CreateAcls when
+    the records are in its log, but a broker applies them from its metadata image, which may
+    lag seconds behind (measured: about 5 s after the 430 topics of a county were created).
+    A process started in that gap as its own principal would be refused."""
     admin = kafka.admin_client(settings)
     to_create, to_delete = plan(settings, admin)
     create(admin, to_create)
     delete(admin, to_delete)
+    deadline = time.monotonic() + settle
+    while (to_create or to_delete) and plan(settings, admin) != ([], []):
+        if time.monotonic() > deadline:
+            raise kafka.KafkaUnavailable(f"the broker does not show the ACLs {settle:.0f}s after "
+                                 "they were created; run 'griddispatch acl diff' to see which")
+        time.sleep(0.5)
     return to_create, to_delete

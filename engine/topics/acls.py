@@ -1,11 +1,12 @@
 """Who may do what on the broker, as code: ACLs generated from the department registry.
 
-A department reads its own work and nothing else: ``assignments.<dept>`` and
-``escalations.<dept>`` through its own consumer group ``dept-<dept>``, and writes its answers
-to ``assignments.status``. It cannot read another department's assignments, nor ``cases``
-(which carries the reporter's name and phone as given). Each engine process runs as its own
-principal with what its code reads and writes (``ENGINE``); the operator's ``admin`` is the
-broker's super user (topics, ACLs, credentials) and needs no ACL.
+A department reads its own work and nothing else: ``assignments.<dept>``,
+``escalations.<dept>`` and ``verdicts.<dept>`` (what became of its answers) through its own
+consumer group ``dept-<dept>``, and writes its answers to ``assignments.status``. It cannot
+read another department's assignments, nor ``cases`` (which carries the reporter's name and
+phone as given). Each engine process runs as its own principal with what its code reads and
+writes (``ENGINE``); the operator's ``admin`` is the broker's super user (topics, ACLs,
+credentials) and needs no ACL.
 
 Names carry the environment's topic prefix, like the topics and groups themselves. The
 result is a set, compared with the broker's by ``griddispatch acl diff|apply``
@@ -58,7 +59,7 @@ ENGINE: dict[str, Grant] = {
         groups=("griddispatch-classify",)),
     "griddispatch-route": Grant(
         reads=("incidents.classified", "assignments.status", "cases"),
-        writes=("assignments.*", "cases"),  # every department's, and status.rejected
+        writes=("assignments.*", "verdicts.*", "cases"),  # every department's, status.rejected
         groups=("griddispatch-route",), transactional_ids=("griddispatch-route-",)),
     "griddispatch-timers": Grant(
         reads=("cases", "escalations"),
@@ -85,7 +86,8 @@ ENGINE: dict[str, Grant] = {
 def department_acls(department: str, prefix: str = "") -> list[Acl]:
     """A department's own topics, its own group, and the status topic to answer on."""
     acls = [Acl(department, "topic", f"{prefix}{topic}.{department}", "literal", operation)
-            for topic in ("assignments", "escalations") for operation in ("read", "describe")]
+            for topic in ("assignments", "escalations", "verdicts")
+            for operation in ("read", "describe")]
     acls.append(Acl(department, "group", f"{prefix}dept-{department}", "literal", "read"))
     acls += [Acl(department, "topic", f"{prefix}assignments.status", "literal", operation)
              for operation in ("write", "describe")]

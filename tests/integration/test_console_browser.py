@@ -29,7 +29,7 @@ from engine.console.access import Operator
 from engine.console.actions import DispatchForm, default_route, manual_dispatch
 from engine.contracts import IntakeReport, Triage, to_json
 from engine.rules.load import load_rules
-from engine.runtime import kafka
+from engine.runtime import acl_admin, kafka
 from engine.runtime.settings import Settings
 from tests.integration.browser import LOCALE, TIMEZONE, VIEWPORT, screenshot, serving
 from tests.integration.workers import REPO, apply_topics, running
@@ -71,15 +71,26 @@ def console(kafka_settings: Settings, tmp_path: Path) -> Iterator[tuple[Console,
     add_user(users, "zhang", "张主任", "county", "330110")
     with running(settings, "classify", tmp_path / "classify.log"), \
             running(settings, "route", tmp_path / "route.log"):
-        built = build(settings, users)
+        built = build(settings, users, department_passwords=department_passwords(settings))
         built.feed.start()
         try:
             with serving(create_app(built)) as url:
                 yield built, url
         finally:
             built.feed.stop()
-            if built.producer is not None:
-                built.producer.close()
+            if built.senders is not None:
+                built.senders.close()
+
+
+def department_passwords(settings: Settings) -> dict[str, str]:
+    """On the secure test broker, the ACLs of this test's prefix and every department's
+    password: the departments' answers below go out as their own principals, as in
+    production (on the plain broker there is nothing to give)."""
+    if not any(key.startswith("sasl.") for key, _ in settings.kafka_extra):
+        return {}
+    acl_admin.apply_plan(settings)
+    return acl_admin.set_passwords(kafka.admin_client(settings),
+                                   [d.code for d in load_rules(REPO / "rules").departments])
 
 
 def new_page(browser: Browser) -> Page:

@@ -202,6 +202,27 @@ def test_the_route_worker_runs_as_its_own_principal(
         wait_for(lambda: any(record.incident_id in case.get("incident_ids", [])
                              for case in cases(admin)), 90,
                  "the case the route worker wrote under its own principal")
+        # The lead department accepts with its own credentials and waits for the verdict,
+        # which it can read only on its own verdicts topic (not cases, not status.rejected).
+        (case,) = [c for c in cases(admin) if record.incident_id in c.get("incident_ids", [])]
+        lead = str(case["lead"])
+        assert cli(admin, "acl", "apply").returncode == 0
+        made = cli(admin, "acl", "password", lead)
+        assert made.returncode == 0, made.stderr
+        env = {**_environ(), **kafka_extra_env(as_user(admin, lead, made.stdout.strip())
+                                               .kafka_extra)}
+        def accept() -> subprocess.CompletedProcess[str]:
+            return subprocess.run(
+                [sys.executable, "-m", "engine", "--bootstrap", admin.kafka_bootstrap,
+                 "--topic-prefix", admin.topic_prefix, "dept", "accept", str(case["case_id"]),
+                 "--dept", lead, "--wait", "60"], cwd=REPO, env=env, capture_output=True,
+                text=True, timeout=120, check=False)
+
+        first, again = accept(), accept()
+        assert first.returncode == 0, first.stdout + first.stderr
+        assert "applied: accepted" in first.stdout and "the case is now accepted" in first.stdout
+        assert again.returncode == 2, again.stdout + again.stderr  # refused, with the reason
+        assert "refused: accepted" in again.stderr and "illegal_transition" in again.stderr
 
 
 def cases(admin: Settings) -> list[dict[str, object]]:
@@ -283,3 +304,45 @@ def test_the_webhooks_worker_delivers_as_its_own_principal(
             wait_for(lambda: body in receiver.effects.values(), 60,
                      "the escalation delivered under the webhooks principal")
         assert "AUTHORIZATION" not in log.read_text(errors="replace").upper()
+
+
+def test_the_console_answers_as_each_department_with_its_own_credentials(
+        secure: tuple[Settings, kafka_broker.Secrets], tmp_path: Path) -> None:
+    """``acl password --departments FILE`` gives every department a password; the console's
+    senders send a department's answer as that department, and only with its password."""
+    from connectors.console.senders import Senders
+    from engine.runtime import department_credentials
+    from engine.runtime.kafka import KafkaUnavailable
+    from engine.runtime.producer import AckedProducer
+
+    admin, _ = secure
+    assert cli(admin, "acl", "apply").returncode == 0
+    path = tmp_path / "department-credentials.yaml"
+    made = cli(admin, "acl", "password", "--departments", str(path))
+    assert made.returncode == 0, made.stderr
+    assert path.stat().st_mode & 0o777 == 0o600
+    passwords = department_credentials.load(path)
+    assert set(passwords) == set(departments())
+    console = cli(admin, "acl", "password", "griddispatch-console")
+    own = AckedProducer(as_user(admin, "griddispatch-console", console.stdout.strip()))
+    senders = Senders(own.settings, own, passwords)
+    topic = admin.topic("assignments.status")
+    try:
+        zhzf = senders.for_department(ZHZF)
+        assert zhzf is not own and zhzf.settings.kafka_extra != own.settings.kafka_extra
+        assert dict(zhzf.settings.kafka_extra)["sasl.username"] == ZHZF
+        zhzf.send(topic, "330110005", b'{"answer": "as zhzf"}')  # the broker takes it
+        assert senders.for_department(ZHZF) is zhzf  # one producer per department
+        with pytest.raises(KafkaUnavailable):  # its ACLs allow nothing but its own answers
+            zhzf.send(admin.topic("triage.decisions"), "x", b"{}")
+        wrong = Senders(own.settings, own, {SCJG: "not-the-password"}).for_department(SCJG)
+        try:
+            with pytest.raises(KafkaUnavailable):
+                wrong.send(topic, "330110009", b"{}")
+        finally:
+            wrong.close()
+        missing = Senders(own.settings, own, {})
+        with pytest.raises(KafkaUnavailable, match=f"no broker credentials for {ZHZF}"):
+            missing.for_department(ZHZF)
+    finally:
+        senders.close()

@@ -14,6 +14,8 @@ def test_a_department_reads_its_own_topics_through_its_own_group_and_answers() -
         f"User:{ZHZF} describe topic p.assignments.{ZHZF}",
         f"User:{ZHZF} read topic p.escalations.{ZHZF}",
         f"User:{ZHZF} describe topic p.escalations.{ZHZF}",
+        f"User:{ZHZF} read topic p.verdicts.{ZHZF}",
+        f"User:{ZHZF} describe topic p.verdicts.{ZHZF}",
         f"User:{ZHZF} read group p.dept-{ZHZF}",
         f"User:{ZHZF} write topic p.assignments.status",
         f"User:{ZHZF} describe topic p.assignments.status"}

@@ -89,7 +89,7 @@ def test_redispatch_to_an_unknown_department_is_refused_with_its_code() -> None:
     update = centre_update(opened, "redispatched", lead="330110005.nosuch")
     step = on_status(ruleset(), store, to_json(update), NOW)
     assert step.outcome == "rejected"
-    [out] = step.outputs
+    out = step.outputs[0]  # then the sender's verdict
     assert out.topic == STATUS_REJECTED_TOPIC and isinstance(out.value, StatusRejected)
     assert "330110005.nosuch" in out.value.detail
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.cases.dispatch import STATUS_REJECTED_TOPIC, on_classified, on_status
+from engine.cases.dispatch import STATUS_REJECTED_TOPIC, StepResult, on_classified, on_status
 from engine.cases.duplicates import CaseStore
 from engine.cases.records import Assignment, CaseRecord, StatusUpdate
 from engine.classify import classify_raw
@@ -21,16 +21,15 @@ from engine.cli import build_parser, main
 from engine.cli.dept_cmd import (
     Applied,
     Refused,
-    applied_in,
     describe_verdict,
     display_width,
     fit,
     header,
     partition_key_of,
-    refused_in,
     render,
     status_update,
     table_row,
+    verdict_in,
 )
 from engine.contracts import Classified, to_json
 from engine.rules import RuleSet
@@ -211,64 +210,72 @@ def store(ruleset: RuleSet, classified: Classified) -> tuple[CaseStore, CaseReco
 
 
 def answer(ruleset: RuleSet, cases: CaseStore, update: StatusUpdate) -> tuple[str, bytes]:
-    """What the route worker writes for ``update``: (topic, value) of the cases or rejected
-    record (assignments left out)."""
-    step = on_status(ruleset, cases, to_json(update), datetime.now(UTC))
-    (out,) = [o for o in step.outputs if o.topic in ("cases", STATUS_REJECTED_TOPIC)]
+    """What the route worker tells the sender about ``update``: (topic, value) of the one
+    record on its ``verdicts.<dept>``."""
+    return answer_of(on_status(ruleset, cases, to_json(update), datetime.now(UTC)))
+
+
+def answer_of(step: StepResult) -> tuple[str, bytes]:
+    (out,) = [o for o in step.outputs if o.topic.startswith("verdicts.")]
     return out.topic, to_json(out.value)
 
 
-def test_an_applied_update_is_found_in_the_case_history(
+def test_an_applied_update_is_answered_on_the_senders_own_topic(
         ruleset: RuleSet, store: tuple[CaseStore, CaseRecord]) -> None:
     cases, case = store
     accept = status_update("accepted", case.case_id, DEPT, "马上到", None)
     topic, value = answer(ruleset, cases, accept)
-    assert topic == "cases"
-    assert applied_in(accept, value) == Applied("accepted", DEPT)
-    assert refused_in(accept, value) is None
-    # The same officer's accept a moment earlier or later is another update.
+    assert topic == f"verdicts.{DEPT}"
+    assert verdict_in(accept, value) == Applied("accepted", DEPT)
+    # The same officer's accept a moment later, another department's, another case's: no.
     for other in (accept.model_copy(update={"at": accept.at + timedelta(microseconds=1)}),
                   accept.model_copy(update={"department": "330110005.zhzx"}),
-                  accept.model_copy(update={"case_id": "330110005-000000000000"})):
-        assert applied_in(other, value) is None
-    # Later records of the case still hold the event: still applied.
+                  accept.model_copy(update={"case_id": "330110005-000000000000"}),
+                  accept.model_copy(update={"action": "resolved"})):
+        assert verdict_in(other, value) is None
     resolve = status_update("resolved", case.case_id, DEPT, "已劝离", None)
     _, later = answer(ruleset, cases, resolve)
-    assert applied_in(accept, later) == Applied("resolved", DEPT)
-    assert applied_in(resolve, later) == Applied("resolved", DEPT)
+    assert verdict_in(resolve, later) == Applied("resolved", DEPT)
+    assert verdict_in(accept, later) is None
 
 
-def test_a_return_is_applied_when_the_rerouted_case_is_written(
+def test_a_return_is_answered_with_the_new_lead(
         ruleset: RuleSet, store: tuple[CaseStore, CaseRecord]) -> None:
     cases, case = store
     back = status_update("returned", case.case_id, DEPT, "不属于本部门", None)
-    topic, value = answer(ruleset, cases, back)
-    assert topic == "cases"
-    record = CaseRecord.model_validate_json(value)
-    assert [e.action for e in record.history][-2:] == ["returned", "reassigned"]
-    verdict = applied_in(back, value)
-    assert verdict == Applied("dispatched", record.lead) and record.lead != DEPT
+    step = on_status(ruleset, cases, to_json(back), datetime.now(UTC))
+    assert step.outcome == "rerouted" and step.case is not None
+    _, value = answer_of(step)
+    assert verdict_in(back, value) == Applied("dispatched", step.case.lead)
+    assert step.case.lead != DEPT
 
 
-def test_a_refusal_is_matched_by_its_raw_update(
+def test_a_refusal_is_answered_with_its_reason(
         ruleset: RuleSet, store: tuple[CaseStore, CaseRecord]) -> None:
     cases, case = store
     resolve = status_update("resolved", case.case_id, DEPT, "已处理", None)  # not accepted yet
-    topic, value = answer(ruleset, cases, resolve)
-    assert topic == STATUS_REJECTED_TOPIC
-    assert refused_in(resolve, value) == Refused("illegal_transition",
+    step = on_status(ruleset, cases, to_json(resolve), datetime.now(UTC))
+    # the operators' record of every refusal stays where it was, first
+    assert step.outputs[0].topic == STATUS_REJECTED_TOPIC
+    topic, value = answer_of(step)
+    assert topic == f"verdicts.{DEPT}"
+    assert verdict_in(resolve, value) == Refused("illegal_transition",
                                                  "cannot resolve a case that is dispatched")
-    assert applied_in(resolve, value) is None
-    assert refused_in(resolve.model_copy(update={"at": resolve.at + timedelta(seconds=1)}),
+    assert verdict_in(resolve.model_copy(update={"at": resolve.at + timedelta(seconds=1)}),
                       value) is None
-    assert refused_in(resolve.model_copy(update={"action": "accepted"}), value) is None
-    # Someone else's garbage on the topic, and values that are not records at all.
-    garbage = json.dumps({"schema": "griddispatch.status-rejected/1", "reason": "malformed",
-                          "detail": "x", "case_id": None, "raw": "\ufffd{not json",
-                          "received_at": "2026-11-24T00:00:00Z"}).encode()
-    for junk in (garbage, b"\xff", b"[]", None, b'{"raw": 3}'):
-        assert refused_in(resolve, junk) is None
-        assert applied_in(resolve, junk) is None
+    # Values that are not verdicts at all.
+    for junk in (b"\xff", b"[]", None, b'{"raw": 3}', b'{"at": "yesterday"}'):
+        assert verdict_in(resolve, junk) is None
+
+
+def test_an_unknown_sender_gets_no_verdict_topic(
+        ruleset: RuleSet, store: tuple[CaseStore, CaseRecord]) -> None:
+    """A department not in the registry has no topic to be answered on: the refusal is on
+    ``assignments.status.rejected`` only."""
+    cases, case = store
+    stranger = status_update("accepted", case.case_id, "330110005.nobody", None, None)
+    step = on_status(ruleset, cases, to_json(stranger), datetime.now(UTC))
+    assert [o.topic for o in step.outputs] == [STATUS_REJECTED_TOPIC]
 
 
 def test_the_verdict_reads_as_one_line() -> None:

@@ -214,8 +214,12 @@ def rejected(store: CaseStore, raw: bytes) -> StatusRejected:
     result = on_status(ruleset(), store, raw, T0)
     assert result.outcome == "rejected" and result.case is None
     assert [c.model_dump() for c in store.cases()] == before  # skipped: nothing changed
-    [out] = result.outputs
+    out, *answers = result.outputs
     assert out.topic == STATUS_REJECTED_TOPIC
+    # the sender's verdict, when it is a department of the registry (with a topic of its own)
+    sender = json.loads(raw).get("department") if raw.startswith(b"{") else None
+    known = sender in ruleset().departments
+    assert [a.topic for a in answers] == ([f"verdicts.{sender}"] if known else [])
     assert isinstance(out.value, StatusRejected)
     assert out.key == (out.value.case_id or "unknown")
     assert out.value.received_at == T0
@@ -285,7 +289,8 @@ def test_good_updates_apply_and_a_return_reroutes() -> None:
     result = on_status(ruleset(), store, status(case.case_id, case.lead, "returned"), T0)
     assert result.outcome == "rerouted" and result.case is not None
     assert result.case.lead == "330110005.zhzx" and result.case.returned_by == [case.lead]
-    assert [o.topic for o in result.outputs] == ["assignments.330110005.zhzx", "cases"]
+    assert [o.topic for o in result.outputs] == ["assignments.330110005.zhzx", "cases",
+                                                 f"verdicts.{case.lead}"]
     assert store.get(case.partition_key, case.case_id) == result.case
 
 

@@ -70,7 +70,7 @@ def test_stage_reports_are_checked() -> None:
     def refused(raw: bytes) -> str:
         step = on_status(ruleset(), store, raw, NOW)
         assert step.outcome == "rejected"
-        [out] = step.outputs
+        out = step.outputs[0]  # then the sender's verdict
         assert out.topic == STATUS_REJECTED_TOPIC and isinstance(out.value, StatusRejected)
         return out.value.detail
 

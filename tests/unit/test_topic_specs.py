@@ -18,7 +18,7 @@ def test_shipped_topic_specs_cover_the_design_flow() -> None:
     names = {t.name for t in topics}
     assert {"incidents.reported", "incidents.classified", "incidents.triage",
             "incidents.rejected", "assignments.status", "cases", "escalations",
-            "assignments.330110.zhzx", "escalations.330110.zhzx",
+            "assignments.330110.zhzx", "escalations.330110.zhzx", "verdicts.330110.zhzx",
             "assignments.status.rejected", "intake.deadletter", "webhooks.deadletter",
             "triage.decisions"} == names
     cases = next(t for t in topics if t.name == "cases")
