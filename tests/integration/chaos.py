@@ -24,20 +24,16 @@ import urllib.parse
 import urllib.request
 import uuid
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import paho.mqtt.client as mqtt
-from confluent_kafka import KafkaError, TopicPartition
 from paho.mqtt.enums import CallbackAPIVersion
 
-from connectors.outgoing.webhooks.delivery import delivery_id
-from engine.cli.stack import kafka_broker, process, redis_server
+from engine.cli.stack import kafka_broker, kafka_cluster, process, redis_server
 from engine.contracts import incident_id
-from engine.runtime import kafka
 from engine.runtime.settings import KAFKA_ENV, Settings
 from tests.integration.connector_helpers import Receiver
 from tests.integration.workers import REPO, stop
@@ -49,15 +45,24 @@ SENSOR_EVERY = 4  # one sensor alarm for every this many Open311 requests
 
 
 class Servers:
-    """A private broker and Redis, which a test may stop and start again."""
+    """A private broker (one, or a local 3-node cluster) and Redis, which a test may stop and
+    start again."""
 
-    def __init__(self, home: Path) -> None:
+    def __init__(self, home: Path, cluster: bool = False) -> None:
+        self.cluster = kafka_cluster.LocalCluster(home / "cluster") if cluster else None
         self.broker = kafka_broker.layout(home / "kafka")
         self.kafka_port, self.controller = process.free_port(), process.free_port()
         self.redis = redis_server.layout(home)
         self.redis_port = process.free_port()
-        self.start_broker()
+        if self.cluster is not None:
+            self.cluster.start()
+        else:
+            self.start_broker()
         self.start_redis()
+
+    @property
+    def bootstrap(self) -> str:
+        return self.cluster.bootstrap if self.cluster else f"127.0.0.1:{self.kafka_port}"
 
     def start_broker(self) -> None:
         kafka_broker.start(self.broker, self.kafka_port, self.controller)
@@ -73,14 +78,17 @@ class Servers:
 
     def settings(self, rules: Path) -> Settings:
         """Settings for them, with a topic prefix of their own and ``rules``."""
-        return Settings(kafka_bootstrap=f"127.0.0.1:{self.kafka_port}",
+        return Settings(kafka_bootstrap=self.bootstrap,
                         redis_url=f"redis://127.0.0.1:{self.redis_port}/0",
                         topic_prefix=f"f{uuid.uuid4().hex[:6]}.", rules_dir=rules,
                         topics_dir=REPO / "topics")
 
     def stop(self) -> None:
         self.stop_redis()
-        process.stop(self.broker.pid_file)
+        if self.cluster is not None:
+            self.cluster.stop()
+        else:
+            process.stop(self.broker.pid_file)
 
 
 @dataclass
@@ -231,83 +239,3 @@ class Client:
         self.sent += n
         for thread in threads:
             thread.join(180)
-
-
-@dataclass(frozen=True)
-class Record:
-    topic: str  # without the prefix
-    partition: int
-    offset: int
-    value: dict[str, object]
-
-
-def read_all(settings: Settings, topics: list[str]) -> Iterator[Record]:
-    """Every record of the topics (as the admin would), to their current ends."""
-    consumer = kafka.consumer(settings, f"chaos-count-{uuid.uuid4().hex[:6]}",
-                              **{"enable.partition.eof": True})
-    try:
-        metadata = consumer.list_topics(timeout=20)
-        parts = [TopicPartition(settings.topic(t), p) for t in topics
-                 if settings.topic(t) in metadata.topics
-                 for p in metadata.topics[settings.topic(t)].partitions]
-        consumer.assign(parts)
-        pending, deadline = len(parts), time.monotonic() + 120
-        while pending and time.monotonic() < deadline:
-            for message in consumer.consume(1000, 0.5):
-                error = message.error()
-                if error is not None:
-                    pending -= error.code() == KafkaError._PARTITION_EOF
-                    continue
-                value = json.loads(message.value() or b"null")
-                if isinstance(value, dict):
-                    yield Record(str(message.topic()).removeprefix(settings.topic_prefix),
-                                 int(message.partition() or 0), int(message.offset() or 0),
-                                 value)
-    finally:
-        consumer.close()
-
-
-@dataclass
-class Count:
-    found: set[str] = field(default_factory=set)  # incident ids in a case, triage, rejection
-    new_assignments: Counter[tuple[str, str]] = field(default_factory=Counter)
-    escalations: Counter[str] = field(default_factory=Counter)  # by escalation id
-    due: set[str] = field(default_factory=set)  # escalation ids due 30 s before the count
-    missed: set[str] = field(default_factory=set)
-    undelivered: set[str] = field(default_factory=set)  # webhook department assignments
-
-
-def counted(settings: Settings, departments: list[str],
-            webhooked: dict[str, bytes]) -> Count:
-    """What the topics hold: incidents found, assignments given, escalations due and fired,
-    and assignments of webhook departments whose delivery ``webhooked`` (by id) lacks."""
-    found: set[str] = set()
-    new_assignments: Counter[tuple[str, str]] = Counter()
-    escalations: Counter[str] = Counter()
-    planned: dict[str, list[tuple[str, float]]] = {}  # case → its latest plan's timers
-    undelivered: set[str] = set()
-    hooks = {f"assignments.{d}" for d in departments}
-    topics = ["cases", "incidents.triage", "incidents.rejected", "escalations",
-              *(f"assignments.{d}" for d in departments)]
-    for record in read_all(settings, topics):
-        value = record.value
-        if record.topic == "cases":
-            found.update(str(i) for i in value.get("incident_ids", []))  # type: ignore[attr-defined]
-            sla = value.get("sla") or {}
-            planned[str(value.get("case_id"))] = [
-                (str(t["escalation_id"]), datetime.fromisoformat(t["due"]).timestamp())
-                for t in sla.get("timers", [])]  # type: ignore[attr-defined]
-        elif record.topic in ("incidents.triage", "incidents.rejected"):
-            found.add(str(value.get("incident_id")))
-        elif record.topic == "escalations":
-            escalations[str(value.get("escalation_id"))] += 1
-        else:
-            if value.get("kind") == "new":
-                new_assignments[(str(value.get("case_id")), str(value.get("department")))] += 1
-            if record.topic in hooks and delivery_id(
-                    settings.topic(record.topic), record.partition,
-                    record.offset) not in webhooked:
-                undelivered.add(f"{record.topic}@{record.offset}")
-    cutoff = time.time() - 30  # due this long ago: the timer worker must have fired it
-    due = {i for timers in planned.values() for i, at in timers if at <= cutoff}
-    return Count(found, new_assignments, escalations, due, due - set(escalations), undelivered)

@@ -195,19 +195,32 @@ super.users=User:admin;User:controller
 allow.everyone.if.no.acl.found=false"""
 
 
+@dataclass(frozen=True)
+class Quorum:
+    """Where a node stands in its cluster: alone (the local stack), or one of the voters of
+    a local multi-broker cluster (``kafka_cluster``), all formatted with one cluster id."""
+
+    node_id: int = 1
+    voters: str = ""  # "1@127.0.0.1:<port>,2@…"; empty: this node alone
+    replicas: int = 1  # of the internal topics, and the ISR they need (replicas - 1, min 1)
+    cluster: str = ""  # the cluster id to format with; empty: a new one
+
+
 def server_properties(data_dir: Path, port: int, controller_port: int,
-                      secure: Secrets | None = None) -> str:
-    return f"""# Written by griddispatch stack: a single-node KRaft broker + controller.
+                      secure: Secrets | None = None, quorum: Quorum = Quorum()) -> str:
+    voters = quorum.voters or f"{quorum.node_id}@127.0.0.1:{controller_port}"
+    isr = max(1, quorum.replicas - 1)
+    return f"""# Written by griddispatch stack: a KRaft broker + controller, node {quorum.node_id}.
 process.roles=broker,controller
-node.id=1
+node.id={quorum.node_id}
 {_listeners(port, controller_port, secure)}
-controller.quorum.voters=1@127.0.0.1:{controller_port}
+controller.quorum.voters={voters}
 log.dirs={data_dir}
-# One broker: internal topics cannot be replicated.
-offsets.topic.replication.factor=1
+# Internal topics: replicated across the cluster (one broker: they cannot be).
+offsets.topic.replication.factor={quorum.replicas}
 offsets.topic.num.partitions=10
-transaction.state.log.replication.factor=1
-transaction.state.log.min.isr=1
+transaction.state.log.replication.factor={quorum.replicas}
+transaction.state.log.min.isr={isr}
 transaction.state.log.num.partitions=10
 group.initial.rebalance.delay.ms=0
 # Topics are code (topics/*.yaml): a typo in a topic name must fail, not create a topic.
@@ -254,26 +267,7 @@ def start(layout: process.ServerFiles, port: int, controller_port: int,
 
     ``secure``: the secure profile (SASL/SCRAM, ACLs); the admin's credentials are written
     into the metadata when the storage is formatted, so it must be formatted with them."""
-    process.require_free(port, "the Kafka broker", "--kafka-port")
-    process.require_free(controller_port, "the Kafka controller", "--kafka-port")
-    libs = ensure_jars()
-    layout.home.mkdir(parents=True, exist_ok=True)
-    layout.config.write_text(server_properties(layout.data, port, controller_port, secure))
-    layout.config.chmod(0o600)  # it holds the secure profile's passwords
-    log4j_file(layout).write_text(LOG4J)
-    if not (layout.data / "meta.properties").exists():
-        result = subprocess.run(
-            _java(libs, layout, "kafka.tools.StorageTool", "format", "-t", cluster_id(),
-                  "-c", str(layout.config),
-                  *(("--add-scram", f"SCRAM-SHA-512=[name=admin,password={secure.admin}]")
-                    if secure else ())),
-            capture_output=True, text=True, check=False,
-        )
-        if result.returncode != 0:
-            raise process.StackError("formatting KRaft storage failed:\n"
-                                     + (result.stdout + result.stderr)[-3000:])
-    proc = process.spawn(_java(libs, layout, "kafka.Kafka", str(layout.config)),
-                         layout.log, layout.pid_file)
+    proc = spawn(layout, port, controller_port, secure)
     settings = secure.admin_settings(f"127.0.0.1:{port}") if secure \
         else Settings(kafka_bootstrap=f"127.0.0.1:{port}")
 
@@ -282,6 +276,33 @@ def start(layout: process.ServerFiles, port: int, controller_port: int,
     process.wait_until(lambda: wait_for_broker(settings, 1.0), lambda: proc.poll() is None,
                        timeout, f"Kafka broker on port {port}", layout.log)
     return proc.pid
+
+
+def spawn(layout: process.ServerFiles, port: int, controller_port: int,
+          secure: Secrets | None = None, quorum: Quorum = Quorum()) -> subprocess.Popen[bytes]:
+    """Format storage (first time only) and start the node, without waiting: the nodes of a
+    cluster answer only once a majority of its controllers runs."""
+    process.require_free(port, "the Kafka broker", "--kafka-port")
+    process.require_free(controller_port, "the Kafka controller", "--kafka-port")
+    libs = ensure_jars()
+    layout.home.mkdir(parents=True, exist_ok=True)
+    layout.config.write_text(server_properties(layout.data, port, controller_port, secure,
+                                               quorum))
+    layout.config.chmod(0o600)  # it holds the secure profile's passwords
+    log4j_file(layout).write_text(LOG4J)
+    if not (layout.data / "meta.properties").exists():
+        result = subprocess.run(
+            _java(libs, layout, "kafka.tools.StorageTool", "format", "-t",
+                  quorum.cluster or cluster_id(), "-c", str(layout.config),
+                  *(("--add-scram", f"SCRAM-SHA-512=[name=admin,password={secure.admin}]")
+                    if secure else ())),
+            capture_output=True, text=True, check=False,
+        )
+        if result.returncode != 0:
+            raise process.StackError("formatting KRaft storage failed:\n"
+                                     + (result.stdout + result.stderr)[-3000:])
+    return process.spawn(_java(libs, layout, "kafka.Kafka", str(layout.config)),
+                         layout.log, layout.pid_file)
 
 
 def answers(port: int, secure: Secrets | None = None) -> bool:

@@ -164,6 +164,18 @@ def stop(pid_file: Path, timeout: float = 30.0) -> bool:
     return True
 
 
+def kill(pid_file: Path) -> None:
+    """kill -9 the process group in ``pid_file``, as a crash would: no shutdown at all."""
+    pid = read_pid(pid_file)
+    if pid is not None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGKILL)
+        while pid_alive(pid):
+            _reap(pid)
+            time.sleep(0.05)
+    pid_file.unlink(missing_ok=True)
+
+
 def _reap(pid: int) -> None:
     """Collect our own child's exit status so it does not linger as a zombie."""
     with contextlib.suppress(ChildProcessError, OSError):
