@@ -81,6 +81,9 @@ class MappingFile(BaseModel):
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,62}$")
     department: str = Field(pattern=DEPARTMENT_CODE)
     description: str | None = None
+    # The department system's own topic, as named on its cluster (never prefixed): the
+    # default of ``connect kafka --source``, and what ``acl apply`` lets the bridge read.
+    source_topic: str | None = Field(default=None, pattern=r"^[A-Za-z0-9._-]{1,249}$")
     channel_id: str | FieldSpec
     fields: dict[str, str | FieldSpec]
     constants: dict[str, Any] = Field(default_factory=dict)
@@ -92,6 +95,7 @@ class BridgeMapping:
     def __init__(self, parsed: MappingFile) -> None:
         self.name = parsed.name
         self.department = parsed.department
+        self.source_topic = parsed.source_topic
         self.channel = f"dept:{parsed.department}"
         self.channel_id = _spec(parsed.channel_id)
         self.fields = {target: _spec(spec) for target, spec in parsed.fields.items()}

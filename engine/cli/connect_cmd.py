@@ -42,8 +42,9 @@ def register(commands: Commands) -> None:
     add_metrics_port(mqtt, DEFAULT_MQTT_METRICS_PORT)
 
     kafka = command(kinds, "connect kafka", run_kafka)
-    kafka.add_argument("--source", required=True, metavar="TOPIC",
-                       help="the department system's topic (used as given, not prefixed)")
+    kafka.add_argument("--source", metavar="TOPIC",
+                       help="the department system's topic (used as given, not prefixed; "
+                            "default: the mapping's source_topic)")
     kafka.add_argument("--mapping", required=True, type=Path, metavar="FILE",
                        help="mapping YAML (see rules/bridges/)")
     kafka.add_argument("--group", metavar="G",
@@ -106,9 +107,14 @@ def run_kafka(args: argparse.Namespace, settings: Settings) -> int:
     from connectors.intake.publish import IntakePublisher
 
     mapping = BridgeMapping.load(args.mapping)
+    source = args.source or mapping.source_topic
+    if not source:
+        print(f"error: {args.mapping} names no source_topic: give the department system's "
+              "topic with --source", file=sys.stderr)
+        return 2
     publisher = IntakePublisher(settings, redis_client(settings.redis_url))
     dead_letters = IntakeDeadLetters(settings)
-    bridge = KafkaBridge(settings, args.source, mapping, publisher, dead_letters, args.group)
+    bridge = KafkaBridge(settings, source, mapping, publisher, dead_letters, args.group)
     try:
         return _serve(bridge.run, bridge.stop, args.metrics_port)
     finally:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import secrets
 import time
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
 from confluent_kafka import KafkaException
@@ -35,6 +36,7 @@ from engine.topics.acls import (
     desired_acls,
     managed_principals,
 )
+from engine.yamlfile import load_yaml
 
 _RESOURCES: dict[Resource, ResourceType] = {
     "topic": ResourceType.TOPIC, "group": ResourceType.GROUP,
@@ -117,14 +119,27 @@ def set_passwords(admin: AdminClient, principals: Iterable[str],
     return passwords
 
 
+def bridge_sources(rules_dir: Path) -> list[str]:
+    """The ``source_topic`` of each bridge mapping in ``rules/bridges/`` (its only key read
+    here; ``connect kafka`` checks the whole file)."""
+    sources = []
+    for path in sorted((rules_dir / "bridges").glob("*.yaml")):
+        data = load_yaml(path).data
+        source = data.get("source_topic") if isinstance(data, dict) else None
+        if isinstance(source, str) and source:
+            sources.append(source)
+    return sources
+
+
 def plan(settings: Settings, admin: AdminClient | None = None) -> tuple[list[Acl], list[Acl]]:
-    """(to create, to delete) for the broker to match the department registry of
-    ``settings.rules_dir`` (``engine.topics.acls``)."""
+    """(to create, to delete) for the broker to match the department registry and the
+    bridge mappings of ``settings.rules_dir`` (``engine.topics.acls``)."""
     codes = [d.code for d in DepartmentRegistry.load(
         settings.rules_dir / "reference" / "departments.yaml")]
-    return changes(desired_acls(codes, settings.topic_prefix),
+    return changes(desired_acls(codes, settings.topic_prefix,
+                                bridge_sources(settings.rules_dir)),
                    present_acls(admin or kafka.admin_client(settings)),
-                   managed_principals(codes))
+                   managed_principals(codes), settings.topic_prefix)
 
 
 def apply_plan(settings: Settings, settle: float = 120.0) -> tuple[list[Acl], list[Acl]]:

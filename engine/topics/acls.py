@@ -24,6 +24,7 @@ Pattern = Literal["literal", "prefixed"]
 Operation = Literal["read", "write", "describe", "idempotent_write"]
 
 ADMIN = "admin"
+BRIDGE = "griddispatch-bridge"
 
 
 @dataclass(frozen=True, order=True)
@@ -70,7 +71,7 @@ ENGINE: dict[str, Grant] = {
                "triage.decisions"),
         writes=("incidents.reported", "intake.deadletter"),
         groups=("griddispatch-intake-readmodel",)),
-    "griddispatch-bridge": Grant(
+    BRIDGE: Grant(
         writes=("incidents.reported", "intake.deadletter"), groups=("bridge.",)),
     "griddispatch-webhooks": Grant(
         reads=("assignments.*", "escalations.*", "webhooks.deadletter"),
@@ -110,8 +111,16 @@ def engine_acls(principal: str, grant: Grant, prefix: str = "") -> list[Acl]:
     return acls
 
 
-def desired_acls(departments: Iterable[str], prefix: str = "") -> set[Acl]:
-    out: set[Acl] = set()
+def bridge_source_acls(sources: Iterable[str]) -> list[Acl]:
+    """The Kafka bridge reads each department system's own topic (named as on its cluster,
+    never prefixed: it is not ours), as declared by ``source_topic`` in ``rules/bridges/``."""
+    return [Acl(BRIDGE, "topic", source, "literal", operation)
+            for source in sources for operation in ("read", "describe")]
+
+
+def desired_acls(departments: Iterable[str], prefix: str = "",
+                 bridge_sources: Iterable[str] = ()) -> set[Acl]:
+    out: set[Acl] = set(bridge_source_acls(bridge_sources))
     for department in departments:
         out.update(department_acls(department, prefix))
     for principal, grant in ENGINE.items():
@@ -124,8 +133,12 @@ def managed_principals(departments: Iterable[str]) -> set[str]:
     return set(departments) | set(ENGINE)
 
 
-def changes(desired: set[Acl], present: set[Acl],
-            managed: set[str]) -> tuple[list[Acl], list[Acl]]:
-    """(to create, to delete): ACLs of principals we do not manage are left alone."""
-    return (sorted(desired - present),
-            sorted(a for a in present - desired if a.principal in managed))
+def changes(desired: set[Acl], present: set[Acl], managed: set[str],
+            prefix: str = "") -> tuple[list[Acl], list[Acl]]:
+    """(to create, to delete): ACLs of principals we do not manage are left alone, and so are
+    those on names outside ``prefix``, which belong to another environment sharing the
+    cluster under its own prefix (with no prefix, everything is ours)."""
+    def ours(acl: Acl) -> bool:
+        return acl.principal in managed and (not prefix or acl.name.startswith(prefix))
+
+    return sorted(desired - present), sorted(a for a in present - desired if ours(a))

@@ -2,7 +2,19 @@
 
 from __future__ import annotations
 
-from engine.topics.acls import ENGINE, Acl, changes, department_acls, desired_acls, engine_acls
+from pathlib import Path
+
+from engine.topics.acls import (
+    ENGINE,
+    Acl,
+    changes,
+    department_acls,
+    desired_acls,
+    engine_acls,
+    managed_principals,
+)
+
+REPO = Path(__file__).resolve().parents[2]
 
 ZHZF = "330110005.zhzf"
 
@@ -51,3 +63,25 @@ def test_changes_leave_unmanaged_principals_alone() -> None:
     missing = next(iter(desired))
     create, delete = changes(desired, (desired - {missing}) | {stray, foreign}, {ZHZF})
     assert (create, delete) == ([missing], [stray])
+
+
+def test_another_environments_acls_under_its_own_prefix_are_left_alone() -> None:
+    """Two environments on one cluster (prefixes ``test.`` and ``prod.``) share principals:
+    applying one must not delete the other's grants."""
+    test = desired_acls([ZHZF], "test.")
+    prod = desired_acls([ZHZF], "prod.")
+    create, delete = changes(test, prod, managed_principals([ZHZF]), "test.")
+    assert set(create) == test - prod and delete == []
+    # without a prefix everything on the cluster is this environment's
+    _, delete = changes(set(), prod, managed_principals([ZHZF]))
+    assert set(delete) == prod
+
+
+def test_the_bridge_reads_each_declared_source_topic_as_named() -> None:
+    from engine.runtime.acl_admin import bridge_sources
+
+    sources = bridge_sources(REPO / "rules")
+    assert sources == ["scjg.complaints.12315"]
+    acls = {str(a) for a in desired_acls([], "p.", sources)}
+    assert "User:griddispatch-bridge read topic scjg.complaints.12315" in acls  # not prefixed
+    assert "User:griddispatch-bridge describe topic scjg.complaints.12315" in acls

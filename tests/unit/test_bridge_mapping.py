@@ -171,3 +171,16 @@ def test_paths_reach_into_objects_and_lists() -> None:
     assert resolve(record, "中文.键") == "值"
     assert resolve(record, "a.b[5].c") is None
     assert resolve(record, "a.x") is None
+
+
+def test_connect_kafka_reads_the_source_topic_from_the_mapping_or_asks_for_it(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from engine.cli import main
+
+    assert BridgeMapping.load(EXAMPLE).source_topic == "scjg.complaints.12315"
+    bare = tmp_path / "bare.yaml"
+    bare.write_text("\n".join(line for line in EXAMPLE.read_text(encoding="utf-8").splitlines()
+                              if not line.startswith("source_topic:")), encoding="utf-8")
+    assert main(["--bootstrap", "127.0.0.1:1", "connect", "kafka", "--mapping", str(bare)]) == 2
+    assert "names no source_topic: give the department system's topic with --source" in (
+        capsys.readouterr().err)
