@@ -25,15 +25,17 @@ import urllib.request
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import paho.mqtt.client as mqtt
+from confluent_kafka import KafkaError
 from paho.mqtt.enums import CallbackAPIVersion
 
 from engine.cli.stack import kafka_broker, kafka_cluster, process, redis_server
 from engine.contracts import incident_id
+from engine.runtime import kafka
 from engine.runtime.settings import KAFKA_ENV, Settings
 from tests.integration.connector_helpers import Receiver
 from tests.integration.workers import REPO, stop
@@ -41,7 +43,10 @@ from tests.integration.workers import REPO, stop
 KEY = uuid.uuid4().hex
 WEBHOOK_SECRET = "chaos-webhook-secret-0123456789"
 RATE = 8.0  # Open311 requests per second offered
-SENSOR_EVERY = 4  # one sensor alarm for every this many Open311 requests
+SENSOR_EVERY = 4  # one sensor alarm, and one department system record, for every 4 requests
+BRIDGE_MAPPING = REPO / "rules" / "bridges" / "scjg-complaints.yaml"
+BRIDGE_SOURCE = "scjg.complaints"  # the department system's topic (prefixed: the test's own)
+CST = timezone(timedelta(hours=8))
 
 
 class Servers:
@@ -123,6 +128,9 @@ class Engine:
         if kind == "mqtt":
             return [*base, "connect", "mqtt", "--url", self.mqtt_url, "--client-id",
                     self.bridge_id, *rules, "--metrics-port", "0"]
+        if kind == "kafka-bridge":
+            return [*base, "connect", "kafka", "--mapping", str(BRIDGE_MAPPING), "--source",
+                    self.settings.topic(BRIDGE_SOURCE), "--metrics-port", "0"]
         if kind == "webhooks":
             return [*base, "worker", "webhooks", "--config", str(self.webhooks), *rules,
                     "--metrics-port", "0"]
@@ -162,15 +170,18 @@ def webhooks_config(path: Path, receiver: Receiver, departments: list[str]) -> P
 
 
 class Client:
-    """Open311 requests at a steady rate (a 503 or a refused connection is retried), and
-    one sensor alarm over MQTT for every SENSOR_EVERY of them."""
+    """Open311 requests at a steady rate (a 503 or a refused connection is retried), and for
+    every SENSOR_EVERY of them one sensor alarm over MQTT and one record of a department's
+    own system on its Kafka topic (the Kafka bridge's source)."""
 
     def __init__(self, url: str, places: list[tuple[float, float]], mqtt_url: str,
-                 devices: list[str]) -> None:
+                 devices: list[str], settings: Settings) -> None:
         self.url, self.places, self.devices = url, places, devices
+        self.department_system = kafka.producer(settings)
+        self.source = settings.topic(BRIDGE_SOURCE)
         self.accepted: list[str] = []  # incident ids
         self.retried = self.retried_then_accepted = self.gave_up = 0
-        self.alarms_acknowledged = 0
+        self.alarms_acknowledged = self.records_acknowledged = 0
         self.sent = 0  # requests of earlier runs: numbers (and idempotency keys) go on
         self.other: Counter[str] = Counter()
         self.mqtt = urlsplit(mqtt_url)
@@ -226,11 +237,29 @@ class Client:
         else:
             self.other["alarm not acknowledged by MQTT"] += 1
 
+    def complaint(self, n: int) -> None:
+        """A 12315 complaint record, accepted once the department's broker has it."""
+        number = f"YH-{KEY[:6]}-{n}"
+        record = {"gdbh": number, "slsj": datetime.now(CST).strftime("%Y-%m-%d %H:%M:%S"),
+                  "wtxl": "餐饮服务", "tsbt": "饭店后厨卫生差", "tsnr": f"后厨老鼠乱窜 第{n}起",
+                  "bjdz": "余杭区五常街道五常大道181号", "zb": {"jd": 120.0176, "wd": 30.3378}}
+        delivered: list[KafkaError | None] = []
+        self.department_system.produce(
+            self.source, json.dumps(record, ensure_ascii=False).encode(), number.encode(),
+            on_delivery=lambda error, _message: delivered.append(error))
+        self.department_system.flush(30)
+        if delivered == [None]:
+            self.accepted.append(incident_id("dept:330110.scjg", number))
+            self.records_acknowledged += 1
+        else:
+            self.other[f"record not acknowledged by Kafka: {delivered}"] += 1
+
     def run(self, until: float) -> None:
         n, gap = 0, 1.0 / RATE
         threads: list[threading.Thread] = []
         while time.monotonic() < until:
-            for target in (self.post, *((self.alarm,) if n % SENSOR_EVERY == 0 else ())):
+            extra = (self.alarm, self.complaint) if n % SENSOR_EVERY == 0 else ()
+            for target in (self.post, *extra):
                 thread = threading.Thread(target=target, args=(self.sent + n,), daemon=True)
                 thread.start()
                 threads.append(thread)

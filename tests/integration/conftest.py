@@ -6,15 +6,17 @@ from pathlib import Path
 
 import pytest
 import yaml
+from confluent_kafka.admin import NewTopic
 
 from engine.cli.stack import process
 from engine.reference.grid_shapes import inner_point
 from engine.rules.load import load_rules
+from engine.runtime import kafka
 from engine.runtime.settings import Settings
 
 # The real-browser fixtures, for every test here that drives chromium.
 from tests.integration.browser import browser, page  # noqa: F401
-from tests.integration.chaos import WEBHOOK_SECRET, Client, Engine, Servers
+from tests.integration.chaos import BRIDGE_SOURCE, WEBHOOK_SECRET, Client, Engine, Servers
 from tests.integration.connector_helpers import Receiver
 from tests.integration.workers import apply_topics
 from tests.unit.rules_copy import rules_with_county_sla
@@ -61,5 +63,9 @@ def chaos(tmp_path: Path, mqtt_url: str, request: pytest.FixtureRequest
     logs.mkdir()
     engine = Engine(settings, rules, logs, process.free_port(), mqtt_url)
     request.addfinalizer(engine.stop_all)
-    client = Client(f"http://127.0.0.1:{engine.intake_port}", places, mqtt_url, gas)
+    source = NewTopic(settings.topic(BRIDGE_SOURCE), 1, 3 if servers.cluster else 1)
+    admin = kafka.admin_client(settings)  # kept until the futures resolve
+    for future in admin.create_topics([source]).values():
+        future.result(30)  # the department system's own topic, for the Kafka bridge
+    client = Client(f"http://127.0.0.1:{engine.intake_port}", places, mqtt_url, gas, settings)
     return servers, engine, client, Receiver(WEBHOOK_SECRET.encode())

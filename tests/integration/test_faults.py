@@ -1,15 +1,16 @@
 """The chaos suite: steady load while the engine is hurt, then count every incident.
 
 A private broker and Redis (so they can be restarted), every kind of engine process (the
-intake, the MQTT bridge, classify, route, timers and the webhooks worker), a client posting
-Open311 requests at a steady rate, retrying what the intake answers 503 (or cannot answer
-while it is down), as a real client does, and sensors publishing gas alarms over MQTT.
+intake, the MQTT and Kafka bridges, classify, route, timers and the webhooks worker), a
+client posting Open311 requests at a steady rate, retrying what the intake answers 503 (or
+cannot answer while it is down), as a real client does, sensors publishing gas alarms over
+MQTT, and a department's system writing complaint records to its own Kafka topic.
 Meanwhile, in turn: kill -9 of each process kind (restarted at once), a broker restart,
 Redis stopped and started empty (its timers and dedup keys lost), and an invalid rules edit
 (reverted after a while). At the end, once the engine has drained:
 
-* lost: accepted incidents (201 answers, alarms Mosquitto acknowledged) in no case, triage or
-  rejection record: must be 0;
+* lost: accepted incidents (201 answers, alarms Mosquitto acknowledged, records the broker
+  acknowledged) in no case, triage or rejection record: must be 0;
 * duplicated assignments: a department given the same case as ``new`` twice: must be 0;
 * escalations doubled on the topic (at-least-once: readers dedupe by ``escalation_id``),
   reported; after deduplication by id, doubled is 0 by construction; missed: must be 0;
@@ -49,8 +50,8 @@ def faults(engine: Engine, stack: dict[str, Callable[[], None]], until: float) -
     kill = {kind: partial(engine.kill, kind) for kind in KINDS}
     kinds: list[Callable[[], None]] = [
         kill["classify"], kill["route"], stack["restart broker"], kill["timers"],
-        kill["intake"], stack["restart redis"], kill["mqtt"], kill["webhooks"],
-        stack["invalid rules edit"]]
+        kill["intake"], stack["restart redis"], kill["mqtt"], kill["kafka-bridge"],
+        kill["webhooks"], stack["invalid rules edit"]]
     # (+2: a broker restart takes a few seconds of its own)
     every = max(2.5, min(FAULT_EVERY, (until - time.monotonic()) / (len(kinds) + 3)))
     turn = 0
