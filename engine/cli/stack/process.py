@@ -155,11 +155,7 @@ def stop(pid_file: Path, timeout: float = 30.0) -> bool:
         _reap(pid)
         time.sleep(0.1)
     if pid_alive(pid):
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(pid, signal.SIGKILL)
-        while pid_alive(pid):
-            _reap(pid)
-            time.sleep(0.05)
+        _kill_group(pid)
     pid_file.unlink(missing_ok=True)
     return True
 
@@ -168,12 +164,16 @@ def kill(pid_file: Path) -> None:
     """kill -9 the process group in ``pid_file``, as a crash would: no shutdown at all."""
     pid = read_pid(pid_file)
     if pid is not None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(pid, signal.SIGKILL)
-        while pid_alive(pid):
-            _reap(pid)
-            time.sleep(0.05)
+        _kill_group(pid)
     pid_file.unlink(missing_ok=True)
+
+
+def _kill_group(pid: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, signal.SIGKILL)
+    while pid_alive(pid):
+        _reap(pid)
+        time.sleep(0.05)
 
 
 def _reap(pid: int) -> None:
