@@ -36,6 +36,12 @@ def register(commands: Commands) -> None:
     route.add_argument("--instance", default="0", type=_instance_id,
                        help="this instance's stable id (default 0): keep it across restarts, "
                             "give each instance running at once its own")
+    route.add_argument("--linger-ms", type=_non_negative, default=None, metavar="MS",
+                       help="after a batch's first record, keep taking what arrives for up to "
+                            "MS milliseconds (default: the worker's LINGER_SECONDS); one "
+                            "transaction per batch")
+    route.add_argument("--batch-max", type=_positive, default=None, metavar="N",
+                       help="records per batch (transaction) at most (default 500)")
     timers = command(kinds, "worker timers")
     add_rules_dir(timers)
     add_metrics_port(timers, timers_cmd.DEFAULT_TIMERS_METRICS_PORT)
@@ -46,6 +52,22 @@ def register(commands: Commands) -> None:
     webhooks_cmd.config_option(webhooks)
     add_metrics_port(webhooks, webhooks_cmd.DEFAULT_METRICS_PORT)
     webhooks.set_defaults(handler=webhooks_cmd.run_worker)
+
+
+def _non_negative(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text}") from None
+    if not 0 <= value <= 60_000:
+        raise argparse.ArgumentTypeError(f"{text}: give 0 to 60000")
+    return value
+
+
+def _positive(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 100_000:
+        raise argparse.ArgumentTypeError(f"{text}: give a whole number from 1 to 100000")
+    return int(text)
 
 
 def _instance_id(text: str) -> str:
@@ -80,5 +102,9 @@ def run_route(args: argparse.Namespace, settings: Settings) -> int:
     from engine.runtime.workers.route import run
 
     settings = settings.with_(rules_dir=args.rules_dir)
-    return run_logged(lambda: run(settings, args.instance, args.metrics_port or None),
-                      args.metrics_port)
+    from engine.runtime.workers import route
+
+    linger = route.LINGER_SECONDS if args.linger_ms is None else args.linger_ms / 1000
+    batch_max = route.BATCH if args.batch_max is None else args.batch_max
+    return run_logged(lambda: run(settings, args.instance, args.metrics_port or None,
+                                  linger, batch_max), args.metrics_port)

@@ -42,7 +42,8 @@ from engine.reference.grid_shapes import inner_point
 from engine.rules.load import load_rules
 from engine.runtime import kafka
 from engine.runtime.settings import KAFKA_ENV, Settings
-from tests.integration.test_faults import Servers, read_all
+from tests.integration.chaos import Servers
+from tests.integration.chaos_run import read_all
 from tests.integration.test_prometheus_stack import every_second
 from tests.integration.workers import REPO, apply_topics, stop, wait_for
 from tests.unit.rules_copy import rules_with_county_sla
@@ -262,8 +263,8 @@ def _accept_all(settings: Settings) -> None:
     """Every open case accepted by its lead (the route worker re-plans, the timers audit
     sees no breach)."""
     latest: dict[str, dict[str, Any]] = {}
-    for _, case in read_all(settings, [settings.topic("cases")]):
-        latest[str(case["case_id"])] = case
+    for record in read_all(settings, ["cases"]):
+        latest[str(record.value["case_id"])] = record.value
     producer = kafka.producer(settings)
     for case in latest.values():
         if case.get("state") in ("dispatched", "reopened"):

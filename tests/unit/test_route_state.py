@@ -3,6 +3,7 @@ tallies, and the transaction loop (commit and abort) over fake Kafka clients."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -293,3 +294,50 @@ def test_a_case_record_round_trips_through_the_wire_form(ruleset: RuleSet) -> No
     assert case is not None
     assert CaseRecord.model_validate_json(to_json(case)) == case
 
+
+
+class Trickle:
+    """A consumer whose records arrive over time: ``arrivals`` are (seconds after the first
+    poll, message); ``consume`` returns what has arrived, waiting up to its timeout for one."""
+
+    def __init__(self, arrivals: list[tuple[float, str]]) -> None:
+        self.arrivals = sorted(arrivals)
+        self.start = 0.0
+
+    def _arrived(self, limit: int) -> list[str]:
+        now = time.monotonic() - self.start
+        ready = [m for at, m in self.arrivals if at <= now][:limit]
+        self.arrivals = self.arrivals[len(ready):]
+        return ready
+
+    def poll(self, timeout: float) -> str | None:
+        self.start = time.monotonic()
+        got = self._arrived(1)
+        return got[0] if got else None
+
+    def consume(self, limit: int, timeout: float) -> list[str]:
+        deadline = time.monotonic() + timeout
+        while True:
+            got = self._arrived(limit)
+            if len(got) == limit or time.monotonic() >= deadline:
+                return got
+            if got:
+                self.arrivals = [(0.0, m) for m in got] + self.arrivals  # put back, wait on
+            time.sleep(0.002)
+
+
+def batch_of(worker: route.RouteWorker, arrivals: list[tuple[float, str]], linger: float,
+             batch_max: int = 500) -> list[str]:
+    worker.consumer = Trickle(arrivals)  # type: ignore[assignment]
+    worker.linger, worker.batch_max = linger, batch_max
+    return worker._next_batch()  # type: ignore[return-value]
+
+
+def test_a_batch_takes_what_is_queued_and_lingers_only_if_told(
+        worker: route.RouteWorker) -> None:
+    arrivals = [(0.0, "a"), (0.0, "b"), (0.15, "late")]
+    assert batch_of(worker, arrivals, linger=0.0) == ["a", "b"]  # greedy: no wait
+    assert batch_of(worker, arrivals, linger=0.3) == ["a", "b", "late"]
+    assert batch_of(worker, arrivals, linger=0.05) == ["a", "b"]  # bounded by the time
+    assert batch_of(worker, [(0.0, str(i)) for i in range(10)], linger=0.3,
+                    batch_max=4) == ["0", "1", "2", "3"]  # bounded by the size, at once
