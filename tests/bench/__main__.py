@@ -37,6 +37,7 @@ from tests.bench import (
     dispatch_bench,
     dispatch_report,
     intake_load,
+    linger_curve,
     model_bench,
     timers_bench,
     timers_rebuild,
@@ -111,7 +112,8 @@ def _table(results: list[ScaleResult], ratio: float | None) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--only", choices=["classify", "model", "dispatch", "timers", "intake"],
+    parser.add_argument("--only", choices=["classify", "model", "dispatch", "timers", "intake",
+                                           "linger"],
                         help="run only this benchmark (default: all)")
     parser.add_argument("--scales", type=int, nargs="+", default=[1, 10])
     parser.add_argument("--events", type=int, default=20_000, help="reports per round")
@@ -153,6 +155,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model-out", type=Path, default=REPO / "bench-results" / "model.json")
     parser.add_argument("--timers-out", type=Path,
                         default=REPO / "bench-results" / "timers.json")
+    parser.add_argument("--lingers", type=int, nargs="+", default=list(linger_curve.LINGERS_MS),
+                        help="route --linger-ms values for --only linger")
+    parser.add_argument("--linger-rounds", type=int, default=2)
+    parser.add_argument("--linger-out", type=Path,
+                        default=REPO / "bench-results" / "linger.json")
     parser.add_argument("--intake-seconds", type=float, default=intake_load.SECONDS,
                         help="how long the intake load runs")
     parser.add_argument("--intake-concurrency", type=int, default=intake_load.CONCURRENCY,
@@ -177,7 +184,20 @@ def main(argv: list[str] | None = None) -> int:
         run_timers(args)
     if args.only in (None, "intake"):
         run_intake(args)
+    if args.only == "linger":  # a curve of the route worker's setting, not a target
+        run_linger(args)
     return 0
+
+
+def run_linger(args: argparse.Namespace) -> None:
+    nproc = len(os.sched_getaffinity(0))
+    started = time.monotonic()
+    result = linger_curve.run(args.lingers, args.linger_rounds,
+                              log=lambda m: print(m, flush=True))
+    out = {"benchmark": "route linger", "machine": _machine(nproc, None), **result,
+           "seconds_total": round(time.monotonic() - started, 1),
+           "loadavg_at_end": [round(x, 2) for x in os.getloadavg()]}
+    _write(args.linger_out, out, linger_curve.table(result))
 
 
 def run_intake(args: argparse.Namespace) -> None:

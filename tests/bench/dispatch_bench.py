@@ -180,12 +180,14 @@ def run_passthrough(bootstrap: str, broker_pid: int | None, workdir: Path, n: in
     return drain
 
 
-def _start_workers(procs: Processes, settings: Settings, n: int, kinds: Sequence[str]) -> float:
+def _start_workers(procs: Processes, settings: Settings, n: int, kinds: Sequence[str],
+                   route_args: Sequence[str] = ()) -> float:
     """Start N workers of each kind and wait for their groups; seconds it took."""
     started = time.monotonic()
     for kind in kinds:
         for i in range(n):
-            procs.worker(settings, kind, *(["--instance", str(i)] if kind == "route" else []))
+            procs.worker(settings, kind, *(["--instance", str(i), *route_args]
+                                           if kind == "route" else []))
     admin = kafka.admin_client(settings)
     groups = {"classify": CLASSIFY_GROUP, "route": ROUTE_GROUP}
     for kind in kinds:
@@ -204,13 +206,14 @@ class EngineRun:
 
 
 def run_engine(bootstrap: str, broker_pid: int | None, workdir: Path, n: int,
-               reports: ReportSet, latency: Sequence[LatencyPlan], log: Log) -> EngineRun:
+               reports: ReportSet, latency: Sequence[LatencyPlan], log: Log,
+               route_args: Sequence[str] = ()) -> EngineRun:
     """N classify + N route workers drain the reports; then the latency runs, if any."""
     settings = prepare(bootstrap, workdir, n, f"engine{n}")
     procs = Processes(workdir)
     lat = []
     try:
-        ready = _start_workers(procs, settings, n, ("classify", "route"))
+        ready = _start_workers(procs, settings, n, ("classify", "route"), route_args)
         records = [encode(r, datetime.now(UTC)) for r in reports.reports]
         cpu_before = cpu_by_kind(procs, broker_pid)
         produce_s = produce_burst(settings, records, "incidents.reported")
