@@ -38,7 +38,7 @@ def register(commands: Commands) -> None:
                             "give each instance running at once its own")
     route.add_argument("--linger-ms", type=_non_negative, default=None, metavar="MS",
                        help="after a batch's first record, keep taking what arrives for up to "
-                            "MS milliseconds (default: the worker's LINGER_SECONDS); one "
+                            "MS milliseconds (default 0: only what is already queued); one "
                             "transaction per batch")
     route.add_argument("--batch-max", type=_positive, default=None, metavar="N",
                        help="records per batch (transaction) at most (default 500)")

@@ -338,6 +338,10 @@ def run(partitions: Sequence[int] = (1, 2), count: int = REPORTS, rounds: int = 
                 if classified:
                     alone["route"] = run_stage_alone(bootstrap, broker_pid, workdir, "route",
                                                      classified, reports.expected_assigned, log)
+                    from tests.bench.fanout import run_fanout  # it imports this module
+
+                    alone["fan-out passthrough"] = run_fanout(bootstrap, broker_pid, workdir,
+                                                              classified, log)
             result = DispatchReport(reports, passthrough, engine, stage, latency, alone,
                                     "private" if broker_pid else "KAFKA_BOOTSTRAP_SERVERS")
     except BaseException:

@@ -116,8 +116,17 @@ def table(report: DispatchReport) -> str:
                 f"over {len(report.reports.reports):,} reports)")
     rows.append("")
     for kind, d in report.alone.items():
-        rows.append(f"{kind} worker alone (N=1): {d.per_s:,.0f}/s over {d.records:,} records "
+        rows.append(f"{kind} alone (N=1): {d.per_s:,.0f}/s over {d.records:,} records "
                     f"in {d.seconds:.2f}s; cpu seconds {cpu_text(d.cpu_seconds)}")
+    fanout = report.alone.get("fan-out passthrough")
+    if fanout is not None and fanout.per_s:
+        # issue 18: the ceiling is exactly-once fan-out, not a byte copy
+        for n in sorted(report.engine):
+            rows.append(f"engine N={n} / fan-out passthrough (N=1): "
+                        f"{report.rate(report.engine, n) / fanout.per_s:.2f} (target >= 0.5)")
+        if "route" in report.alone:
+            rows.append(f"route worker alone / fan-out passthrough: "
+                        f"{report.alone['route'].per_s / fanout.per_s:.2f}")
     for n in sorted(report.engine):
         e = median_drain(report.engine[n])
         rows.append(f"cpu seconds during the N={n} engine drain (median round, "

@@ -1,0 +1,153 @@
+"""The transactional fan-out passthrough: the ceiling the route worker is measured against.
+
+Issue 18, item 1: a plain consume→produce passthrough copies bytes with no transactions and
+no fan-out, while the route worker must write, exactly once, each report's records to its
+departments' own topics and to ``cases``. This baseline does that write and nothing else:
+it consumes ``incidents.classified`` and, for each record, produces the very records the
+route worker produced for it (looked up by the SHA-1 of the input's bytes in a plan worked
+out beforehand with the engine's pure route step, outside the timed window) to the same
+``assignments.<dept>`` topics and ``cases``, in transactions of the route worker's size
+(greedy batches up to 500), with the input offsets inside each transaction. What is left
+between it and the route worker is the worker's own work: parsing, routing, SLA planning,
+the case store.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import pickle
+import signal
+import sys
+import time
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+from confluent_kafka import OFFSET_BEGINNING, TopicPartition
+
+from engine.cases.dispatch import on_classified
+from engine.cases.duplicates import CaseStore
+from engine.contracts import Classified, to_json
+from engine.rules.load import load_rules
+from engine.runtime import kafka
+from engine.runtime.settings import Settings
+from tests.bench.dispatch_bench import DRAIN_TIMEOUT
+from tests.bench.dispatch_report import Drain
+from tests.bench.harness import (
+    RULES,
+    Log,
+    Processes,
+    cpu_by_kind,
+    delta,
+    prepare,
+    produce_burst,
+    read_back,
+    wait_until,
+)
+
+Plan = dict[bytes, list[tuple[str, bytes, bytes]]]  # sha1(input) -> (topic, key, value)
+GROUP = "bench-fanout"
+
+
+def plan_for(records: Sequence[tuple[bytes | None, bytes]]) -> tuple[Plan, int]:
+    """What the route worker writes for each classified record, by the pure step, in order
+    (so merges and duplicates come out as they do in the worker); and how many ``cases``
+    records that is."""
+    ruleset, store, plan, cases = load_rules(RULES), CaseStore(), {}, 0
+    now = datetime.now(UTC)
+    for _key, value in records:
+        step = on_classified(ruleset, store, Classified.model_validate_json(value), now)
+        outs = [(o.topic, o.key.encode(), to_json(o.value)) for o in step.outputs]
+        cases += sum(1 for topic, _, _ in outs if topic == "cases")
+        plan[hashlib.sha1(value, usedforsecurity=False).digest()] = outs
+    return plan, cases
+
+
+def run_fanout(bootstrap: str, broker_pid: int | None, workdir: Path,
+               records: Sequence[tuple[bytes | None, bytes]], log: Log) -> Drain:
+    """The baseline on one partition, fed the classified records of the engine run; outputs
+    timed by Kafka (first to last ``cases`` record), as every other drain."""
+    plan, expected = plan_for(records)
+    plan_file = workdir / f"fanout-plan-{uuid.uuid4().hex[:6]}.pickle"
+    plan_file.write_bytes(pickle.dumps(plan))
+    settings = prepare(bootstrap, workdir, 1, "fanout")
+    procs = Processes(workdir)
+    try:
+        produce_s = produce_burst(settings, list(records), "incidents.classified")
+        cpu_before = cpu_by_kind(procs, broker_pid)
+        started = time.monotonic()
+        procs.start("fanout", [sys.executable, "-m", "tests.bench.fanout", bootstrap,
+                               settings.topic_prefix, str(plan_file)])
+        # Done when its committed input offset reaches the end (the outputs' end offsets
+        # would count transaction markers too).
+        probe = kafka.consumer(settings, GROUP)
+        source = [TopicPartition(settings.topic("incidents.classified"), 0)]
+        try:
+            wait_until(lambda: probe.committed(source, timeout=10)[0].offset >= len(records),
+                       DRAIN_TIMEOUT, "the fan-out passthrough to drain", procs)
+        finally:
+            probe.close()
+        ready = time.monotonic() - started
+        cpu = delta(cpu_by_kind(procs, broker_pid), cpu_before)
+    finally:
+        procs.stop_all()
+        plan_file.unlink(missing_ok=True)
+    read = read_back(settings, ["cases"])
+    seconds = (max(read.timestamps) - min(read.timestamps)) / 1000 if read.timestamps else 0.0
+    drain = Drain("fan-out passthrough", 1, len(read.timestamps), expected, seconds, ready,
+                  produce_s, cpu, read.per_partition)
+    log(f"[fan-out passthrough] {drain.records:,} cases records in {drain.seconds:.2f}s = "
+        f"{drain.per_s:,.0f}/s; cpu {cpu}")
+    return drain
+
+
+def fanout_main(bootstrap: str, prefix: str, plan_file: Path) -> int:
+    settings = Settings(kafka_bootstrap=bootstrap, topic_prefix=prefix)
+    plan: Plan = pickle.loads(plan_file.read_bytes())
+    stopping = False
+
+    def stop(signum: int, frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    consumer = kafka.consumer(settings, GROUP)
+    producer = kafka.transactional_producer(settings, settings.topic("bench-fanout-0"))
+    producer.init_transactions(30)
+    source = settings.topic("incidents.classified")
+    consumer.assign([TopicPartition(source, 0, OFFSET_BEGINNING)])
+    try:
+        while not stopping:
+            first = consumer.poll(0.1)
+            if first is None:
+                continue
+            batch = [m for m in (first, *consumer.consume(499, 0)) if m.error() is None]
+            if not batch:
+                continue
+            producer.begin_transaction()
+            for m in batch:
+                for topic, key, value in plan[hashlib.sha1(m.value() or b"",
+                                                           usedforsecurity=False).digest()]:
+                    while True:
+                        try:
+                            producer.produce(settings.topic(topic), key=key, value=value)
+                            break
+                        except BufferError:
+                            producer.poll(0.05)
+            last = batch[-1]
+            producer.send_offsets_to_transaction(
+                [TopicPartition(source, 0, int(last.offset() or 0) + 1)],
+                consumer.consumer_group_metadata(), 30)
+            producer.commit_transaction(30)
+    finally:
+        consumer.close()
+    return 0
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 4:
+        raise SystemExit(fanout_main(sys.argv[1], sys.argv[2], Path(sys.argv[3])))
+    raise SystemExit("usage: python -m tests.bench.fanout BOOTSTRAP PREFIX PLAN_FILE "
+                     "(the benchmark: python -m tests.bench --only dispatch)")
