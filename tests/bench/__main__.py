@@ -157,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
                         default=REPO / "bench-results" / "timers.json")
     parser.add_argument("--lingers", type=int, nargs="+", default=list(linger_curve.LINGERS_MS),
                         help="route --linger-ms values for --only linger")
-    parser.add_argument("--linger-rounds", type=int, default=2)
+    parser.add_argument("--linger-rounds", type=int, default=1)
     parser.add_argument("--linger-out", type=Path,
                         default=REPO / "bench-results" / "linger.json")
     parser.add_argument("--intake-seconds", type=float, default=intake_load.SECONDS,
