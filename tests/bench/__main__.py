@@ -30,6 +30,7 @@ import platform
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -190,25 +191,27 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run_linger(args: argparse.Namespace) -> None:
-    nproc = len(os.sched_getaffinity(0))
-    started = time.monotonic()
-    result = linger_curve.run(args.lingers, args.linger_rounds,
-                              log=lambda m: print(m, flush=True))
-    out = {"benchmark": "route linger", "machine": _machine(nproc, None), **result,
-           "seconds_total": round(time.monotonic() - started, 1),
-           "loadavg_at_end": [round(x, 2) for x in os.getloadavg()]}
-    _write(args.linger_out, out, linger_curve.table(result))
+    _run_and_write("route linger", lambda: linger_curve.run(
+        args.lingers, args.linger_rounds, log=lambda m: print(m, flush=True)),
+        linger_curve.table, args.linger_out)
 
 
 def run_intake(args: argparse.Namespace) -> None:
+    _run_and_write("intake", lambda: intake_load.run(
+        args.intake_seconds, args.intake_concurrency, log=lambda m: print(m, flush=True)),
+        intake_load.table, REPO / "bench-results" / "intake.json")
+
+
+def _run_and_write(name: str, run: Callable[[], dict[str, Any]],
+                   table: Callable[[dict[str, Any]], str], path: Path) -> None:
+    """A benchmark on every core, written with the machine, its duration and the load."""
     nproc = len(os.sched_getaffinity(0))
     started = time.monotonic()
-    result = intake_load.run(args.intake_seconds, args.intake_concurrency,
-                             log=lambda m: print(m, flush=True))
-    out = {"benchmark": "intake", "machine": _machine(nproc, None), **result,
+    result = run()
+    out = {"benchmark": name, "machine": _machine(nproc, None), **result,
            "seconds_total": round(time.monotonic() - started, 1),
            "loadavg_at_end": [round(x, 2) for x in os.getloadavg()]}
-    _write(REPO / "bench-results" / "intake.json", out, intake_load.table(result))
+    _write(path, out, table(result))
 
 
 def _write(path: Path, result: dict[str, Any], table: str) -> None:

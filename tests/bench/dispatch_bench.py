@@ -56,7 +56,6 @@ How each figure is taken, and why:
 from __future__ import annotations
 
 import shutil
-import signal
 import sys
 import tempfile
 import time
@@ -95,6 +94,7 @@ from tests.bench.harness import (
     read_back,
     route_counters,
     routed_count,
+    stop_on_signal,
     wait_until,
 )
 from tests.bench.latency import Latency, LatencyPlan, measure_latency
@@ -362,21 +362,14 @@ def passthrough_main(bootstrap: str, prefix: str, partition: int) -> int:
     (``engine.runtime.kafka``: idempotent, acks=all, linger 5 ms, read_committed consumer).
     """
     settings = Settings(kafka_bootstrap=bootstrap, topic_prefix=prefix)
-    stopping = False
-
-    def stop(signum: int, frame: object) -> None:
-        nonlocal stopping
-        stopping = True
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
+    stopping = stop_on_signal()
     consumer = kafka.consumer(settings, PASSTHROUGH_GROUP)
     producer = kafka.producer(settings)
     sink = settings.topic(PASSTHROUGH_TOPIC)
     consumer.assign([TopicPartition(settings.topic("incidents.reported"), partition,
                                     OFFSET_BEGINNING)])
     try:
-        while not stopping:
+        while not stopping.is_set():
             batch = [m for m in consumer.consume(500, 0.1) if m.error() is None]
             if not batch:
                 continue

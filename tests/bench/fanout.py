@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import pickle
-import signal
 import sys
 import time
 import uuid
@@ -43,6 +42,7 @@ from tests.bench.harness import (
     prepare,
     produce_burst,
     read_back,
+    stop_on_signal,
     wait_until,
 )
 
@@ -105,21 +105,14 @@ def run_fanout(bootstrap: str, broker_pid: int | None, workdir: Path,
 def fanout_main(bootstrap: str, prefix: str, plan_file: Path) -> int:
     settings = Settings(kafka_bootstrap=bootstrap, topic_prefix=prefix)
     plan: Plan = pickle.loads(plan_file.read_bytes())
-    stopping = False
-
-    def stop(signum: int, frame: object) -> None:
-        nonlocal stopping
-        stopping = True
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
+    stopping = stop_on_signal()
     consumer = kafka.consumer(settings, GROUP)
     producer = kafka.transactional_producer(settings, settings.topic("bench-fanout-0"))
     producer.init_transactions(30)
     source = settings.topic("incidents.classified")
     consumer.assign([TopicPartition(source, 0, OFFSET_BEGINNING)])
     try:
-        while not stopping:
+        while not stopping.is_set():
             first = consumer.poll(0.1)
             if first is None:
                 continue

@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 import uuid
@@ -342,3 +343,11 @@ def classified_count(procs: Processes) -> float:
 
 def cpu_text(cpu: dict[str, float]) -> str:
     return ", ".join(f"{k} {v:.1f}" for k, v in cpu.items())
+
+
+def stop_on_signal() -> threading.Event:
+    """Set on SIGTERM or SIGINT: a bench process finishes its batch and exits cleanly."""
+    stopping = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda signum, frame: stopping.set())
+    return stopping
