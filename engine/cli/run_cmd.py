@@ -178,7 +178,7 @@ def apply_acls(settings: Settings) -> None:
 
 def run_up(args: argparse.Namespace, settings: Settings) -> int:
     started = time.monotonic()
-    stack = start_stack(args)
+    stack = start_stack(args, scrape_targets={})  # the processes, once they run: retarget
     # Our own stack: its security, whatever GRIDDISPATCH_KAFKA_* says about another cluster.
     settings = settings.with_(kafka_bootstrap=stack.bootstrap, redis_url=stack.redis_url,
                               kafka_extra=stack.kafka_security)

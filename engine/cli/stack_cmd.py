@@ -54,12 +54,14 @@ def add_stack_options(parser: argparse.ArgumentParser) -> None:
                         help=f"Prometheus port, with --prometheus (default {PROMETHEUS_PORT})")
 
 
-def start_stack(args: argparse.Namespace) -> LocalStack:
+def start_stack(args: argparse.Namespace,
+                scrape_targets: dict[str, str] | None = None) -> LocalStack:
     stack = LocalStack(args.dir)
     ports = StackPorts(kafka=args.kafka_port, kafka_controller=args.kafka_port + 1,
                        redis=args.redis_port, mqtt=args.mqtt_port,
                        prometheus=args.prometheus_port)
-    statuses = stack.up(ports, with_prometheus=args.prometheus, secure=args.secure)
+    statuses = stack.up(ports, with_prometheus=args.prometheus, secure=args.secure,
+                        scrape_targets=scrape_targets)
     for status in statuses:
         print(describe(status))
     prometheus_log = f"  {stack.prometheus.log}" if args.prometheus else ""

@@ -45,7 +45,7 @@ from engine.runtime.settings import KAFKA_ENV, Settings
 from tests.integration.chaos import Servers
 from tests.integration.chaos_run import read_all
 from tests.integration.test_prometheus_stack import every_second
-from tests.integration.workers import REPO, apply_topics, stop, wait_for
+from tests.integration.workers import REPO, apply_topics, sample, stop, wait_for
 from tests.unit.rules_copy import rules_with_county_sla
 
 # Minutes of load and recovery: beyond the suite's 5-minute default per test.
@@ -175,9 +175,9 @@ def test_each_alert_fires_on_its_fault_and_clears_after_recovery(tmp_path: Path)
                           lambda: layer.write_text(good + "\nroute: [broken\n", "utf-8"),
                           lambda: layer.write_text(good, "utf-8"))
 
-        # a burst of answers the route worker is behind on: ConsumerLagHigh; drained: cleared
-        fires_then_clears("GriddispatchConsumerLagHigh",
-                          lambda: _burst(settings, 150_000), lambda: None, within=150)
+        # answers the route worker is kept behind on: ConsumerLagHigh; drained: cleared
+        behind = LagHolder(settings, engine.ports["route"])
+        fires_then_clears("GriddispatchConsumerLagHigh", behind.start, behind.stop, within=150)
 
         # Redis stopped: the intake's calls fail; started again: cleared
         fires_then_clears("GriddispatchRedisUnavailable",
@@ -246,17 +246,47 @@ def _offer(port: int, stop_load: threading.Event, places: list[tuple[float, floa
         threading.Thread(target=post, args=(n,), daemon=True).start()
 
 
-def _burst(settings: Settings, count: int) -> None:
-    producer = kafka.producer(settings, **{"linger.ms": 50})
-    for n in range(count):
-        while True:
-            try:
-                producer.produce(settings.topic("assignments.status"), key=b"330110012",
-                                 value=b'{"not": "a status update", "n": %d}' % n)
-                break
-            except BufferError:  # the local queue is full: let it drain
-                producer.poll(0.1)
-    assert producer.flush(60) == 0
+class LagHolder:
+    """Junk status answers topped up whenever the route worker's own lag gauge drops below
+    ``low``, so that it stays above the alert's 1000 until ``stop``, however fast the worker
+    is: a fixed burst of 150,000 was drained in 10 s on a fast hour, inside the compressed
+    ``for: 10s`` (a CI failure)."""
+
+    def __init__(self, settings: Settings, route_port: int, low: int = 30_000) -> None:
+        self.settings, self.route_port, self.low = settings, route_port, low
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._hold, daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(30)
+
+    def _lag(self) -> float:
+        return sample(self.route_port, "griddispatch_consumer_lag",
+                      group=self.settings.topic("griddispatch-route"),
+                      topic=self.settings.topic("assignments.status")) or 0.0
+
+    def _hold(self) -> None:
+        producer = kafka.producer(self.settings, **{"linger.ms": 50})
+        n = 0
+        while not self._stop.is_set():
+            if self._lag() < self.low:
+                for _ in range(self.low):
+                    n += 1
+                    while True:
+                        try:
+                            producer.produce(self.settings.topic("assignments.status"),
+                                             key=b"330110012",
+                                             value=b'{"not": "a status update", "n": %d}' % n)
+                            break
+                        except BufferError:  # the local queue is full: let it drain
+                            producer.poll(0.1)
+                producer.flush(60)
+            self._stop.wait(0.5)
+        producer.flush(60)
 
 
 def _accept_all(settings: Settings) -> None:

@@ -65,8 +65,12 @@ def test_up_demo_shows_assignments_and_escalations_then_stops_cleanly(tmp_path: 
         assert "基层治理指挥平台" in (scrape_path(console, "/login") or "")
         # Prometheus scrapes exactly the six processes up started, all of them up (a scrape
         # every 15 s; on this shared machine's slow hours a first scrape can time out).
-        wait_for(lambda: _up_targets(prometheus) == {1.0: 6}, 150,
-                 "Prometheus scraping the six processes, all up")
+        try:
+            wait_for(lambda: _up_targets(prometheus) == {1.0: 6}, 150,
+                     "Prometheus scraping the six processes, all up")
+        except AssertionError:
+            print(scrape_path(prometheus, "/api/v1/query?query=up"))
+            raise
         # the summary refreshes every 15 s when not on a terminal: wait for one that shows both
         wait_for(lambda: _summary_shows_work(out.read_text()), 60, "the summary with work")
         screen = out.read_text()

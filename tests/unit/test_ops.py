@@ -69,6 +69,16 @@ def test_the_stack_runs_the_shipped_config_with_absolute_rule_files() -> None:
     assert generated["scrape_configs"] == shipped["scrape_configs"]
 
 
+def test_up_starts_prometheus_with_no_jobs_then_names_only_what_runs() -> None:
+    # A job dropped on reload leaves no stale marker: had Prometheus scraped the kafka bridge
+    # that up never starts, `up == 0` would read for five minutes (a CI failure).
+    assert yaml.safe_load(config_text(targets={}))["scrape_configs"] == []
+    jobs = yaml.safe_load(config_text(targets={"griddispatch-route": "127.0.0.1:4711"}))
+    assert [(j["job_name"], j["static_configs"]) for j in jobs["scrape_configs"]] == [
+        ("griddispatch-route", [{"targets": ["127.0.0.1:4711"]}])]
+    assert jobs["rule_files"] == [str(PROMETHEUS / "alerts.yml")]
+
+
 def test_the_scrape_targets_are_the_commands_default_metrics_ports() -> None:
     from engine.cli import (
         connect_cmd,

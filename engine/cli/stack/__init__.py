@@ -76,11 +76,12 @@ class LocalStack:
         return scram_security("admin", saved.admin) if saved else ()
 
     def up(self, ports: StackPorts, persistent_redis: bool = True,
-           with_prometheus: bool = False, secure: bool = False) -> list[ServerStatus]:
+           with_prometheus: bool = False, secure: bool = False,
+           scrape_targets: dict[str, str] | None = None) -> list[ServerStatus]:
         """Start whatever is not running yet; a server that already runs is kept as it is.
 
         Prometheus is optional (``with_prometheus``): it scrapes the workers' /metrics and
-        evaluates ops/prometheus/alerts.yml.
+        evaluates ops/prometheus/alerts.yml; ``scrape_targets`` as in ``prometheus.start``.
         """
         self.home.mkdir(parents=True, exist_ok=True)
         running = self.ports
@@ -99,7 +100,8 @@ class LocalStack:
         ]
         if with_prometheus:
             servers.append((self.prometheus,
-                            lambda: prometheus.start(self.prometheus, running.prometheus)))
+                            lambda: prometheus.start(self.prometheus, running.prometheus,
+                                                     targets=scrape_targets)))
         for index, (files, start) in enumerate(servers):
             if process.read_pid(files.pid_file) is not None:
                 continue

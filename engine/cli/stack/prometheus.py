@@ -43,12 +43,16 @@ def promtool_binary() -> str:
     return ensure_binary("promtool")
 
 
-def config_text(source: Path = OPS_DIR / "prometheus.yml") -> str:
+def config_text(source: Path = OPS_DIR / "prometheus.yml",
+                targets: dict[str, str] | None = None) -> str:
     """The shipped scrape config with its ``rule_files`` made absolute (relative names are
-    resolved against the config's folder, and the stack writes its copy elsewhere)."""
+    resolved against the config's folder, and the stack writes its copy elsewhere), and with
+    only the jobs of ``targets`` when it is given."""
     config: dict[str, Any] = yaml.safe_load(source.read_text(encoding="utf-8"))
     config["rule_files"] = [str((source.parent / name).resolve())
                             for name in config.get("rule_files") or []]
+    if targets is not None:
+        config = _only(config, targets)
     header = (f"# Written by griddispatch stack from {source}; edit that file, not this one.\n")
     return header + yaml.safe_dump(config, sort_keys=False, allow_unicode=True)
 
@@ -63,12 +67,19 @@ def answers(port: int, host: str = "127.0.0.1") -> bool:
 
 
 def start(layout: process.ServerFiles, port: int, timeout: float = 30.0,
-          source: Path = OPS_DIR / "prometheus.yml") -> int:
-    """Run Prometheus with ``source`` (default: the shipped config) until ``stop``."""
+          source: Path = OPS_DIR / "prometheus.yml",
+          targets: dict[str, str] | None = None) -> int:
+    """Run Prometheus with ``source`` (default: the shipped config) until ``stop``.
+
+    ``targets`` (job name → ``host:port``) keeps only those jobs; ``{}`` starts with none, for
+    ``griddispatch up``, which names its processes later with ``retarget``. Why not start with
+    every shipped job and drop the unused ones then: a job dropped on reload leaves no stale
+    marker, so one scrape of a worker that never runs reads ``up == 0`` for five minutes.
+    """
     process.require_free(port, "Prometheus", "--prometheus-port")
     binary = ensure_binary()
     layout.data.mkdir(parents=True, exist_ok=True)
-    layout.config.write_text(config_text(source), encoding="utf-8")
+    layout.config.write_text(config_text(source, targets), encoding="utf-8")
     argv = [binary, f"--config.file={layout.config}", f"--storage.tsdb.path={layout.data}",
             f"--storage.tsdb.retention.time={RETENTION}",
             f"--web.listen-address=127.0.0.1:{port}", "--web.enable-lifecycle"]
@@ -84,13 +95,14 @@ def retarget(layout: process.ServerFiles, port: int, targets: dict[str, str]) ->
     ``targets``: job name → ``host:port``. Jobs not named are dropped from the stack's copy
     (a worker that is not running must not page as "down"); the shipped file is untouched.
     """
-    config: dict[str, Any] = yaml.safe_load(layout.config.read_text(encoding="utf-8"))
-    config["scrape_configs"] = [
-        {**job, "static_configs": [{"targets": [targets[job["job_name"]]]}]}
-        for job in config.get("scrape_configs") or [] if job["job_name"] in targets]
-    layout.config.write_text("# Written by griddispatch up for the processes it runs.\n"
-                             + yaml.safe_dump(config, sort_keys=False, allow_unicode=True),
-                             encoding="utf-8")
+    layout.config.write_text(config_text(targets=targets), encoding="utf-8")
     request = urllib.request.Request(f"http://127.0.0.1:{port}/-/reload", method="POST")
     with urllib.request.urlopen(request, timeout=10) as answer:
         answer.read()
+
+
+def _only(config: dict[str, Any], targets: dict[str, str]) -> dict[str, Any]:
+    """``config`` with the jobs named in ``targets``, each scraping its one target."""
+    return {**config, "scrape_configs": [
+        {**job, "static_configs": [{"targets": [targets[job["job_name"]]]}]}
+        for job in config.get("scrape_configs") or [] if job["job_name"] in targets]}
