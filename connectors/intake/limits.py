@@ -15,12 +15,11 @@ from __future__ import annotations
 import logging
 import math
 import time
-from typing import Any
 
 import redis
-import redis.asyncio as aioredis
 
 from engine.runtime import metrics
+from engine.runtime.redis_clients import AsyncRedisClient
 
 WINDOW_SECONDS = 60
 
@@ -35,7 +34,7 @@ class RateLimited(Exception):
 
 
 class RateLimiter:
-    def __init__(self, client: aioredis.Redis[Any], prefix: str = "",
+    def __init__(self, client: AsyncRedisClient, prefix: str = "",
                  window: int = WINDOW_SECONDS) -> None:
         self.client = client
         self.prefix = prefix

@@ -30,13 +30,13 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
 import redis
 
 from engine.contracts import SCHEMA_INCIDENT, IntakeReport, to_json
 from engine.runtime import metrics
 from engine.runtime.producer import AckedProducer
+from engine.runtime.redis_clients import RedisClient
 from engine.runtime.settings import Settings
 
 TOPIC = "incidents.reported"
@@ -61,7 +61,7 @@ def seen_key(incident_id: str, prefix: str = "") -> str:
 class IntakePublisher:
     """Thread-safe: ``AckedProducer`` and the Redis client are."""
 
-    def __init__(self, settings: Settings, redis_client: redis.Redis[Any], *,
+    def __init__(self, settings: Settings, redis_client: RedisClient, *,
                  ack_timeout: float = 10.0) -> None:
         self.settings = settings
         self.redis = redis_client

@@ -27,11 +27,11 @@ from collections.abc import Callable
 from typing import Any
 
 import redis
-import redis.asyncio as aioredis
 from confluent_kafka import KafkaError
 
 from connectors.intake.requests_view import Projection, project
 from engine.runtime import kafka, metrics
+from engine.runtime.redis_clients import AsyncRedisClient, ClusterScripts, RedisClient
 from engine.runtime.settings import Settings
 
 REQUEST_TTL_SECONDS = 400 * 24 * 3600
@@ -88,7 +88,7 @@ def _decoded(raw: dict[Any, Any]) -> dict[str, str]:
 class RequestStore:
     """Async access for the HTTP server: apply its own submissions, read views, list."""
 
-    def __init__(self, client: aioredis.Redis[Any], prefix: str = "") -> None:
+    def __init__(self, client: AsyncRedisClient, prefix: str = "") -> None:
         self.client = client
         self.prefix = prefix
         self.index = index_key(prefix)
@@ -131,10 +131,11 @@ class RequestStore:
 class ReadModelFeed:
     """Consumes the source topics into Redis until ``stop`` is set (a daemon thread)."""
 
-    def __init__(self, settings: Settings, client: redis.Redis[Any]) -> None:
+    def __init__(self, settings: Settings, client: RedisClient) -> None:
         self.settings = settings
         self.client = client
         self._apply = client.register_script(APPLY)
+        self._scripts = ClusterScripts(client, APPLY)
         self.prefix = settings.topic_prefix
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self.run, name="intake-readmodel", daemon=True)
@@ -149,6 +150,7 @@ class ReadModelFeed:
             self.thread.join(timeout=15)
 
     def write(self, projections: list[Projection]) -> None:
+        self._scripts.ensure()
         pipe = self.client.pipeline(transaction=False)
         for p in projections:
             self._apply(keys=[request_key(p.incident_id, self.prefix)], args=_args(p),

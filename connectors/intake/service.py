@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import redis
-import redis.asyncio as aioredis
 from aiohttp import web
 from confluent_kafka.admin import AdminClient
 
@@ -28,7 +27,7 @@ from connectors.intake.requests_view import from_report
 from engine.contracts import MAX_REPORT_BYTES, IntakeReport
 from engine.runtime import kafka, metrics
 from engine.runtime.kafka import KafkaUnavailable
-from engine.runtime.redis_clients import async_redis_client, redis_client
+from engine.runtime.redis_clients import AsyncRedisClient, async_redis_client, redis_client
 from engine.runtime.settings import Settings
 
 MAX_BATCH_ITEMS = 100
@@ -64,7 +63,7 @@ class Intake:
     feed: ReadModelFeed | None
     hotline_categories: frozenset[str]
     executor: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(32))
-    redis_async: aioredis.Redis[Any] | None = None
+    redis_async: AsyncRedisClient | None = None
     _store: RequestStore | None = None
     _admin: AdminClient | None = None
     _ready: tuple[float, str | None] = (0.0, "not checked")
@@ -80,7 +79,7 @@ class Intake:
                    feed, hotline_categories)
 
     @property
-    def redis(self) -> aioredis.Redis[Any]:
+    def redis(self) -> AsyncRedisClient:
         if self.redis_async is None:  # bound to the serving loop on first use
             self.redis_async = async_redis_client(self.settings.redis_url)
         return self.redis_async

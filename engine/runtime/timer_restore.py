@@ -26,17 +26,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
-import redis
-
 from engine.runtime import kafka
-from engine.runtime.redis_clients import redis_client_from
+from engine.runtime.redis_clients import RedisPipeline, address_of, redis_client_from
 from engine.runtime.settings import Settings
 from engine.runtime.timer_store import TimerStore
 from engine.sla.timer_decisions import CasePlan, case_plan, fired_ids, first_breach_ms
 
 log = logging.getLogger("griddispatch.timers")
 BATCH = 2000
-_REDIS_ADDRESS = ("host", "port", "db", "username", "password", "path")
 
 
 @dataclass(frozen=True)
@@ -48,7 +45,7 @@ class RestoreReport:
 
 
 def mirror(store: TimerStore, key: bytes | None, value: bytes | None,
-           pipe: redis.client.Pipeline[bytes],
+           pipe: RedisPipeline,
            fired: dict[str, list[str]] | None = None) -> CasePlan | None:
     """One ``cases`` record into the index, as the live worker and the rebuild both do: a
     tombstone forgets the case, a case record replaces its plan (``fired``: escalations
@@ -94,10 +91,7 @@ def rebuild(settings: Settings, store: TimerStore, timeout: float = 600.0,
         partitions = sorted(kafka.end_offsets(settings, topic, time.monotonic() + timeout))
         n = max(1, min(processes or os.cpu_count() or 1, len(partitions)))
         groups = [partitions[i::n] for i in range(n)]
-        # How to reach the same Redis from another process: the address and credentials
-        # (the pool's other settings hold locks and helpers that do not cross processes).
-        redis_kwargs = {k: v for k, v in store.redis.connection_pool.connection_kwargs.items()
-                        if k in _REDIS_ADDRESS}
+        redis_kwargs = address_of(store.redis)
         if n == 1:
             results = [_rebuild_partitions(settings, redis_kwargs, store.prefix, groups[0],
                                            dict(fired), timeout)]
@@ -153,7 +147,7 @@ class _Sender:
     thread parses the next batch meanwhile. An error stops the rebuild at the next send."""
 
     def __init__(self) -> None:
-        self._queue: queue.Queue[redis.client.Pipeline[bytes] | None] = queue.Queue(maxsize=1)
+        self._queue: queue.Queue[RedisPipeline | None] = queue.Queue(maxsize=1)
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="timers-rebuild-redis",
                                         daemon=True)
@@ -167,7 +161,7 @@ class _Sender:
                 except BaseException as exc:  # handed to the reader thread
                     self._error = exc
 
-    def send(self, pipe: redis.client.Pipeline[bytes]) -> None:
+    def send(self, pipe: RedisPipeline) -> None:
         if self._error is not None:
             raise self._error
         self._queue.put(pipe)

@@ -42,11 +42,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import redis
 from pydantic import TypeAdapter
 from pydantic_core import from_json, to_json
 from redis.lock import Lock
 
+from engine.runtime.redis_clients import ClusterScripts, RedisClient, RedisPipeline
 from engine.sla.model import SlaTimer
 
 SHARDS = 16
@@ -211,13 +211,14 @@ class DueCase:
 
 
 class TimerStore:
-    def __init__(self, client: redis.Redis[bytes], prefix: str = ""):
+    def __init__(self, client: RedisClient, prefix: str = ""):
         self.redis = client
         self.prefix = prefix
         self._schedule = client.register_script(_SCHEDULE)
         self._claim = client.register_script(_CLAIM)
         self._requeue = client.register_script(_REQUEUE)
         self._ack = client.register_script(_ACK)
+        self._scripts = ClusterScripts(client, _SCHEDULE, _CLAIM, _REQUEUE, _ACK)
 
     # --- keys ---------------------------------------------------------------------------
 
@@ -238,7 +239,7 @@ class TimerStore:
 
     def schedule(self, case_id: str, version: int, timers: Sequence[SlaTimer],
                  summary: dict[str, object], fired: Iterable[str] = (),
-                 pipe: redis.client.Pipeline[bytes] | None = None) -> None:
+                 pipe: RedisPipeline | None = None) -> None:
         """Replace the case's timers with ``timers`` (none: forget the case).
 
         Idempotent, and an older version never overwrites a newer one, so replaying the
@@ -250,7 +251,7 @@ class TimerStore:
     def schedule_wire(self, case_id: str, version: int, timers: list[dict[str, Any]],
                       dues_ms: Sequence[int], summary: dict[str, object],
                       fired: Iterable[str] = (),
-                      pipe: redis.client.Pipeline[bytes] | None = None) -> None:
+                      pipe: RedisPipeline | None = None) -> None:
         """``schedule`` for timers still in their wire form (``SlaTimer`` as JSON, as a case
         record carries them) with their due times in epoch ms: what a rebuild has in hand,
         without building a model per timer."""
@@ -261,7 +262,9 @@ class TimerStore:
                              pairs, " ".join(fired)],
                        client=pipe or self.redis)
 
-    def pipeline(self) -> redis.client.Pipeline[bytes]:
+    def pipeline(self) -> RedisPipeline:
+        """A pipeline whose scripts the server knows (``ClusterScripts``)."""
+        self._scripts.ensure()
         return self.redis.pipeline(transaction=False)
 
     def version_of(self, case_ids: Sequence[str]) -> list[int | None]:
@@ -351,7 +354,7 @@ class TimerStore:
         scores = [int(rows[0][1]) for rows in pipe.execute() if rows]
         return _at(min(scores)) if scores else None
 
-    def forget(self, case_id: str, pipe: redis.client.Pipeline[bytes] | None = None) -> None:
+    def forget(self, case_id: str, pipe: RedisPipeline | None = None) -> None:
         """A deleted case (tombstone): drop its timers whatever version they were."""
         self.schedule(case_id, 2**62, [], {}, (), pipe)
 

@@ -23,8 +23,13 @@ from tests.unit.rules_copy import rules_with_county_sla
 
 
 @pytest.fixture
-def intake_settings(kafka_settings: Settings, redis_url: str) -> Settings:
-    """Kafka and Redis of the session, with the real topics under this test's prefix."""
+def intake_settings(kafka_settings: Settings, request: pytest.FixtureRequest) -> Settings:
+    """Kafka and Redis of the session, with the real topics under this test's prefix.
+
+    Parametrize it indirectly with ``"cluster"`` for the session's Redis Cluster."""
+    shape = getattr(request, "param", "single")
+    redis_url = str(request.getfixturevalue(
+        "redis_cluster_url" if shape == "cluster" else "redis_url"))
     settings = kafka_settings.with_(redis_url=redis_url)
     apply_topics(settings)
     return settings

@@ -134,6 +134,7 @@ def test_hotline_and_gridapp_channel_endpoints(server: RunningIntake,
     assert status == 403
 
 
+@pytest.mark.parametrize("intake_settings", ["single", "cluster"], indirect=True)
 def test_open311_same_report_twice_is_one_record(server: RunningIntake,
                                                  intake_settings: Settings) -> None:
     fields = {"api_key": ALL, "service_code": "pothole", "lat": "30.538706", "long": "119.721506",
@@ -156,6 +157,7 @@ def _counted(channel: str, result: str) -> float:
                                      {"channel": channel, "result": result}) or 0.0
 
 
+@pytest.mark.parametrize("intake_settings", ["single", "cluster"], indirect=True)
 def test_size_rate_and_key_refusals(server: RunningIntake) -> None:
     results = ("accepted", "unauthorized", "rate_limited", "too_large")
     before = {result: _counted("api", result) for result in results}

@@ -198,6 +198,7 @@ def _view(client: GeoReport, incident: str, **expect: Any) -> dict[str, Any]:
     return seen
 
 
+@pytest.mark.parametrize("intake_settings", ["single", "cluster"], indirect=True)
 def test_request_lifecycle_fed_from_the_topics(server: RunningIntake,
                                                intake_settings: Settings) -> None:
     from engine.cases.dispatch import on_classified

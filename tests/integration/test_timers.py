@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import redis
+from redis.cluster import RedisCluster
 
 from engine.cases.records import StatusUpdate
 from engine.classify import classify_data
@@ -19,8 +19,9 @@ from engine.contracts import Classified, to_json
 from engine.rules import RuleSet
 from engine.rules.load import load_rules
 from engine.runtime import kafka
+from engine.runtime.redis_clients import redis_client
 from engine.runtime.settings import Settings
-from engine.runtime.timer_store import TimerStore
+from engine.runtime.timer_store import SHARDS, TimerStore
 from engine.sla.model import SlaTimer
 from tests.integration.test_route_worker import Watcher
 from tests.integration.workers import apply_topics, running, wait_for
@@ -36,12 +37,20 @@ def timer(k: int, due: datetime, recipient: str = "330110.xf") -> SlaTimer:
 
 
 @pytest.fixture
-def store(redis_url: str) -> TimerStore:
-    return TimerStore(redis.Redis.from_url(redis_url), f"t{uuid.uuid4().hex[:8]}:")
+def store(any_redis_url: str) -> TimerStore:
+    return TimerStore(redis_client(any_redis_url), f"t{uuid.uuid4().hex[:8]}:")
+
+
+def test_the_timer_shards_spread_over_a_clusters_primaries(redis_cluster_url: str) -> None:
+    store = TimerStore(redis_client(redis_cluster_url), f"t{uuid.uuid4().hex[:8]}:")
+    cluster = store.redis
+    assert isinstance(cluster, RedisCluster)
+    nodes = {cluster.get_node_from_key(store._due(shard)).name for shard in range(SHARDS)}
+    assert len(nodes) == len(cluster.get_primaries()) == 3
 
 
 def test_two_workers_claiming_at_once_fire_each_due_timer_exactly_once(
-        redis_url: str, store: TimerStore) -> None:
+        any_redis_url: str, store: TimerStore) -> None:
     past = NOW - timedelta(seconds=5)
     pipe = store.pipeline()
     for case in range(400):  # five due timers and one in an hour per case
@@ -50,7 +59,7 @@ def test_two_workers_claiming_at_once_fire_each_due_timer_exactly_once(
                        pipe)
     pipe.execute()
     assert store.pending() == 400  # one index entry per case
-    other = TimerStore(redis.Redis.from_url(redis_url), store.prefix)
+    other = TimerStore(redis_client(any_redis_url), store.prefix)
     got: dict[str, list[str]] = {"a": [], "b": []}
 
     def drain(name: str, s: TimerStore) -> None:
@@ -178,16 +187,19 @@ def escalations(watcher: Watcher, case_id: str) -> list[dict[str, Any]]:
 
 
 def test_warning_breach_and_ladder_in_order_accepting_in_time_stops_them_and_a_lost_redis_is_rebuilt(  # noqa: E501
-        kafka_settings: Settings, redis_url: str, tmp_path: Path,
+        kafka_settings: Settings, any_redis_url: str, tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two timer workers on one Redis or on a cluster (whose rebuild readers, one per CPU,
+    reach the cluster from processes of their own)."""
     settings = kafka_settings
     apply_topics(settings)
+    redis_url = any_redis_url
     monkeypatch.setenv("REDIS_URL", redis_url)
     rules = fast_rules(tmp_path)
     ruleset = load_rules(rules)
     producer = kafka.producer(settings)
     watcher = Watcher(settings, ["cases", "escalations", "escalations.330110.zhzx"])
-    client = redis.Redis.from_url(redis_url)
+    client = redis_client(redis_url)
     with running(settings, "route", tmp_path / "route.log", rules_dir=rules), \
          running(settings, "timers", tmp_path / "timers-a.log", "--audit-every", "3",
                  rules_dir=rules), \
