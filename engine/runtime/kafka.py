@@ -195,6 +195,14 @@ def records(consumer: Consumer, stop: threading.Event, what: str,
 def read_to_end(settings: Settings, topic: str, add: Callable[[bytes | None, bytes | None], None],
                 reader_name: str, timeout: float,
                 partitions: Collection[int] | None = None) -> None:
+    """``read_messages_to_end`` handing over each record's key and value."""
+    read_messages_to_end(settings, topic, lambda m: add(m.key(), m.value()), reader_name,
+                         timeout, partitions)
+
+
+def read_messages_to_end(settings: Settings, topic: str, add: Callable[[Message], None],
+                         reader_name: str, timeout: float,
+                         partitions: Collection[int] | None = None) -> None:
     """Feed ``add`` every committed record of ``topic`` (of ``partitions``: all by default)
     up to the end offsets of now.
 
@@ -222,7 +230,7 @@ def read_to_end(settings: Settings, topic: str, add: Callable[[bytes | None, byt
                                     f"(partitions {sorted(pending)})")
             for message in reader.consume(1000, 0.1):
                 if message.error() is None:
-                    add(message.key(), message.value())
+                    add(message)
             positions = reader.position([TopicPartition(topic, p) for p in pending])
             pending = {tp.partition for tp in positions if tp.offset < ends[tp.partition]}
     finally:

@@ -26,11 +26,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
+from confluent_kafka import Message
+
 from engine.runtime import kafka
+from engine.runtime import timer_plan as plan
 from engine.runtime.redis_clients import RedisPipeline, address_of, redis_client_from
 from engine.runtime.settings import Settings
 from engine.runtime.timer_store import TimerStore
-from engine.sla.timer_decisions import CasePlan, case_plan, fired_ids, first_breach_ms
+from engine.sla.timer_decisions import case_plan, fired_ids, first_breach_ms
 
 log = logging.getLogger("griddispatch.timers")
 BATCH = 2000
@@ -44,22 +47,34 @@ class RestoreReport:
     seconds: float
 
 
-def mirror(store: TimerStore, key: bytes | None, value: bytes | None,
-           pipe: RedisPipeline,
-           fired: dict[str, list[str]] | None = None) -> CasePlan | None:
+class Mirrored(NamedTuple):
+    case_id: str
+    open: bool  # it has timers left
+
+
+def mirror(store: TimerStore, message: Message, pipe: RedisPipeline,
+           fired: dict[str, list[str]] | None = None) -> Mirrored | None:
     """One ``cases`` record into the index, as the live worker and the rebuild both do: a
     tombstone forgets the case, a case record replaces its plan (``fired``: escalations
-    already published, by case). Returns the case read; None for a tombstone or a record
-    that is not a case."""
+    already published, by case). The index entry comes from the record's header when the
+    route worker wrote one (``timer_plan``), else from its JSON. Returns the case mirrored;
+    None for a tombstone or a record that is not a case."""
+    key, value = message.key(), message.value()
     if value is None:  # a tombstone: the case is gone
         if key is not None:
             store.forget(key.decode(), pipe)
         return None
-    case = case_plan(value)
-    if case is not None:
-        store.schedule_wire(case.case_id, case.version, case.timers, case.dues_ms,
-                            case.summary, (fired or {}).get(case.case_id, ()), pipe)
-    return case
+    entry = plan.from_headers(message.headers()) if key is not None else None
+    if entry is not None and key is not None:
+        case_id = key.decode()
+    else:
+        case = case_plan(value)
+        if case is None:
+            return None
+        case_id = case.case_id
+        entry = plan.entry(case.version, case.timers, case.dues_ms, case.summary)
+    store.schedule_entry(case_id, entry, (fired or {}).get(case_id, ()), pipe)
+    return Mirrored(case_id, bool(entry.pairs))
 
 
 def rebuild(settings: Settings, store: TimerStore, timeout: float = 600.0,
@@ -119,13 +134,13 @@ def _rebuild_partitions(settings: Settings, redis_kwargs: dict[str, Any], prefix
     pipe = store.pipeline()
     sender = _Sender()
 
-    def add_case(key: bytes | None, value: bytes | None) -> None:
+    def add_case(message: Message) -> None:
         nonlocal records, pipe
-        case = mirror(store, key, value, pipe, fired)
+        case = mirror(store, message, pipe, fired)
         if case is None:
             return
         records += 1
-        if case.timers:
+        if case.open:
             open_cases.add(case.case_id)
         else:
             open_cases.discard(case.case_id)
@@ -134,8 +149,8 @@ def _rebuild_partitions(settings: Settings, redis_kwargs: dict[str, Any], prefix
             pipe = store.pipeline()
 
     try:
-        kafka.read_to_end(settings, settings.topic("cases"), add_case,
-                          "griddispatch-timers-rebuild", timeout, partitions)
+        kafka.read_messages_to_end(settings, settings.topic("cases"), add_case,
+                                   "griddispatch-timers-rebuild", timeout, partitions)
         sender.send(pipe)
     finally:
         sender.close()

@@ -39,45 +39,16 @@ from __future__ import annotations
 import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Any
+from datetime import datetime
 
-from pydantic import TypeAdapter
-from pydantic_core import from_json, to_json
 from redis.lock import Lock
 
+from engine.runtime import timer_plan as plan
 from engine.runtime.redis_clients import ClusterScripts, RedisClient, RedisPipeline
+from engine.runtime.timer_plan import CASE_KEY
 from engine.sla.model import SlaTimer
 
 SHARDS = 16
-CASE_KEY = "cs"  # the infix of case keys; see the module docstring before changing it
-
-_WIRE = TypeAdapter(list[SlaTimer])
-
-# Deflate's preset dictionary: the strings a plan repeats, commonest last (cheapest to refer
-# to). Ids, times and codes still differ per case; the field names and words do not (the
-# year helps only while it is current: a few bytes per case otherwise).
-_ZDICT = (
-    b'"grid_code":null,"priority":"low","priority":"high","priority":"urgent","platform":'
-    b'"market","platform":"enforcement","platform":"services","state":"dispatched","state":'
-    b'"reopened","policy":"urgent","policy":"market","policy":"enforcement","policy":"services"'
-    b',"policy":"mediation","limit":"accept","step":"level3","percent":null,"due":"2026-'
-    b'{"timers":[{"escalation_id":"","limit":"resolve","step":"warning","percent":50,"due":'
-    b'"2026-11-27T12:00:00+08:00","deadline":"2026-12-01T17:30:00+08:00","recipient":"330110'
-    b'.zhzx"},{"escalation_id":"","limit":"resolve","step":"warning","percent":80,"due":"2026-'
-    b'11-30T17:30:00+08:00","deadline":"2026-12-01T17:30:00+08:00","recipient":"330110"},'
-    b'{"escalation_id":"","limit":"resolve","step":"breach","percent":null,"due":"2026-12-01T'
-    b'17:30:00+08:00","deadline":"2026-12-01T17:30:00+08:00","recipient":"330110"},'
-    b'{"escalation_id":"","limit":"resolve","step":"level1","percent":null,"due":"2026-12-02T'
-    b'08:30:00+08:00","deadline":"2026-12-01T17:30:00+08:00","recipient":"330110.zhzx"},'
-    b'{"escalation_id":"","limit":"resolve","step":"level2","percent":null,"due":"2026-12-02T'
-    b'17:30:00+08:00","deadline":"2026-12-01T17:30:00+08:00","recipient":"330110.zhzx"}],'
-    b'"summary":{"partition_key":"330110","matter_code":"","platform":"governance","priority":'
-    b'"normal","grid_code":"330110","lead":"330110","state":"accepted","policy":"default"}}'
-)
-# Raw deflate, 4 KiB window (a 12-timer plan fits), small state (cheap to set up); level 3
-# compresses as fast as 1 and within ~10 % of 6, which costs half as much again.
-_WBITS, _MEMLEVEL, _LEVEL = -12, 4, 3
 
 # ARGV: version, case id, plan, "<due ms> <escalation id> ..." (one pair per timer, in plan
 # order), fired ids to add (space-separated; a rebuild passes what ``escalations`` holds).
@@ -157,24 +128,6 @@ def shard_of(case_id: str) -> int:
     return zlib.crc32(case_id.encode()) % SHARDS
 
 
-def _ms(at: datetime) -> int:
-    return int(at.timestamp() * 1000)
-
-
-def _at(ms: int) -> datetime:
-    return datetime.fromtimestamp(ms / 1000, UTC)
-
-
-def _pack(timers: list[dict[str, Any]], summary: dict[str, object]) -> bytes:
-    deflate = zlib.compressobj(_LEVEL, zlib.DEFLATED, _WBITS, _MEMLEVEL, zlib.Z_DEFAULT_STRATEGY,
-                               _ZDICT)
-    return deflate.compress(to_json({"timers": timers, "summary": summary})) + deflate.flush()
-
-
-def _unpack(plan: bytes) -> dict[str, Any]:
-    inflate = zlib.decompressobj(_WBITS, _ZDICT)
-    data: dict[str, Any] = from_json(inflate.decompress(plan) + inflate.flush())
-    return data
 
 
 @dataclass(frozen=True)
@@ -204,7 +157,7 @@ class DueCase:
     def next_ms(self, fired: Iterable[str]) -> int | None:
         """When to come back: a timer not published now is due again at once."""
         done = set(fired)
-        left = [_ms(t.due) for t in self.timers if t.escalation_id not in done]
+        left = [plan.ms(t.due) for t in self.timers if t.escalation_id not in done]
         if self.later_ms is not None:
             left.append(self.later_ms)
         return min(left, default=None)
@@ -245,21 +198,15 @@ class TimerStore:
         Idempotent, and an older version never overwrites a newer one, so replaying the
         ``cases`` topic from any offset is safe.
         """
-        self.schedule_wire(case_id, version, _WIRE.dump_python(list(timers), mode="json"),
-                           [_ms(t.due) for t in timers], summary, fired, pipe)
+        self.schedule_entry(case_id, plan.entry(
+            version, plan.wire(timers), [plan.ms(t.due) for t in timers], summary), fired, pipe)
 
-    def schedule_wire(self, case_id: str, version: int, timers: list[dict[str, Any]],
-                      dues_ms: Sequence[int], summary: dict[str, object],
-                      fired: Iterable[str] = (),
-                      pipe: RedisPipeline | None = None) -> None:
-        """``schedule`` for timers still in their wire form (``SlaTimer`` as JSON, as a case
-        record carries them) with their due times in epoch ms: what a rebuild has in hand,
-        without building a model per timer."""
-        pairs = " ".join(f"{due} {t['escalation_id']}"
-                         for due, t in zip(dues_ms, timers, strict=True))
+    def schedule_entry(self, case_id: str, entry: plan.IndexEntry, fired: Iterable[str] = (),
+                       pipe: RedisPipeline | None = None) -> None:
+        """``schedule`` for an entry already made (``timer_plan``): what a case record's
+        header carries, or what a rebuild made from the record's JSON."""
         self._schedule(keys=[self._due(shard_of(case_id)), self._case(case_id)],
-                       args=[version, case_id, _pack(timers, summary) if timers else b"",
-                             pairs, " ".join(fired)],
+                       args=[entry.version, case_id, entry.plan, entry.pairs, " ".join(fired)],
                        client=pipe or self.redis)
 
     def pipeline(self) -> RedisPipeline:
@@ -277,7 +224,7 @@ class TimerStore:
 
     def claim(self, now: datetime, lease_s: float = 30.0, batch: int = 500) -> list[Claimed]:
         """Cases with a due timer, up to ``batch`` per shard; one round trip for all shards."""
-        now_ms = _ms(now)
+        now_ms = plan.ms(now)
         pipe = self.pipeline()
         for shard in range(SHARDS):
             keys = [self._due(shard), self._inflight(shard)]
@@ -295,7 +242,7 @@ class TimerStore:
     def resolve(self, claimed: Sequence[Claimed], now: datetime) -> list[DueCase]:
         """What each claimed case has due by ``now``; fenced-off or fired-out cases are
         stale (acknowledge them with nothing fired)."""
-        now_ms = _ms(now)
+        now_ms = plan.ms(now)
         pipe = self.pipeline()
         for c in claimed:
             pipe.get(self._case(c.case_id))
@@ -322,10 +269,10 @@ class TimerStore:
             if not due_now:
                 out.append(DueCase(c, [], {}, later))
                 continue
-            plan = _unpack(packed)
-            timers = sorted((SlaTimer.model_validate(plan["timers"][i]) for i in due_now),
+            unpacked = plan.unpack(packed)
+            timers = sorted((SlaTimer.model_validate(unpacked["timers"][i]) for i in due_now),
                             key=lambda t: t.due)
-            out.append(DueCase(c, timers, plan["summary"], later))
+            out.append(DueCase(c, timers, unpacked["summary"], later))
         return out
 
     def ack(self, due: DueCase, fired: Sequence[str] = ()) -> None:
@@ -352,7 +299,7 @@ class TimerStore:
         for shard in range(SHARDS):
             pipe.zrange(self._due(shard), 0, 0, withscores=True)
         scores = [int(rows[0][1]) for rows in pipe.execute() if rows]
-        return _at(min(scores)) if scores else None
+        return plan.at(min(scores)) if scores else None
 
     def forget(self, case_id: str, pipe: RedisPipeline | None = None) -> None:
         """A deleted case (tombstone): drop its timers whatever version they were."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 import heapq
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Literal, Required, cast
+from typing import Any, Literal, NotRequired, Required, cast
 
 from pydantic import TypeAdapter
 from pydantic_core import from_json
@@ -53,6 +53,9 @@ def case_timers(value: bytes) -> CaseTimers | None:
 
 
 class _WireTimer(TypedDict):
+    """Every field of ``SlaTimer``: the timer is stored as read, and fired from what is
+    stored (a field left out here is lost from every rebuilt timer)."""
+
     escalation_id: str
     limit: LimitName
     step: str
@@ -60,6 +63,7 @@ class _WireTimer(TypedDict):
     due: str
     deadline: str
     recipient: str
+    stage: NotRequired[str | None]
 
 
 class _WireTerms(TypedDict, total=False):

@@ -144,6 +144,33 @@ def test_headers_carry_the_schema_and_the_revision_in_the_record(ruleset: RuleSe
                                                 ("rules-revision", b"serving")]
 
 
+def test_a_case_records_header_carries_the_same_timer_entry_its_json_gives(
+        ruleset: RuleSet) -> None:
+    """The timer worker and a rebuild trust the header instead of the record: both ways
+    must schedule the same bytes, for a case with timers and for one without."""
+    from engine.contracts import to_json
+    from engine.runtime import timer_plan
+    from engine.sla.timer_decisions import case_plan
+
+    store = CaseStore()
+    case = on_classified(ruleset, store, classified(ruleset, "H-2"), NOW).case
+    assert case is not None and case.sla is not None and case.sla.timers
+    closed = case.model_copy(update={"state": "closed", "sla": case.sla.model_copy(
+        update={"timers": []})})
+    for record in (case, closed):
+        headers = headers_for(record, "serving")
+        assert [name for name, _ in headers] == ["schema", "rules-revision",
+                                                 timer_plan.INDEX_HEADER]
+        parsed = case_plan(to_json(record))
+        assert parsed is not None
+        from_json = timer_plan.entry(parsed.version, parsed.timers, parsed.dues_ms,
+                                     parsed.summary)
+        assert timer_plan.from_headers(headers) == from_json
+    assert timer_plan.from_headers(headers_for(closed, "serving")).pairs == b""  # type: ignore[union-attr]
+    assert timer_plan.from_headers([(timer_plan.INDEX_HEADER, b"garbled")]) is None
+    assert timer_plan.from_headers([("timer-index/other-format", b"1\n\n")]) is None
+
+
 def test_the_tally_counts_outcomes_recipients_and_latency(ruleset: RuleSet) -> None:
     store, tally = CaseStore(), BatchTally()
     first = classified(ruleset, "T-1")

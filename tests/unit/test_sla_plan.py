@@ -214,6 +214,12 @@ def test_the_rebuild_view_agrees_with_the_timer_view_without_building_models() -
         assert plan.dues_ms == [int(t.due.timestamp() * 1000) for t in full.timers]
         counts.append(len(plan.timers))
     assert counts[1] < counts[0]  # accepted: the acceptance clock's timers are gone
+    # a staged limit's timer keeps its stage (it was dropped from every rebuilt timer)
+    assert case.sla is not None
+    stage_timer = case.sla.timers[0].model_copy(update={"limit": "stage", "stage": "停止施工"})
+    staged = case.model_copy(update={"sla": case.sla.model_copy(update={"timers": [stage_timer]})})
+    plan = case_plan(staged.model_dump_json(by_alias=True).encode())
+    assert plan is not None and [SlaTimer.model_validate(t) for t in plan.timers] == [stage_timer]
     assert case_plan(b"not json") is None
     assert case_plan(b'{"schema": "griddispatch.status/1"}') is None
     first_due = b'"due":"' + raw.split(b'"due":"', 1)[1].split(b'"', 1)[0] + b'"'

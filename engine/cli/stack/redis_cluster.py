@@ -26,12 +26,16 @@ class LocalRedisCluster:
 
     home: Path
     ports: list[int] = field(default_factory=list)
+    bus_ports: list[int] = field(default_factory=list)  # node to node (default: port + 10000)
 
     def __post_init__(self) -> None:
-        while len(self.ports) < NODES:
-            port = process.free_port()
-            if port not in self.ports:
-                self.ports.append(port)
+        taken: set[int] = set()
+        for ports in (self.ports, self.bus_ports):
+            while len(ports) < NODES:
+                port = process.free_port()
+                if port not in taken:
+                    taken.add(port)
+                    ports.append(port)
 
     @property
     def url(self) -> str:
@@ -52,6 +56,7 @@ class LocalRedisCluster:
                 [binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(files.data),
                  "--daemonize", "no", "--save", "", "--appendonly", "no",
                  "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+                 "--cluster-port", str(self.bus_ports[node - 1]),
                  "--cluster-node-timeout", "2000"], files.log, files.pid_file))
         for node, (port, proc) in enumerate(zip(self.ports, procs, strict=True), start=1):
             process.wait_until(partial(redis_server.answers, port),

@@ -25,8 +25,9 @@ from pydantic_core import from_json
 from engine.cases.dispatch import StepResult
 from engine.cases.duplicates import DUPLICATE_MEMORY, CaseStore
 from engine.cases.records import Assignment, CaseRecord
-from engine.runtime import kafka
+from engine.runtime import kafka, timer_plan
 from engine.runtime.settings import Settings
+from engine.sla.timer_decisions import timers_of_case
 
 log = logging.getLogger("griddispatch.route")
 kafka_log = logging.getLogger("griddispatch.route.kafka")  # librdkafka's own lines
@@ -155,14 +156,20 @@ Header = tuple[str, str | bytes | None]  # confluent-kafka's header type
 
 
 def headers_for(value: BaseModel, serving_revision: str) -> list[Header]:
-    """``schema`` and ``rules-revision`` headers, so consumers can refuse or route unparsed.
+    """``schema`` and ``rules-revision`` headers, so consumers can refuse or route unparsed;
+    on a case record also the timer index's entry (``timer_plan``), so that the timer worker
+    and a rebuild schedule it without parsing the record.
 
     The revision is the one written in the record when it has one (frozen on the decision),
     else the serving rule set's (status rejections).
     """
     schema = str(getattr(value, "schema_", ""))
     revision = str(getattr(value, "rules_revision", None) or serving_revision)
-    return [("schema", schema.encode()), ("rules-revision", revision.encode())]
+    headers: list[Header] = [("schema", schema.encode()), ("rules-revision", revision.encode())]
+    if isinstance(value, CaseRecord):  # the timer index's entry, made once here
+        headers.append((timer_plan.INDEX_HEADER,
+                        timer_plan.header(timer_plan.entry_of(timers_of_case(value)))))
+    return headers
 
 
 def state_counts(store: CaseStore) -> dict[str, int]:

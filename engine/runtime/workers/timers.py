@@ -117,8 +117,7 @@ class TimerWorker:
             return
         pipe = self.store.pipeline()
         for message in records:
-            value = message.value()
-            if mirror(self.store, message.key(), value, pipe) is None and value is not None:
+            if mirror(self.store, message, pipe) is None and message.value() is not None:
                 metrics.WORKER_ERRORS.labels(WORKER, "not_a_case").inc()
         pipe.execute()
         self.consumer.commit(asynchronous=False)
