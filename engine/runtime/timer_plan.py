@@ -70,9 +70,13 @@ class IndexEntry(NamedTuple):
 def entry(version: int, timers: list[dict[str, Any]], dues_ms: Sequence[int],
           summary: dict[str, object]) -> IndexEntry:
     """The entry of timers in their wire form, with their due times in epoch ms."""
-    pairs = " ".join(f"{due} {t['escalation_id']}" for due, t in zip(dues_ms, timers,
-                                                                       strict=True))
-    return IndexEntry(version, pairs.encode(), pack(timers, summary) if timers else b"")
+    return IndexEntry(version, pairs(timers, dues_ms), pack(timers, summary) if timers else b"")
+
+
+def pairs(timers: list[dict[str, Any]], dues_ms: Sequence[int]) -> bytes:
+    """``<due ms> <escalation id>`` per timer, in plan order: what the scripts read."""
+    return " ".join(f"{due} {t['escalation_id']}"
+                    for due, t in zip(dues_ms, timers, strict=True)).encode()
 
 
 def entry_of(case: CaseTimers) -> IndexEntry:

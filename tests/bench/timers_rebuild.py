@@ -29,7 +29,7 @@ from engine.classify import classify_data
 from engine.cli.stack import process, redis_server
 from engine.contracts import Classified, to_json
 from engine.rules import RuleSet
-from engine.runtime import kafka
+from engine.runtime import kafka, timer_plan
 from engine.runtime.settings import Settings
 from engine.runtime.timer_restore import rebuild
 from engine.runtime.timer_store import TimerStore
@@ -43,6 +43,7 @@ RULES = REPO / "rules"
 REBUILD_CASES = 1_000_000
 TARGET_REBUILD_S = 60.0
 PIPELINE = 2000
+PLANS = 1000  # distinct packed plans in the records' index headers
 SEED = 20251124
 READY_TIMEOUT = 90.0
 
@@ -119,6 +120,20 @@ class CaseVariants:
         self.parts = [part.split(b"\x01") for part in raw.split(b"\x00")]
         self.prefix = case.case_id.split("-", 1)[0]
         self.size = len(to_json(case))
+        self._plans: list[bytes] = []
+
+    def index_header(self, n: int, value: bytes) -> bytes:
+        """The ``timer-index`` header the route worker would have written on the variant:
+        its own pairs (due times and escalation ids, from its JSON), and the packed plan of
+        one of the first ``PLANS`` variants (deflate output cannot be varied by substitution,
+        and packing a million plans would double the time to produce; to the rebuild the
+        plan is opaque bytes of the same size)."""
+        case = case_plan(value)
+        assert case is not None
+        if len(self._plans) < PLANS:
+            self._plans.append(timer_plan.pack(case.timers, case.summary))
+        return timer_plan.header(timer_plan.IndexEntry(
+            case.version, timer_plan.pairs(case.timers, case.dues_ms), self._plans[n % PLANS]))
 
     def key_value(self, n: int) -> tuple[bytes, bytes]:
         mixed = scramble(n)
@@ -262,9 +277,10 @@ def produce_cases(settings: Settings, variants: CaseVariants, count: int, log: L
     started = time.monotonic()
     for n in range(count):
         key, value = variants.key_value(n)
+        headers = [(timer_plan.INDEX_HEADER, variants.index_header(n, value))]
         while True:
             try:
-                producer.produce(topic, value, key)
+                producer.produce(topic, value, key, headers=headers)
                 break
             except BufferError:
                 producer.poll(0.05)
