@@ -198,8 +198,7 @@ class TimerStore:
         Idempotent, and an older version never overwrites a newer one, so replaying the
         ``cases`` topic from any offset is safe.
         """
-        self.schedule_entry(case_id, plan.entry(
-            version, plan.wire(timers), [plan.ms(t.due) for t in timers], summary), fired, pipe)
+        self.schedule_entry(case_id, plan.entry_of_timers(version, timers, summary), fired, pipe)
 
     def schedule_entry(self, case_id: str, entry: plan.IndexEntry, fired: Iterable[str] = (),
                        pipe: RedisPipeline | None = None) -> None:

@@ -133,7 +133,8 @@ class CaseVariants:
         if len(self._plans) < PLANS:
             self._plans.append(timer_plan.pack(case.timers, case.summary))
         return timer_plan.header(timer_plan.IndexEntry(
-            case.version, timer_plan.pairs(case.timers, case.dues_ms), self._plans[n % PLANS]))
+            case.version, timer_plan.pairs(
+                case.dues_ms, [t["escalation_id"] for t in case.timers]), self._plans[n % PLANS]))
 
     def key_value(self, n: int) -> tuple[bytes, bytes]:
         mixed = scramble(n)
