@@ -150,22 +150,29 @@ class AssignmentWatcher:
         self.consumer.close()
 
 
+# (key, value, incident id) of a record offered as it is: the fan-out baseline's classified
+# records, whose bytes its plan is keyed by (a report is stamped when sent instead).
+Fixed = list[tuple[bytes, bytes, str]]
+
+
 def measure_latency(settings: Settings, plan: LatencyPlan, procs: Processes,
-                    broker_pid: int | None, log: Log) -> Latency:
+                    broker_pid: int | None, log: Log, fixed: Fixed | None = None) -> Latency:
     """Offer ``plan.rate`` reports/s for ``plan.seconds`` to warmed workers; time each
-    report to its lead assignment."""
+    report to its lead assignment. With ``fixed``, offer those records to
+    ``incidents.classified`` instead (the fan-out baseline: no route worker to count, so
+    wait until the watcher has seen the lead assignments)."""
     watcher = AssignmentWatcher(settings)
     producer = kafka.producer(settings)  # the connectors' settings (linger 5 ms)
-    topic = settings.topic("incidents.reported")
+    topic = settings.topic("incidents.reported" if fixed is None else "incidents.classified")
     sent_wall: dict[str, float] = {}
     sent_ts: dict[str, int] = {}
 
-    def delivered(err: Any, msg: Any) -> None:
+    def delivered(err: Any, msg: Any, incident: str) -> None:
         if err is None:
-            sent_ts[msg.key().decode()] = msg.timestamp()[1]
+            sent_ts[incident] = msg.timestamp()[1]
 
     reports = plan.reports.reports
-    total = min(len(reports), int(plan.rate * plan.seconds))
+    total = min(len(reports) if fixed is None else len(fixed), int(plan.rate * plan.seconds))
     try:
         # Hygiene, so the window measures the engine at this rate and nothing else: the
         # drain before left ~150 MB of dirty pages that the kernel would write back inside
@@ -184,10 +191,15 @@ def measure_latency(settings: Settings, plan: LatencyPlan, procs: Processes,
         while i < total:
             due = min(total, int((time.perf_counter() - start) * plan.rate) + 1)
             while i < due:
-                now = datetime.now(UTC)
-                key, value = encode(reports[i], now)
-                sent_wall[key.decode()] = time.time()
-                producer.produce(topic, key=key, value=value, on_delivery=delivered)
+                if fixed is None:
+                    key, value = encode(reports[i], datetime.now(UTC))
+                    incident = key.decode()
+                else:
+                    key, value, incident = fixed[i]
+                sent_wall[incident] = time.time()
+                producer.produce(topic, key=key, value=value,
+                                 on_delivery=lambda err, msg, iid=incident: delivered(err, msg,
+                                                                                      iid))
                 i += 1
             producer.poll(0)
             time.sleep(0.001)
@@ -197,7 +209,7 @@ def measure_latency(settings: Settings, plan: LatencyPlan, procs: Processes,
         deadline = time.monotonic() + LATENCY_DRAIN_TIMEOUT
         # Wait on the route workers' counters (cheap), not by parsing what the watcher got:
         # parsing in this process while the workers catch up would take CPU from them.
-        while (routed_count(procs) - routed_before < expected
+        while (fixed is None and routed_count(procs) - routed_before < expected
                and time.monotonic() < deadline):
             procs.check_alive()
             time.sleep(0.5)
@@ -222,8 +234,8 @@ def measure_latency(settings: Settings, plan: LatencyPlan, procs: Processes,
     # end-to-end figure between the two workers.
     classified_at: dict[str, int] = {}
     first_sent = min(sent_ts.values(), default=0)
-    hop = read_back(settings, ["incidents.classified"], keep=True)
-    for _topic, ts, _key, raw in hop.records:
+    hop = read_back(settings, ["incidents.classified"], keep=True) if fixed is None else None
+    for _topic, ts, _key, raw in hop.records if hop else ():
         if ts >= first_sent:
             classified_at[json.loads(raw or b"{}").get("incident_id", "")] = ts
     hop_ms = sorted(((sent_wall[iid], float(ts - sent_ts[iid]))
