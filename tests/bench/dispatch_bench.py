@@ -345,6 +345,9 @@ def run(partitions: Sequence[int] = (1, 2), count: int = REPORTS, rounds: int = 
                 records = [encode(r, datetime.now(UTC)) for r in reports.reports]
                 alone["classify"] = run_stage_alone(bootstrap, broker_pid, workdir, "classify",
                                                     records, reports.expected_assigned, log)
+                from tests.bench.faust_floor import run_floor  # it imports this package
+
+                alone["Faust floor"] = run_floor(bootstrap, broker_pid, workdir, records, log)
                 if classified:
                     alone["route"] = run_stage_alone(bootstrap, broker_pid, workdir, "route",
                                                      classified, reports.expected_assigned, log)

@@ -158,6 +158,9 @@ def table(report: DispatchReport) -> str:
                     f"(rounds {rounds}); engine / fan-out = {ratio or 0:.2f} (target >= "
                     f"{TARGET_FANOUT_RATIO}): "
                     f"{'MET' if (ratio or 0) >= TARGET_FANOUT_RATIO else 'NOT MET'}")
+    if "classify" in report.alone and report.alone.get("Faust floor"):
+        rows.append(f"classify alone / the Faust floor (an agent forwarding each report): "
+                    f"{report.alone['classify'].per_s / report.alone['Faust floor'].per_s:.2f}")
     if "route" in report.alone and report.fanout.get(1):
         rows.append(f"route worker alone / fan-out passthrough (N=1): "
                     f"{report.alone['route'].per_s / report.rate(report.fanout, 1):.2f}")

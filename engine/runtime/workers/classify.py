@@ -97,19 +97,16 @@ def count(record: Outcome) -> None:
         metrics.REJECTED.labels(reason=record.reason).inc()
 
 
-def build_app(settings: Settings, rules_dir: Path, metrics_port: int | None, *,
-              datadir: Path | None = None) -> Any:
-    """The classify Faust app; loading the rules here makes a broken rules folder fail now.
-
-    Raises ``FileProblems`` for invalid rules and ``OSError`` when the metrics port is taken.
+def faust_app(settings: Settings, app_id: str, datadir: Path | None = None) -> Any:
+    """The Faust app of the classify stage, without its agent: what the Faust path costs
+    before any classifying (``tests/bench/faust_floor.py`` runs it with an agent that only
+    forwards each record).
 
     ``datadir``: Faust insists on a data directory (for tables, which classify has none of);
     by default it goes under the system temp folder instead of littering the working folder.
     """
-    holder = RulesHolder(rules_dir)
     logging.getLogger("aiokafka").setLevel(logging.WARNING)  # per-rebalance chatter at INFO
-    app_id = settings.topic("griddispatch-classify")
-    app: Any = faust.App(
+    return faust.App(
         app_id,
         broker=kafka.faust_broker_urls(settings.kafka_bootstrap),
         broker_credentials=kafka.faust_credentials(settings),
@@ -130,6 +127,16 @@ def build_app(settings: Settings, rules_dir: Path, metrics_port: int | None, *,
         consumer_auto_offset_reset="earliest",
         datadir=datadir or Path(tempfile.gettempdir()) / "griddispatch-faust" / app_id,
     )
+
+
+def build_app(settings: Settings, rules_dir: Path, metrics_port: int | None, *,
+              datadir: Path | None = None) -> Any:
+    """The classify Faust app; loading the rules here makes a broken rules folder fail now.
+
+    Raises ``FileProblems`` for invalid rules and ``OSError`` when the metrics port is taken.
+    """
+    holder = RulesHolder(rules_dir)
+    app = faust_app(settings, settings.topic("griddispatch-classify"), datadir)
     source = app.topic(settings.topic(SOURCE_TOPIC))
     sinks = {kind: app.topic(settings.topic(name)) for kind, name in OUTPUT_TOPICS.items()}
 
