@@ -37,9 +37,10 @@ def register(commands: Commands) -> None:
                        help="this instance's stable id (default 0): keep it across restarts, "
                             "give each instance running at once its own")
     route.add_argument("--linger-ms", type=_non_negative, default=None, metavar="MS",
-                       help="after a batch's first record, keep taking what arrives for up to "
-                            "MS milliseconds (default 0: only what is already queued); one "
-                            "transaction per batch")
+                       help="under load (16 or more records queued), keep taking what "
+                            "arrives for up to MS milliseconds after a batch's first record "
+                            "(default 50; 0: only what is already queued); one transaction "
+                            "per batch")
     route.add_argument("--batch-max", type=_positive, default=None, metavar="N",
                        help="records per batch (transaction) at most (default 500)")
     timers = command(kinds, "worker timers")

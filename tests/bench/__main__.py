@@ -159,6 +159,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lingers", type=int, nargs="+", default=list(linger_curve.LINGERS_MS),
                         help="route --linger-ms values for --only linger")
     parser.add_argument("--linger-rounds", type=int, default=1)
+    parser.add_argument("--linger-rate", type=int, default=linger_curve.RATE,
+                        help="offered reports/s of --only linger's latency windows")
     parser.add_argument("--linger-out", type=Path,
                         default=REPO / "bench-results" / "linger.json")
     parser.add_argument("--intake-seconds", type=float, default=intake_load.SECONDS,
@@ -192,7 +194,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def run_linger(args: argparse.Namespace) -> None:
     _run_and_write("route linger", lambda: linger_curve.run(
-        args.lingers, args.linger_rounds, log=lambda m: print(m, flush=True)),
+        args.lingers, args.linger_rounds, rate=args.linger_rate,
+        log=lambda m: print(m, flush=True)),
         linger_curve.table, args.linger_out)
 
 

@@ -360,11 +360,17 @@ def batch_of(worker: route.RouteWorker, arrivals: list[tuple[float, str]], linge
     return worker._next_batch()  # type: ignore[return-value]
 
 
-def test_a_batch_takes_what_is_queued_and_lingers_only_if_told(
+def test_a_batch_takes_what_is_queued_and_lingers_only_under_load(
         worker: route.RouteWorker) -> None:
-    arrivals = [(0.0, "a"), (0.0, "b"), (0.15, "late")]
-    assert batch_of(worker, arrivals, linger=0.0) == ["a", "b"]  # greedy: no wait
-    assert batch_of(worker, arrivals, linger=0.3) == ["a", "b", "late"]
-    assert batch_of(worker, arrivals, linger=0.05) == ["a", "b"]  # bounded by the time
-    assert batch_of(worker, [(0.0, str(i)) for i in range(10)], linger=0.3,
-                    batch_max=4) == ["0", "1", "2", "3"]  # bounded by the size, at once
+    queued = [(0.0, f"{i:02d}") for i in range(route.LINGER_FROM)]
+    arrivals = [*queued, (0.15, "late")]
+    names = [m for _, m in queued]
+    assert batch_of(worker, arrivals, linger=0.0) == names  # greedy: no wait
+    assert batch_of(worker, arrivals, linger=0.3) == [*names, "late"]
+    assert batch_of(worker, arrivals, linger=0.05) == names  # bounded by the time
+    assert batch_of(worker, [(0.0, f"{i:02d}") for i in range(40)], linger=0.3,
+                    batch_max=20) == [f"{i:02d}" for i in range(20)]  # bounded by size, at once
+    # a trickle (fewer queued than LINGER_FROM) never waits for the linger
+    started = time.monotonic()
+    assert batch_of(worker, [(0.0, "a"), (0.0, "b"), (0.15, "late")], linger=0.3) == ["a", "b"]
+    assert time.monotonic() - started < 0.1

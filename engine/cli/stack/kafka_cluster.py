@@ -30,13 +30,10 @@ class LocalCluster:
     cluster: str = field(default_factory=kafka_broker.cluster_id)
 
     def __post_init__(self) -> None:
-        taken: set[int] = set()
-        for ports in (self.ports, self.controllers):
-            while len(ports) < NODES:
-                port = process.free_port()
-                if port not in taken:
-                    taken.add(port)
-                    ports.append(port)
+        if not self.ports or not self.controllers:
+            free = process.free_ports(2 * NODES)
+            self.ports = self.ports or free[:NODES]
+            self.controllers = self.controllers or free[NODES:]
 
     @property
     def bootstrap(self) -> str:

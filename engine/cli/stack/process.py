@@ -68,6 +68,16 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(sock.getsockname()[1])
 
 
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct ports free right now (a cluster's nodes and their second ports)."""
+    ports: list[int] = []
+    while len(ports) < count:
+        port = free_port()
+        if port not in ports:
+            ports.append(port)
+    return ports
+
+
 def require_free(port: int, what: str, option: str) -> None:
     if not port_is_free(port):
         raise StackError(

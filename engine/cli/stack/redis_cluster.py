@@ -29,13 +29,10 @@ class LocalRedisCluster:
     bus_ports: list[int] = field(default_factory=list)  # node to node (default: port + 10000)
 
     def __post_init__(self) -> None:
-        taken: set[int] = set()
-        for ports in (self.ports, self.bus_ports):
-            while len(ports) < NODES:
-                port = process.free_port()
-                if port not in taken:
-                    taken.add(port)
-                    ports.append(port)
+        if not self.ports or not self.bus_ports:
+            free = process.free_ports(2 * NODES)
+            self.ports = self.ports or free[:NODES]
+            self.bus_ports = self.bus_ports or free[NODES:]
 
     @property
     def url(self) -> str:
