@@ -39,8 +39,8 @@ def register(commands: Commands) -> None:
     route.add_argument("--linger-ms", type=_non_negative, default=None, metavar="MS",
                        help="under load (16 or more records queued), keep taking what "
                             "arrives for up to MS milliseconds after a batch's first record "
-                            "(default 50; 0: only what is already queued); one transaction "
-                            "per batch")
+                            "(default 0: only what is already queued); one transaction per "
+                            "batch")
     route.add_argument("--batch-max", type=_positive, default=None, metavar="N",
                        help="records per batch (transaction) at most (default 500)")
     timers = command(kinds, "worker timers")
