@@ -20,6 +20,7 @@ import logging
 import multiprocessing
 import os
 import queue
+import signal
 import threading
 import time
 from collections import Counter, defaultdict
@@ -114,7 +115,8 @@ def rebuild(settings: Settings, store: TimerStore, timeout: float = 600.0,
                                            dict(fired), timeout)]
         else:
             spawn = multiprocessing.get_context("spawn")  # no fork of librdkafka's threads
-            with ProcessPoolExecutor(n, mp_context=spawn) as pool:
+            with ProcessPoolExecutor(n, mp_context=spawn,
+                                     initializer=die_with_parent) as pool:
                 results = list(pool.map(_rebuild_partitions, [settings] * n,
                                         [redis_kwargs] * n, [store.prefix] * n, groups,
                                         [dict(fired)] * n, [timeout] * n))
@@ -124,6 +126,22 @@ def rebuild(settings: Settings, store: TimerStore, timeout: float = 600.0,
         return report
     finally:
         lock.release()
+
+
+def die_with_parent() -> None:
+    """A rebuild reader must not outlive its timer worker. Killed with -9 mid-rebuild, the
+    worker left its readers running (found as orphans after the chaos and alert tests):
+    writing plans to Redis beside the next worker's own rebuild, then idle for good. Linux
+    sends them SIGKILL when the worker dies (PR_SET_PDEATHSIG); elsewhere they end with
+    their partitions."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() == 1:  # the worker died before the line above took effect
+        os._exit(1)
 
 
 def _rebuild_partitions(settings: Settings, redis_kwargs: dict[str, Any], prefix: str,
