@@ -133,7 +133,8 @@ def die_with_parent() -> None:
     worker left its readers running (found as orphans after the chaos and alert tests):
     writing plans to Redis beside the next worker's own rebuild, then idle for good. Linux
     sends them SIGKILL when the worker dies (PR_SET_PDEATHSIG); elsewhere they end with
-    their partitions."""
+    their partitions. The signal comes when the *thread* that started them ends: every caller
+    (the timer worker's loop, its audit, ``timers rebuild``) rebuilds on its main thread."""
     try:
         import ctypes
 
