@@ -27,8 +27,9 @@ Why this shape:
   escalation quotes) is only read back in Python when a timer fires, so it is stored
   deflated with a preset dictionary of the words every plan repeats.
 
-The layout of the case value and ``_ZDICT`` are a storage format: a value written with one
-cannot be read with another. Change either together with ``CASE_KEY``, so old values are
+The layout of the case value and ``_ZDICT`` (both in ``timer_plan``, with the record header
+that carries them) are a storage format: a value written with one cannot be read with
+another. Change either together with ``CASE_KEY``, so old values are
 never read; the workers' audit then finds the open cases missing and rebuilds from Kafka
 (``griddispatch timers rebuild`` does it at once). Members claimed meanwhile find no value
 under the new key and are dropped as stale; the rebuild plans them again.
