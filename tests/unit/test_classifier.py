@@ -374,3 +374,22 @@ def test_a_batch_is_classified_exactly_as_one_report_at_a_time() -> None:
     one = [classify_raw(rules, raw, AT) for raw in raws]
     assert [to_json(r) for r in batch] == [to_json(r) for r in one]
     assert classify_many(rules, []) == []
+
+
+def test_one_row_scores_equal_the_batch_form_ties_included() -> None:
+    """``_scored`` (a report whose keywords are evidence) must give what ``_scored_rows``
+    gives for the same row, to the last bit, or a replay could differ from the original."""
+    model = ruleset().model
+    assert model is not None
+    rng = np.random.default_rng(7)
+    size = len(model.classes)
+    for i in range(500):
+        raw = rng.normal(size=size).astype(np.float32) * np.float32(rng.uniform(0.5, 8))
+        if i % 3 == 0:  # many equal, near-zero probabilities: ties at the cut of the top 3
+            raw[rng.integers(0, size, 40)] = -90
+        probabilities = np.exp(raw - raw.max()).astype(np.float32)
+        probabilities /= probabilities.sum()
+        urgency = float(rng.uniform())
+        one = model._scored(probabilities, urgency, 3)
+        rows = model._scored_rows(probabilities[None, :], np.asarray([urgency]), 3)[0]
+        assert one[:5] == rows[:5]
