@@ -135,6 +135,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--latency-rates", type=int, nargs="*",
                         default=[dispatch_report.OFFERED_RATE, 100],
                         help="offered reports/s of the latency runs (the first is the issue's)")
+    parser.add_argument("--no-warmup-drain", action="store_true",
+                        help="skip the unmeasured drains that warm a new broker's JIT up")
     parser.add_argument("--no-stages", action="store_true",
                         help="skip the classify-only and route-only drains")
     parser.add_argument("--dispatch-out", type=Path,
@@ -269,7 +271,8 @@ def run_dispatch(args: argparse.Namespace) -> None:
                                 args.dispatch_rounds, args.latency_rates,
                                 args.latency_seconds, not args.no_stages,
                                 log=lambda m: print(m, flush=True),
-                                warmup_seconds=args.latency_warmup)
+                                warmup_seconds=args.latency_warmup,
+                                warmup_drain=not args.no_warmup_drain)
     out = {"benchmark": "dispatch", "machine": machine,
            "method": {"reports_per_drain": args.dispatch_reports,
                       "rounds": args.dispatch_rounds, "statistic": "median of rounds",

@@ -68,6 +68,8 @@ class DispatchReport:
     broker: str
     fanout: dict[int, list[Drain]] = field(default_factory=dict)
     fanout_latency: list[Latency] = field(default_factory=list)
+    # issue 18, item 3: the classify worker alone (with the broker) at the offered rates
+    classify_latency: list[Latency] = field(default_factory=list)
 
     def rate(self, phase: dict[int, list[Drain]], n: int) -> float:
         return median_drain(phase[n]).per_s
@@ -129,7 +131,8 @@ class DispatchReport:
                 "p99_engine_over_fanout": self.p99_over_fanout(),
                 "p99_target_met": (self.p99_over_fanout() or float("inf"))
                 <= TARGET_P99_OVER_FANOUT,
-                "stages_alone": {k: v.as_json() for k, v in self.alone.items()}}
+                "stages_alone": {k: v.as_json() for k, v in self.alone.items()},
+                "classify_alone_latency": [lat.as_json() for lat in self.classify_latency]}
 
 
 def table(report: DispatchReport) -> str:
@@ -164,6 +167,14 @@ def table(report: DispatchReport) -> str:
     if "route" in report.alone and report.fanout.get(1):
         rows.append(f"route worker alone / fan-out passthrough (N=1): "
                     f"{report.alone['route'].per_s / report.rate(report.fanout, 1):.2f}")
+    for lat in report.classify_latency:
+        hop = lat.summary(lat.classify_hop_ms)
+        cpu = lat.cpu_seconds.get("classify", 0.0)
+        rows.append(f"classify alone{' (warm-up)' if lat.warmup else ''} at "
+                    f"{lat.offered_rate}/s: hop p50 {hop['p50_ms']} ms, p99 {hop['p99_ms']} ms "
+                    f"(p50 first/last third {hop['p50_first_third_ms']}/"
+                    f"{hop['p50_last_third_ms']} ms), {lat.seen:,}/{lat.sent:,} classified, "
+                    f"{cpu / max(1.0, lat.send_seconds):.0%} of a core")
     for lat in report.fanout_latency:
         v = lat.summary(lat.visible_ms)
         rows.append(f"fan-out latency{' (warm-up)' if lat.warmup else ''} at "

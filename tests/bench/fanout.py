@@ -52,7 +52,7 @@ from tests.bench.harness import (
 )
 from tests.bench.latency import Fixed, Latency, LatencyPlan, measure_latency
 
-Header = tuple[str, bytes]
+Header = tuple[str, str | bytes | None]  # confluent-kafka's header type
 Plan = dict[bytes, list[tuple[str, bytes, bytes, list[Header]]]]  # sha1(input) -> records
 GROUP = "bench-fanout"
 
@@ -66,9 +66,10 @@ def plan_for(records: Sequence[tuple[bytes | None, bytes]]) -> tuple[Plan, int]:
     now = datetime.now(UTC)
     for _key, value in records:
         step = on_classified(ruleset, store, Classified.model_validate_json(value), now)
-        outs = [(o.topic, o.key.encode(), to_json(o.value),
-                 [(name, raw) for name, raw in headers_for(o.value, ruleset.revision)
-                  if isinstance(raw, bytes)]) for o in step.outputs]
+        outs: list[tuple[str, bytes, bytes, list[Header]]] = [
+            (o.topic, o.key.encode(), to_json(o.value),
+             [(name, raw) for name, raw in headers_for(o.value, ruleset.revision)
+              if isinstance(raw, bytes)]) for o in step.outputs]
         cases += sum(1 for topic, *_ in outs if topic == "cases")
         plan[hashlib.sha1(value, usedforsecurity=False).digest()] = outs
     return plan, cases

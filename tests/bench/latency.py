@@ -23,6 +23,7 @@ from engine.runtime import kafka
 from engine.runtime.settings import Settings
 from tests.bench.harness import (
     Processes,
+    classified_count,
     cpu_by_kind,
     cpu_text,
     delta,
@@ -164,46 +165,17 @@ def measure_latency(settings: Settings, plan: LatencyPlan, procs: Processes,
     watcher = AssignmentWatcher(settings)
     producer = kafka.producer(settings)  # the connectors' settings (linger 5 ms)
     topic = settings.topic("incidents.reported" if fixed is None else "incidents.classified")
-    sent_wall: dict[str, float] = {}
-    sent_ts: dict[str, int] = {}
-
-    def delivered(err: Any, msg: Any, incident: str) -> None:
-        if err is None:
-            sent_ts[incident] = msg.timestamp()[1]
-
-    reports = plan.reports.reports
-    total = min(len(reports) if fixed is None else len(fixed), int(plan.rate * plan.seconds))
+    sent = Sent()
+    sent_wall, sent_ts = sent.wall, sent.ts
+    total = min(len(plan.reports.reports) if fixed is None else len(fixed),
+                int(plan.rate * plan.seconds))
     try:
-        # Hygiene, so the window measures the engine at this rate and nothing else: the
-        # drain before left ~150 MB of dirty pages that the kernel would write back inside
-        # the window, and this process holds the drain's records (its own full collections
-        # would delay the watcher's clock, not the engine).
-        os.sync()
-        gc.collect()
-        gc.freeze()
-        time.sleep(1.0)  # let the watcher's first fetches go out
+        _settle()
         routed_before = routed_count(procs)
         counters_before = route_counters(procs)
         open_cases = open_case_count(procs)
         cpu_before = cpu_by_kind(procs, broker_pid)
-        start = time.perf_counter()
-        i = 0
-        while i < total:
-            due = min(total, int((time.perf_counter() - start) * plan.rate) + 1)
-            while i < due:
-                if fixed is None:
-                    key, value = encode(reports[i], datetime.now(UTC))
-                    incident = key.decode()
-                else:
-                    key, value, incident = fixed[i]
-                sent_wall[incident] = time.time()
-                producer.produce(topic, key=key, value=value,
-                                 on_delivery=lambda err, msg, iid=incident: delivered(err, msg,
-                                                                                      iid))
-                i += 1
-            producer.poll(0)
-            time.sleep(0.001)
-        send_seconds = time.perf_counter() - start
+        send_seconds = _offer(producer, topic, plan, total, fixed, sent)
         producer.flush(30)
         expected = plan.reports.expected_assigned
         deadline = time.monotonic() + LATENCY_DRAIN_TIMEOUT
@@ -232,12 +204,8 @@ def measure_latency(settings: Settings, plan: LatencyPlan, procs: Processes,
         watcher.close()
     # The first hop alone: when classify wrote each report (its CreateTime), to split the
     # end-to-end figure between the two workers.
-    classified_at: dict[str, int] = {}
-    first_sent = min(sent_ts.values(), default=0)
-    hop = read_back(settings, ["incidents.classified"], keep=True) if fixed is None else None
-    for _topic, ts, _key, raw in hop.records if hop else ():
-        if ts >= first_sent:
-            classified_at[json.loads(raw or b"{}").get("incident_id", "")] = ts
+    classified_at = (_classified_at(settings, min(sent_ts.values(), default=0))
+                     if fixed is None else {})
     hop_ms = sorted(((sent_wall[iid], float(ts - sent_ts[iid]))
                      for iid, ts in classified_at.items() if iid in sent_ts))
     kafka_ms, visible_ms = [], []
@@ -254,6 +222,96 @@ def measure_latency(settings: Settings, plan: LatencyPlan, procs: Processes,
         f"{send_seconds:.1f}s; {len(found):,}/{expected:,} lead assignments; kafka "
         f"{lat.summary(kafka_ms)}; visible {lat.summary(visible_ms)}; classify hop "
         f"{lat.summary(lat.classify_hop_ms)}; cpu {cpu_text(cpu)}; route batches {batches}")
+    return lat
+
+
+def _settle() -> None:
+    """Hygiene, so the window measures the engine at this rate and nothing else: the drain
+    before left ~150 MB of dirty pages that the kernel would write back inside the window,
+    and this process holds the drain's records (its own full collections would delay the
+    watcher's clock, not the engine)."""
+    os.sync()
+    gc.collect()
+    gc.freeze()
+    time.sleep(1.0)  # let the readers' first fetches go out
+
+
+class Sent:
+    """When each offered record was sent (wall clock) and its Kafka timestamp, by incident."""
+
+    def __init__(self) -> None:
+        self.wall: dict[str, float] = {}
+        self.ts: dict[str, int] = {}
+
+    def delivered(self, err: Any, msg: Any, incident: str) -> None:
+        if err is None:
+            self.ts[incident] = msg.timestamp()[1]
+
+
+def _offer(producer: Any, topic: str, plan: LatencyPlan, total: int, fixed: Fixed | None,
+           sent: Sent) -> float:
+    """Send ``total`` records at ``plan.rate`` a second; the seconds it took."""
+    reports = plan.reports.reports
+    start = time.perf_counter()
+    i = 0
+    while i < total:
+        due = min(total, int((time.perf_counter() - start) * plan.rate) + 1)
+        while i < due:
+            if fixed is None:
+                key, value = encode(reports[i], datetime.now(UTC))
+                incident = key.decode()
+            else:
+                key, value, incident = fixed[i]
+            sent.wall[incident] = time.time()
+            producer.produce(topic, key=key, value=value,
+                             on_delivery=lambda err, msg, iid=incident: sent.delivered(err, msg,
+                                                                                        iid))
+            i += 1
+        producer.poll(0)
+        time.sleep(0.001)
+    return time.perf_counter() - start
+
+
+def _classified_at(settings: Settings, first_sent: int) -> dict[str, int]:
+    """When classify wrote each report (the output's CreateTime), by incident id."""
+    out: dict[str, int] = {}
+    for _topic, ts, _key, raw in read_back(settings, ["incidents.classified"], keep=True).records:
+        if ts >= first_sent:
+            out[json.loads(raw or b"{}").get("incident_id", "")] = ts
+    return out
+
+
+def measure_classify_hop(settings: Settings, plan: LatencyPlan, procs: Processes,
+                         broker_pid: int | None, log: Log) -> Latency:
+    """The classify worker alone at ``plan.rate``: each report's hop from the intake topic to
+    ``incidents.classified`` (Kafka timestamps), and the CPU it took. Issue 18, item 3: does
+    the classify stage keep up at the offered rate, with what margin, when it has the
+    machine to itself and the broker?"""
+    producer = kafka.producer(settings)
+    sent = Sent()
+    sent_wall, sent_ts = sent.wall, sent.ts
+    total = min(len(plan.reports.reports), int(plan.rate * plan.seconds))
+    _settle()
+    before = classified_count(procs)
+    cpu_before = cpu_by_kind(procs, broker_pid)
+    send_seconds = _offer(producer, settings.topic("incidents.reported"), plan, total, None,
+                          sent)
+    producer.flush(30)
+    deadline = time.monotonic() + LATENCY_DRAIN_TIMEOUT
+    while classified_count(procs) - before < total and time.monotonic() < deadline:
+        procs.check_alive()
+        time.sleep(0.2)
+    cpu = delta(cpu_by_kind(procs, broker_pid), cpu_before)
+    done = classified_count(procs) - before
+    at = _classified_at(settings, min(sent_ts.values(), default=0))
+    hop = [float(at[iid] - sent_ts[iid]) for iid in sorted(sent_ts, key=sent_wall.__getitem__)
+           if iid in at]
+    lat = Latency(plan.rate, total, send_seconds, total, int(done), [], [], cpu, hop, 0.0, {},
+                  {}, plan.warmup)
+    log(f"[classify alone{' warm-up' if plan.warmup else ''}] offered {plan.rate}/s, achieved "
+        f"{lat.achieved_rate:,.0f}/s over {send_seconds:.1f}s; {done:,.0f}/{total:,} "
+        f"classified; hop {lat.summary(hop)}; cpu {cpu_text(cpu)} "
+        f"({1000 * cpu.get('classify', 0.0) / max(1, done):.2f} ms of classify CPU a report)")
     return lat
 
 

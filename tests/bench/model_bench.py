@@ -32,6 +32,7 @@ import os
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -153,7 +154,7 @@ def run(rounds: int, log: Any = print, train: bool = True) -> dict[str, Any]:
         paths[by] = paths.get(by, 0) + 1
     same = sum(_decision(classify_raw(ruleset, r, RECEIVED_AT))
                == _decision(classify_raw(tenfold, r, RECEIVED_AT)) for r in model_raws)
-    passes = {
+    passes: dict[str, Callable[[], float]] = {
         "floor": lambda: _timed(_floor, model_raws),
         "model_decided": lambda: _timed(lambda rs: _classify(ruleset, rs), model_raws),
         "rule_decided": lambda: _timed(lambda rs: _classify(ruleset, rs), rule_raws),

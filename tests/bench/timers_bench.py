@@ -56,7 +56,8 @@ from engine.contracts import to_json
 from engine.rules.load import load_rules
 from engine.runtime import kafka
 from engine.runtime.settings import Settings
-from engine.runtime.timer_store import CASE_KEY, SHARDS, TimerStore, shard_of
+from engine.runtime.timer_plan import CASE_KEY
+from engine.runtime.timer_store import SHARDS, TimerStore, shard_of
 from engine.runtime.workers.timers import BATCH as WORKER_BATCH
 from engine.runtime.workers.timers import POLL_SECONDS
 from engine.sla.model import SlaTimer

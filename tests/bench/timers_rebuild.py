@@ -278,7 +278,8 @@ def produce_cases(settings: Settings, variants: CaseVariants, count: int, log: L
     started = time.monotonic()
     for n in range(count):
         key, value = variants.key_value(n)
-        headers = [(timer_plan.INDEX_HEADER, variants.index_header(n, value))]
+        headers: list[tuple[str, str | bytes | None]] = [
+            (timer_plan.INDEX_HEADER, variants.index_header(n, value))]
         while True:
             try:
                 producer.produce(topic, value, key, headers=headers)

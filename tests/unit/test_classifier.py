@@ -393,3 +393,19 @@ def test_one_row_scores_equal_the_batch_form_ties_included() -> None:
         one = model._scored(probabilities, urgency, 3)
         rows = model._scored_rows(probabilities[None, :], np.asarray([urgency]), 3)[0]
         assert one[:5] == rows[:5]
+
+
+def test_the_direct_sparse_product_equals_scipys_checked_one() -> None:
+    """``sparse_product`` calls scipy's kernel past its checks; a scipy that changed it must
+    fail here (or take the checked path), never score differently."""
+    from engine.classifier.model import sparse_product, sparse_product_checked
+
+    model = ruleset().model
+    assert model is not None
+    texts = ["小区门口的路灯坏了好几天了", "燃气泄露闻到很大的味道", "", "楼上装修噪音扰民"]
+    for batch in (texts[:1], texts, texts[2:3]):
+        rows, values, indptr = model.vectors(batch)
+        for dense in (model.weights, model.urgent_weights[:, None]):
+            fast = sparse_product(rows, values, indptr, dense)
+            assert fast.dtype == np.float32 and fast.shape == (len(batch), dense.shape[1])
+            assert np.array_equal(fast, sparse_product_checked(rows, values, indptr, dense))
