@@ -36,7 +36,7 @@ def sparse_product(rows: Ints, values: Floats, indptr: Ints, dense: Floats) -> F
 
     The kernel sums each text's terms in its own order whatever else is in the batch, so a
     report's scores do not depend on its batch. Built through ``csr_matrix``, the same call
-    cost about 100 µs of checks and dispatch per batch, more than the arithmetic of a
+    cost about 75 µs of checks and dispatch per batch, more than the arithmetic of a
     quiet hour's batch of one; that path stays as the fallback should scipy's private
     module ever change (``tests/unit/test_classifier.py`` holds the two equal).
     """
