@@ -67,6 +67,7 @@ from pathlib import Path
 
 from confluent_kafka import OFFSET_BEGINNING, TopicPartition
 
+from engine.rules import RuleSet
 from engine.rules.load import load_rules
 from engine.runtime import kafka
 from engine.runtime.settings import Settings
@@ -282,7 +283,7 @@ def run_stage_alone(bootstrap: str, broker_pid: int | None, workdir: Path, kind:
 
 
 def _warm_up(bootstrap: str, broker_pid: int | None, workdir: Path, n: int, count: int,
-             log: Log) -> None:
+             ruleset: RuleSet, log: Log) -> None:
     """An engine drain and a fan-out drain of ``count`` other reports, not measured, before
     the first measured round.
 
@@ -292,7 +293,7 @@ def _warm_up(bootstrap: str, broker_pid: int | None, workdir: Path, n: int, coun
     cores shared with the workers. The first measured round then paid for warming the
     broker up for every round after it, and the engine, run before the fan-out, paid most.
     """
-    reports = expected_outcomes(load_rules(RULES), make_reports(count, SEED - 1, "WU"))
+    reports = expected_outcomes(ruleset, make_reports(count, SEED - 1, "WU"))
     started = time.monotonic()
     run_ = run_engine(bootstrap, broker_pid, workdir, n, reports, [], lambda _: None)
     from tests.bench import fanout as fan  # it imports this module
@@ -351,7 +352,7 @@ def run(partitions: Sequence[int] = (1, 2), count: int = REPORTS, rounds: int = 
             from tests.bench import fanout as fan  # it imports this module
 
             if warmup_drain:
-                _warm_up(bootstrap, broker_pid, workdir, min(partitions), count, log)
+                _warm_up(bootstrap, broker_pid, workdir, min(partitions), count, ruleset, log)
 
             for n in partitions:
                 for i in range(rounds):
